@@ -1,6 +1,34 @@
 //! chainlog: an embedded, tamper-evident, append-only ledger store.
+//!
+//! Records are hash-linked, CRC-framed and stored in sled; one in-process writer assigns
+//! every sequence number, timestamp and predecessor under a lock, and a compare-and-swap
+//! on the head is the commit point. See `docs/FORMAT.md` for the byte layout.
 #![forbid(unsafe_code)]
+#![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+mod error;
+mod format;
 mod hash;
+mod verify;
 
+#[cfg(all(feature = "store", not(loom)))]
+mod ledger;
+#[cfg(feature = "store")]
+mod store;
+#[cfg(feature = "store")]
+mod sync;
+#[cfg(feature = "store")]
+mod writer;
+
+pub use error::{Error, Result};
+pub use format::FrameError;
 pub use hash::{Hash, HashAlg, HASH_LEN};
+pub use verify::{Break, BreakKind, VerifyReport};
+
+#[cfg(all(feature = "store", not(loom)))]
+pub use ledger::{HeadInfo, Ledger, Options, Range, Record};
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub use store::{FaultPlan, Op};
+#[cfg(feature = "store")]
+pub use writer::{Durability, FailurePolicy, Health, Metrics, Receipt};

@@ -1,0 +1,93 @@
+//! The crate's one error type. I/O failures and corruption are different variants: an
+//! I/O error may go away on retry or reopen, corruption never does.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use crate::hash::HashAlg;
+
+/// Everything that can go wrong in chainlog.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A storage operation failed; `op` names it.
+    Io { op: &'static str, source: io::Error },
+    /// The ledger directory is already open, in this process or another.
+    AlreadyOpen { path: PathBuf },
+    /// `create` found a ledger (or other data) already in the directory.
+    AlreadyExists { path: PathBuf },
+    /// `open` found no ledger in the directory.
+    NotALedger { path: PathBuf },
+    /// The ledger uses another hash algorithm than the caller expects.
+    HashMismatch { expected: HashAlg, found: HashAlg },
+    /// Stored data is damaged or inconsistent; the ledger refuses to go on from it.
+    Corrupt { detail: String },
+    /// The head changed underneath the writer, or disagrees with the last record: a
+    /// fail-closed stop, never retried onto another predecessor.
+    HeadConflict { detail: String },
+    /// An earlier failure poisoned the ledger; reopen it to run recovery.
+    Poisoned { reason: String },
+    /// The payload is larger than a record may carry.
+    PayloadTooLarge { len: usize, max: usize },
+    /// No record has this sequence number.
+    NotFound { seq: u64, len: u64 },
+    /// An argument is invalid; the text says which and why.
+    InvalidArgument { detail: String },
+}
+
+/// Shorthand for `Result<T, chainlog::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(op: &'static str, source: io::Error) -> Error {
+        Error::Io { op, source }
+    }
+
+    /// True for errors that mean stored data cannot be trusted.
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corrupt { .. } | Error::HeadConflict { .. })
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io { op, source } => write!(f, "I/O error during {op}: {source}"),
+            Error::AlreadyOpen { path } => write!(
+                f,
+                "ledger {} is already open (in this process or another); close it first",
+                path.display()
+            ),
+            Error::AlreadyExists { path } => {
+                write!(f, "{} already holds a ledger or other data", path.display())
+            }
+            Error::NotALedger { path } => write!(f, "{} holds no chainlog ledger", path.display()),
+            Error::HashMismatch { expected, found } => {
+                write!(f, "the ledger uses {found}, but {expected} was expected")
+            }
+            Error::Corrupt { detail } => write!(f, "ledger is corrupt: {detail}"),
+            Error::HeadConflict { detail } => write!(f, "head conflict: {detail}"),
+            Error::Poisoned { reason } => write!(
+                f,
+                "ledger is poisoned by an earlier failure ({reason}); reopen it to recover"
+            ),
+            Error::PayloadTooLarge { len, max } => {
+                write!(f, "payload of {len} bytes exceeds the limit of {max} bytes")
+            }
+            Error::NotFound { seq, len } => {
+                write!(f, "no record {seq}: the ledger holds records 0..{len}")
+            }
+            Error::InvalidArgument { detail } => write!(f, "invalid argument: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

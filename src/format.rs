@@ -1,0 +1,518 @@
+//! Record format v1: frames, configuration and head, byte for byte as `docs/FORMAT.md`
+//! specifies them. Offsets are built from one another so the layout is stated once.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
+
+use std::fmt;
+
+use crate::hash::{Hash, HashAlg, HASH_LEN};
+
+/// Format version byte of frames, configuration and head.
+pub const FORMAT_VERSION: u8 = 0x01;
+
+// ---- frame: [len u32][entry][record hash][body tag][salt, payload]?[crc32] ----
+
+/// Width of the frame length field; the length counts the whole frame, this field and CRC included.
+pub const LEN_LEN: usize = 4;
+/// Width of the CRC field at the end of a frame.
+pub const CRC_LEN: usize = 4;
+
+/// Entry field offsets, relative to the start of the entry (frame offset 4).
+pub const E_VERSION: usize = 0;
+pub const E_ALG: usize = E_VERSION + 1;
+pub const E_SEQ: usize = E_ALG + 1;
+pub const E_TIMESTAMP: usize = E_SEQ + 8;
+pub const E_PREV: usize = E_TIMESTAMP + 8;
+pub const E_COMMITMENT: usize = E_PREV + HASH_LEN;
+pub const E_PAYLOAD_LEN: usize = E_COMMITMENT + HASH_LEN;
+/// Entry length: the bytes the record hash covers (after the 0x00 leaf tag).
+pub const ENTRY_LEN: usize = E_PAYLOAD_LEN + 4;
+
+/// Frame offsets.
+pub const F_ENTRY: usize = LEN_LEN;
+pub const F_HASH: usize = F_ENTRY + ENTRY_LEN;
+pub const F_BODY_TAG: usize = F_HASH + HASH_LEN;
+pub const F_SALT: usize = F_BODY_TAG + 1;
+pub const F_PAYLOAD: usize = F_SALT + HASH_LEN;
+
+/// Body tag: salt and payload follow.
+pub const BODY_PRESENT: u8 = 0x00;
+/// Body tag: payload and salt were removed by redaction; the commitment stays.
+pub const BODY_REDACTED: u8 = 0x01;
+
+/// Length of a redacted frame (no salt, no payload).
+pub const REDACTED_FRAME_LEN: usize = F_SALT + CRC_LEN;
+/// Length of a frame with an empty payload; a frame with payload `n` is this plus `n`.
+pub const PRESENT_FRAME_OVERHEAD: usize = F_PAYLOAD + CRC_LEN;
+/// Largest payload a record may carry (16 MiB).
+pub const MAX_PAYLOAD: usize = 16 << 20;
+/// Largest valid frame.
+pub const MAX_FRAME_LEN: usize = PRESENT_FRAME_OVERHEAD + MAX_PAYLOAD;
+
+/// Why bytes are not a valid frame. `Crc` alone means media corruption: everything else
+/// is a malformed frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// Fewer bytes than the frame needs.
+    Truncated { needed: usize, available: usize },
+    /// The length field is outside what a valid frame can have.
+    BadLength { len: u64 },
+    /// An unknown format version byte.
+    BadVersion { version: u8 },
+    /// An unknown hash algorithm byte.
+    BadAlgorithm { id: u8 },
+    /// An unknown body tag.
+    BadBodyTag { tag: u8 },
+    /// The length field disagrees with the payload length and body tag.
+    LengthMismatch {
+        frame_len: usize,
+        payload_len: u64,
+        tag: u8,
+    },
+    /// The CRC does not match the bytes it covers.
+    Crc { stored: u32, computed: u32 },
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Truncated { needed, available } => {
+                write!(f, "truncated frame: needs {needed} bytes, {available} available")
+            }
+            FrameError::BadLength { len } => write!(
+                f,
+                "frame length {len} is outside {REDACTED_FRAME_LEN}..={MAX_FRAME_LEN}"
+            ),
+            FrameError::BadVersion { version } => {
+                write!(f, "unknown frame version 0x{version:02x} (expected 0x01)")
+            }
+            FrameError::BadAlgorithm { id } => write!(f, "unknown hash algorithm id 0x{id:02x}"),
+            FrameError::BadBodyTag { tag } => write!(f, "unknown body tag 0x{tag:02x}"),
+            FrameError::LengthMismatch {
+                frame_len,
+                payload_len,
+                tag,
+            } => write!(
+                f,
+                "frame length {frame_len} does not fit payload length {payload_len} with body tag 0x{tag:02x}"
+            ),
+            FrameError::Crc { stored, computed } => write!(
+                f,
+                "CRC mismatch (stored {stored:08x}, computed {computed:08x}): media corruption"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// The fields a record's hash covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub alg: HashAlg,
+    pub seq: u64,
+    pub timestamp: u64,
+    pub prev: Hash,
+    pub commitment: Hash,
+    pub payload_len: u32,
+}
+
+impl Entry {
+    /// The entry bytes, exactly as hashed.
+    pub fn to_bytes(&self) -> [u8; ENTRY_LEN] {
+        let mut e = [0u8; ENTRY_LEN];
+        e[E_VERSION] = FORMAT_VERSION;
+        e[E_ALG] = self.alg.id();
+        e[E_SEQ..E_TIMESTAMP].copy_from_slice(&self.seq.to_be_bytes());
+        e[E_TIMESTAMP..E_PREV].copy_from_slice(&self.timestamp.to_be_bytes());
+        e[E_PREV..E_COMMITMENT].copy_from_slice(&self.prev.0);
+        e[E_COMMITMENT..E_PAYLOAD_LEN].copy_from_slice(&self.commitment.0);
+        e[E_PAYLOAD_LEN..ENTRY_LEN].copy_from_slice(&self.payload_len.to_be_bytes());
+        e
+    }
+
+    /// The record hash: the RFC 9162 leaf hash of the entry bytes.
+    pub fn hash(&self) -> Hash {
+        self.alg.leaf(&self.to_bytes())
+    }
+}
+
+/// A decoded frame, borrowing salt and payload from the bytes it was decoded from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameRef<'a> {
+    pub entry: Entry,
+    /// The record hash as stored (a verifier compares it with `entry.hash()`).
+    pub stored_hash: Hash,
+    /// Salt and payload; `None` when the record is redacted.
+    pub body: Option<(&'a [u8; HASH_LEN], &'a [u8])>,
+    /// Total frame length in bytes.
+    pub len: usize,
+}
+
+/// Appends the frame of a record to `out` and returns the record hash.
+pub fn encode_frame(
+    out: &mut Vec<u8>,
+    entry: &Entry,
+    body: Option<(&[u8; HASH_LEN], &[u8])>,
+) -> Hash {
+    let start = out.len();
+    let len = match body {
+        Some((_, p)) => PRESENT_FRAME_OVERHEAD + p.len(),
+        None => REDACTED_FRAME_LEN,
+    };
+    // A frame is at most MAX_FRAME_LEN, which fits u32; callers check payload size first.
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+    let entry_bytes = entry.to_bytes();
+    out.extend_from_slice(&entry_bytes);
+    let hash = entry.alg.leaf(&entry_bytes);
+    out.extend_from_slice(&hash.0);
+    match body {
+        Some((salt, payload)) => {
+            out.push(BODY_PRESENT);
+            out.extend_from_slice(salt);
+            out.extend_from_slice(payload);
+        }
+        None => out.push(BODY_REDACTED),
+    }
+    let crc = crc32fast::hash(&out[start..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+    hash
+}
+
+fn be_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        a.copy_from_slice(s);
+    }
+    u32::from_be_bytes(a)
+}
+
+fn be_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    if let Some(s) = b.get(at..at + 8) {
+        a.copy_from_slice(s);
+    }
+    u64::from_be_bytes(a)
+}
+
+fn hash_at(b: &[u8], at: usize) -> Hash {
+    let mut h = [0u8; HASH_LEN];
+    if let Some(s) = b.get(at..at + HASH_LEN) {
+        h.copy_from_slice(s);
+    }
+    Hash(h)
+}
+
+/// Reads the length field of the frame at the start of `buf`, checked against the bounds
+/// of a valid frame; used to step over frames in a group without decoding them.
+pub fn frame_len(buf: &[u8]) -> Result<usize, FrameError> {
+    if buf.len() < LEN_LEN {
+        return Err(FrameError::Truncated {
+            needed: LEN_LEN,
+            available: buf.len(),
+        });
+    }
+    let len = be_u32(buf, 0) as usize;
+    if !(REDACTED_FRAME_LEN..=MAX_FRAME_LEN).contains(&len) {
+        return Err(FrameError::BadLength { len: len as u64 });
+    }
+    if buf.len() < len {
+        return Err(FrameError::Truncated {
+            needed: len,
+            available: buf.len(),
+        });
+    }
+    Ok(len)
+}
+
+/// Decodes the frame at the start of `buf`. Checks structure and CRC; it does not check
+/// the stored hash against the entry (that is the verifier's job: the kinds differ).
+pub fn decode_frame(buf: &[u8]) -> Result<FrameRef<'_>, FrameError> {
+    let len = frame_len(buf)?;
+    let frame = buf.get(..len).ok_or(FrameError::Truncated {
+        needed: len,
+        available: buf.len(),
+    })?;
+    let body_at = len - CRC_LEN;
+    let stored = be_u32(frame, body_at);
+    let computed = crc32fast::hash(frame.get(..body_at).unwrap_or_default());
+    if stored != computed {
+        return Err(FrameError::Crc { stored, computed });
+    }
+    let e = frame.get(F_ENTRY..F_HASH).unwrap_or_default();
+    let version = e.get(E_VERSION).copied().unwrap_or_default();
+    if version != FORMAT_VERSION {
+        return Err(FrameError::BadVersion { version });
+    }
+    let alg_id = e.get(E_ALG).copied().unwrap_or_default();
+    let alg = HashAlg::from_id(alg_id).ok_or(FrameError::BadAlgorithm { id: alg_id })?;
+    let payload_len = be_u32(e, E_PAYLOAD_LEN);
+    let tag = frame.get(F_BODY_TAG).copied().unwrap_or_default();
+    let expected_len = match tag {
+        BODY_PRESENT => PRESENT_FRAME_OVERHEAD as u64 + u64::from(payload_len),
+        BODY_REDACTED => REDACTED_FRAME_LEN as u64,
+        _ => return Err(FrameError::BadBodyTag { tag }),
+    };
+    if expected_len != len as u64 {
+        return Err(FrameError::LengthMismatch {
+            frame_len: len,
+            payload_len: u64::from(payload_len),
+            tag,
+        });
+    }
+    let body = if tag == BODY_PRESENT {
+        let salt: &[u8; HASH_LEN] = frame
+            .get(F_SALT..F_PAYLOAD)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(FrameError::BadLength { len: len as u64 })?;
+        Some((salt, frame.get(F_PAYLOAD..body_at).unwrap_or_default()))
+    } else {
+        None
+    };
+    Ok(FrameRef {
+        entry: Entry {
+            alg,
+            seq: be_u64(e, E_SEQ),
+            timestamp: be_u64(e, E_TIMESTAMP),
+            prev: hash_at(e, E_PREV),
+            commitment: hash_at(e, E_COMMITMENT),
+            payload_len,
+        },
+        stored_hash: hash_at(frame, F_HASH),
+        body,
+        len,
+    })
+}
+
+/// Iterates over the frames packed in one group value, yielding `(offset, result)`.
+/// Stops after the first error, since the following offsets cannot be trusted.
+pub fn frames(group: &[u8]) -> Frames<'_> {
+    Frames {
+        buf: group,
+        at: 0,
+        failed: false,
+    }
+}
+
+/// Iterator returned by [`frames`].
+pub struct Frames<'a> {
+    buf: &'a [u8],
+    at: usize,
+    failed: bool,
+}
+
+impl<'a> Iterator for Frames<'a> {
+    type Item = (usize, Result<FrameRef<'a>, FrameError>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.at >= self.buf.len() {
+            return None;
+        }
+        let at = self.at;
+        let r = decode_frame(self.buf.get(at..).unwrap_or_default());
+        match &r {
+            Ok(f) => self.at += f.len,
+            Err(_) => self.failed = true,
+        }
+        Some((at, r))
+    }
+}
+
+// ---- configuration: written once at creation ----
+
+/// Magic at the start of the configuration value.
+pub const CONFIG_MAGIC: &[u8; 8] = b"CHAINLOG";
+pub const C_MAGIC: usize = 0;
+pub const C_VERSION: usize = C_MAGIC + CONFIG_MAGIC.len();
+pub const C_ALG: usize = C_VERSION + 1;
+pub const C_LEDGER_ID: usize = C_ALG + 1;
+pub const C_CREATED: usize = C_LEDGER_ID + 16;
+pub const C_CRC: usize = C_CREATED + 8;
+pub const CONFIG_LEN: usize = C_CRC + CRC_LEN;
+
+/// A ledger's fixed configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub alg: HashAlg,
+    pub ledger_id: [u8; 16],
+    pub created: u64,
+}
+
+/// Why a configuration or head value does not decode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaError(pub String);
+
+impl fmt::Display for MetaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn check_crc(what: &str, b: &[u8], crc_at: usize) -> Result<(), MetaError> {
+    let stored = be_u32(b, crc_at);
+    let computed = crc32fast::hash(b.get(..crc_at).unwrap_or_default());
+    if stored != computed {
+        return Err(MetaError(format!(
+            "{what} CRC mismatch (stored {stored:08x}, computed {computed:08x})"
+        )));
+    }
+    Ok(())
+}
+
+impl Config {
+    pub fn to_bytes(&self) -> [u8; CONFIG_LEN] {
+        let mut b = [0u8; CONFIG_LEN];
+        b[C_MAGIC..C_VERSION].copy_from_slice(CONFIG_MAGIC);
+        b[C_VERSION] = FORMAT_VERSION;
+        b[C_ALG] = self.alg.id();
+        b[C_LEDGER_ID..C_CREATED].copy_from_slice(&self.ledger_id);
+        b[C_CREATED..C_CRC].copy_from_slice(&self.created.to_be_bytes());
+        let crc = crc32fast::hash(&b[..C_CRC]);
+        b[C_CRC..].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Config, MetaError> {
+        if b.len() != CONFIG_LEN {
+            return Err(MetaError(format!(
+                "configuration is {} bytes, expected {CONFIG_LEN}",
+                b.len()
+            )));
+        }
+        if b.get(C_MAGIC..C_VERSION) != Some(&CONFIG_MAGIC[..]) {
+            return Err(MetaError("configuration magic is not CHAINLOG".into()));
+        }
+        check_crc("configuration", b, C_CRC)?;
+        let version = b.get(C_VERSION).copied().unwrap_or_default();
+        if version != FORMAT_VERSION {
+            return Err(MetaError(format!(
+                "configuration format version 0x{version:02x} is not supported (expected 0x01)"
+            )));
+        }
+        let id = b.get(C_ALG).copied().unwrap_or_default();
+        let alg = HashAlg::from_id(id)
+            .ok_or_else(|| MetaError(format!("unknown hash algorithm id 0x{id:02x}")))?;
+        let mut ledger_id = [0u8; 16];
+        ledger_id.copy_from_slice(b.get(C_LEDGER_ID..C_CREATED).unwrap_or(&[0u8; 16]));
+        Ok(Config {
+            alg,
+            ledger_id,
+            created: be_u64(b, C_CREATED),
+        })
+    }
+
+    /// The genesis record's predecessor.
+    pub fn genesis_prev(&self) -> Hash {
+        self.alg.genesis_prev(&self.ledger_id)
+    }
+}
+
+// ---- head: the commit point ----
+
+pub const H_VERSION: usize = 0;
+pub const H_NEXT_SEQ: usize = H_VERSION + 1;
+pub const H_LAST_HASH: usize = H_NEXT_SEQ + 8;
+pub const H_LAST_TS: usize = H_LAST_HASH + HASH_LEN;
+pub const H_CRC: usize = H_LAST_TS + 8;
+pub const HEAD_LEN: usize = H_CRC + CRC_LEN;
+
+/// The committed head: how many records the ledger holds and the last one's hash and time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    /// Number of records, which is also the next sequence number.
+    pub next_seq: u64,
+    /// Hash of record `next_seq - 1`, or the genesis predecessor when empty.
+    pub last_hash: Hash,
+    /// Timestamp of the last record, or 0 when empty.
+    pub last_timestamp: u64,
+}
+
+impl Head {
+    pub fn to_bytes(&self) -> [u8; HEAD_LEN] {
+        let mut b = [0u8; HEAD_LEN];
+        b[H_VERSION] = FORMAT_VERSION;
+        b[H_NEXT_SEQ..H_LAST_HASH].copy_from_slice(&self.next_seq.to_be_bytes());
+        b[H_LAST_HASH..H_LAST_TS].copy_from_slice(&self.last_hash.0);
+        b[H_LAST_TS..H_CRC].copy_from_slice(&self.last_timestamp.to_be_bytes());
+        let crc = crc32fast::hash(&b[..H_CRC]);
+        b[H_CRC..].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    pub fn from_bytes(b: &[u8]) -> Result<Head, MetaError> {
+        if b.len() != HEAD_LEN {
+            return Err(MetaError(format!(
+                "head is {} bytes, expected {HEAD_LEN}",
+                b.len()
+            )));
+        }
+        check_crc("head", b, H_CRC)?;
+        let version = b.get(H_VERSION).copied().unwrap_or_default();
+        if version != FORMAT_VERSION {
+            return Err(MetaError(format!(
+                "head format version 0x{version:02x} is not supported (expected 0x01)"
+            )));
+        }
+        Ok(Head {
+            next_seq: be_u64(b, H_NEXT_SEQ),
+            last_hash: hash_at(b, H_LAST_HASH),
+            last_timestamp: be_u64(b, H_LAST_TS),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(alg: HashAlg, payload: &[u8]) -> (Vec<u8>, Entry) {
+        let salt = [7u8; HASH_LEN];
+        let e = Entry {
+            alg,
+            seq: 3,
+            timestamp: 42,
+            prev: Hash([9; HASH_LEN]),
+            commitment: alg.commitment(&salt, payload),
+            payload_len: payload.len() as u32,
+        };
+        let mut v = Vec::new();
+        encode_frame(&mut v, &e, Some((&salt, payload)));
+        (v, e)
+    }
+
+    #[test]
+    fn layout_matches_format_md() {
+        assert_eq!(ENTRY_LEN, 86);
+        assert_eq!(F_HASH, 90);
+        assert_eq!(F_BODY_TAG, 122);
+        assert_eq!(F_PAYLOAD, 155);
+        assert_eq!(PRESENT_FRAME_OVERHEAD, 159);
+        assert_eq!(REDACTED_FRAME_LEN, 127);
+        assert_eq!(CONFIG_LEN, 38);
+        assert_eq!(HEAD_LEN, 53);
+    }
+
+    #[test]
+    fn round_trip_and_every_truncation_is_an_error() {
+        for alg in [HashAlg::Blake3, HashAlg::Sha256] {
+            let (v, e) = sample(alg, b"hello");
+            let f = decode_frame(&v).unwrap();
+            assert_eq!(f.entry, e);
+            assert_eq!(f.stored_hash, e.hash());
+            assert_eq!(f.body.unwrap().1, b"hello");
+            for cut in 0..v.len() {
+                assert!(decode_frame(&v[..cut]).is_err(), "cut at {cut}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_single_byte_flip_is_detected() {
+        let (v, _) = sample(HashAlg::Blake3, b"payload");
+        for i in 0..v.len() {
+            let mut w = v.clone();
+            w[i] ^= 0x40;
+            assert!(decode_frame(&w).is_err(), "flip at {i} not detected");
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The storage the writer runs on: sled in production, an in-memory model for loom and
+//! tests, and a fault-injecting wrapper around either.
+//!
+//! The contract is sled's: single-key inserts and a compare-and-swap on the head are
+//! each atomic; nothing is durable until `sync` returns.
+
+use crate::error::Result;
+
+mod fault;
+#[cfg(any(test, loom))]
+mod mem;
+#[cfg(not(loom))]
+mod sled_store;
+
+#[cfg_attr(not(feature = "fault-injection"), allow(unused_imports))]
+pub use fault::{FaultPlan, FaultStore, Op};
+#[cfg(any(test, loom))]
+pub(crate) use mem::MemStore;
+#[cfg(not(loom))]
+pub(crate) use sled_store::SledStore;
+
+/// One stored group: its key (the sequence number of its first frame) and its frames.
+pub(crate) type Group = (u64, Vec<u8>);
+
+/// Iterator over stored groups in key order.
+pub(crate) type GroupIter<'a> = Box<dyn Iterator<Item = Result<Group>> + Send + 'a>;
+
+pub(crate) trait Store: Send + Sync {
+    /// The configuration value, if the ledger has been created.
+    fn read_config(&self) -> Result<Option<Vec<u8>>>;
+    /// Writes the configuration value (once, at creation).
+    fn write_config(&self, value: &[u8]) -> Result<()>;
+    /// The head value.
+    fn read_head(&self) -> Result<Option<Vec<u8>>>;
+    /// Inserts (or replaces) the group keyed by `key`.
+    fn write_group(&self, key: u64, value: &[u8]) -> Result<()>;
+    /// Replaces the head with `new` if it currently equals `expected`; `Ok(false)` if not.
+    fn cas_head(&self, expected: Option<&[u8]>, new: &[u8]) -> Result<bool>;
+    /// Makes everything written so far durable on the device.
+    fn sync(&self) -> Result<()>;
+    /// The group with the greatest key `<= seq`.
+    fn group_at_or_before(&self, seq: u64) -> Result<Option<Group>>;
+    /// Groups with key `>= key`, in key order.
+    fn groups_from(&self, key: u64) -> GroupIter<'_>;
+    /// Removes the group keyed by `key`.
+    fn remove_group(&self, key: u64) -> Result<()>;
+}
+
+impl<S: Store + ?Sized> Store for Box<S> {
+    fn read_config(&self) -> Result<Option<Vec<u8>>> {
+        (**self).read_config()
+    }
+    fn write_config(&self, value: &[u8]) -> Result<()> {
+        (**self).write_config(value)
+    }
+    fn read_head(&self) -> Result<Option<Vec<u8>>> {
+        (**self).read_head()
+    }
+    fn write_group(&self, key: u64, value: &[u8]) -> Result<()> {
+        (**self).write_group(key, value)
+    }
+    fn cas_head(&self, expected: Option<&[u8]>, new: &[u8]) -> Result<bool> {
+        (**self).cas_head(expected, new)
+    }
+    fn sync(&self) -> Result<()> {
+        (**self).sync()
+    }
+    fn group_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
+        (**self).group_at_or_before(seq)
+    }
+    fn groups_from(&self, key: u64) -> GroupIter<'_> {
+        (**self).groups_from(key)
+    }
+    fn remove_group(&self, key: u64) -> Result<()> {
+        (**self).remove_group(key)
+    }
+}

@@ -1,0 +1,134 @@
+//! The production store: sled 0.34.7, plus the device sync sled does not do itself.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use super::{Group, GroupIter, Store};
+use crate::error::{Error, Result};
+
+/// Key of the configuration value in sled's default tree.
+const CONFIG_KEY: &[u8] = b"config";
+/// Key of the head value in sled's default tree.
+const HEAD_KEY: &[u8] = b"head";
+/// Name of the sled tree holding record groups, keyed by first sequence number (u64 BE).
+const RECORDS_TREE: &[u8] = b"records";
+/// sled's data file inside its directory; the file the device sync must reach.
+const SLED_DATA_FILE: &str = "db";
+
+pub(crate) struct SledStore {
+    db: sled::Db,
+    records: sled::Tree,
+    /// A handle on sled's data file: `sled::Db::flush` only issues `sync_file_range`,
+    /// which is not a durability barrier, so every sync ends with `fdatasync` on this.
+    data_file: File,
+}
+
+fn sled_err(op: &'static str, e: sled::Error) -> Error {
+    match e {
+        sled::Error::Io(source) => Error::io(op, source),
+        sled::Error::Corruption { at, bt: _ } => Error::Corrupt {
+            detail: format!("sled reports corruption at {at:?} during {op}"),
+        },
+        other => Error::io(op, io::Error::other(other.to_string())),
+    }
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the sled database in `dir`. The caller holds the
+    /// directory lock, so sled's own lock never decides who opens.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(cache_bytes)
+            // chainlog decides when data reaches the device; sled's timer would only add
+            // unsynchronised sync_file_range calls.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| sled_err("opening sled", e))?;
+        let records = db
+            .open_tree(RECORDS_TREE)
+            .map_err(|e| sled_err("opening the records tree", e))?;
+        let data_file = File::open(dir.join(SLED_DATA_FILE))
+            .map_err(|e| Error::io("opening sled's data file for sync", e))?;
+        Ok(SledStore {
+            db,
+            records,
+            data_file,
+        })
+    }
+
+    fn group(kv: sled::Result<(sled::IVec, sled::IVec)>) -> Result<Group> {
+        let (k, v) = kv.map_err(|e| sled_err("reading records", e))?;
+        let key: [u8; 8] = k.as_ref().try_into().map_err(|_| Error::Corrupt {
+            detail: format!("record group key of {} bytes (expected 8)", k.len()),
+        })?;
+        Ok((u64::from_be_bytes(key), v.to_vec()))
+    }
+}
+
+impl Store for SledStore {
+    fn read_config(&self) -> Result<Option<Vec<u8>>> {
+        let v = self
+            .db
+            .get(CONFIG_KEY)
+            .map_err(|e| sled_err("reading the configuration", e))?;
+        Ok(v.map(|v| v.to_vec()))
+    }
+
+    fn write_config(&self, value: &[u8]) -> Result<()> {
+        self.db
+            .insert(CONFIG_KEY, value)
+            .map_err(|e| sled_err("writing the configuration", e))?;
+        Ok(())
+    }
+
+    fn read_head(&self) -> Result<Option<Vec<u8>>> {
+        let v = self
+            .db
+            .get(HEAD_KEY)
+            .map_err(|e| sled_err("reading the head", e))?;
+        Ok(v.map(|v| v.to_vec()))
+    }
+
+    fn write_group(&self, key: u64, value: &[u8]) -> Result<()> {
+        self.records
+            .insert(key.to_be_bytes(), value)
+            .map_err(|e| sled_err("writing records", e))?;
+        Ok(())
+    }
+
+    fn cas_head(&self, expected: Option<&[u8]>, new: &[u8]) -> Result<bool> {
+        let r = self
+            .db
+            .compare_and_swap(HEAD_KEY, expected, Some(new))
+            .map_err(|e| sled_err("the head compare-and-swap", e))?;
+        Ok(r.is_ok())
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.db.flush().map_err(|e| sled_err("flushing sled", e))?;
+        self.data_file
+            .sync_data()
+            .map_err(|e| Error::io("fdatasync of sled's data file", e))
+    }
+
+    fn group_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
+        self.records
+            .range(..=seq.to_be_bytes())
+            .next_back()
+            .map(Self::group)
+            .transpose()
+    }
+
+    fn groups_from(&self, key: u64) -> GroupIter<'_> {
+        Box::new(self.records.range(key.to_be_bytes()..).map(Self::group))
+    }
+
+    fn remove_group(&self, key: u64) -> Result<()> {
+        self.records
+            .remove(key.to_be_bytes())
+            .map_err(|e| sled_err("removing records beyond the head", e))?;
+        Ok(())
+    }
+}

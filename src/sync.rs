@@ -1,0 +1,89 @@
+//! Every lock, condition variable, atomic and thread the crate uses comes from here, so
+//! that under `--cfg loom` the same code runs on loom's model-checked primitives.
+#![allow(clippy::disallowed_types)]
+
+#[cfg(not(loom))]
+mod imp {
+    pub use parking_lot::MutexGuard;
+    pub use std::sync::atomic::{AtomicU64, Ordering};
+    pub use std::sync::Arc;
+    pub use std::thread;
+    use std::time::Duration;
+
+    /// A mutex whose `lock` cannot fail (parking_lot has no poisoning).
+    #[derive(Debug, Default)]
+    pub struct Mutex<T>(parking_lot::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub fn new(t: T) -> Self {
+            Mutex(parking_lot::Mutex::new(t))
+        }
+        pub fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock()
+        }
+        pub fn get_mut(&mut self) -> &mut T {
+            self.0.get_mut()
+        }
+    }
+
+    #[derive(Debug, Default)]
+    pub struct Condvar(parking_lot::Condvar);
+
+    impl Condvar {
+        pub fn new() -> Self {
+            Condvar(parking_lot::Condvar::new())
+        }
+        pub fn wait<'a, T>(&self, mut g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+            self.0.wait(&mut g);
+            g
+        }
+        /// Waits at most `d`; used only for the periodic background flush.
+        pub fn wait_for<'a, T>(&self, mut g: MutexGuard<'a, T>, d: Duration) -> MutexGuard<'a, T> {
+            self.0.wait_for(&mut g, d);
+            g
+        }
+        pub fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+}
+
+#[cfg(loom)]
+mod imp {
+    pub use loom::sync::atomic::{AtomicU64, Ordering};
+    pub use loom::sync::{Arc, MutexGuard};
+    pub use loom::thread;
+
+    #[derive(Debug)]
+    pub struct Mutex<T>(loom::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub fn new(t: T) -> Self {
+            Mutex(loom::sync::Mutex::new(t))
+        }
+        pub fn get_mut(&mut self) -> &mut T {
+            self.0.get_mut().unwrap_or_else(|e| e.into_inner())
+        }
+        pub fn lock(&self) -> MutexGuard<'_, T> {
+            // loom poisons only if a model thread panicked, which fails the model anyway.
+            self.0.lock().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+
+    #[derive(Debug)]
+    pub struct Condvar(loom::sync::Condvar);
+
+    impl Condvar {
+        pub fn new() -> Self {
+            Condvar(loom::sync::Condvar::new())
+        }
+        pub fn wait<'a, T>(&self, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+            self.0.wait(g).unwrap_or_else(|e| e.into_inner())
+        }
+        pub fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+}
+
+pub use imp::*;

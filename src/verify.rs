@@ -1,0 +1,326 @@
+//! The chain verifier: pure checks over a stream of frames, shared by `Ledger::verify`
+//! and (later) the export verifier. It never touches storage.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::format::{self, FrameError, FrameRef, Head};
+use crate::hash::{Hash, HashAlg};
+
+/// What kind of break the verifier found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum BreakKind {
+    /// A frame's CRC does not match its bytes: media corruption, not (detectably) tampering.
+    Corrupt,
+    /// A frame does not decode (bad length, version, algorithm or body tag).
+    Malformed,
+    /// The stored record hash disagrees with the hash of the fields: tampering.
+    HashMismatch,
+    /// The payload and salt do not match the record's commitment: tampering.
+    PayloadMismatch,
+    /// A record's predecessor is not the previous record's hash.
+    LinkMismatch,
+    /// Record 0's predecessor is not the one derived from the ledger's identity.
+    GenesisMismatch,
+    /// A record other than record 0 claims the genesis predecessor.
+    DuplicateGenesis,
+    /// A sequence number is missing, repeated or out of order.
+    SequenceGap,
+    /// A timestamp is earlier than its predecessor's.
+    TimestampRegression,
+    /// A record uses another hash algorithm than the ledger.
+    WrongAlgorithm,
+    /// Records stop before the head: the tail is missing.
+    Truncated,
+    /// The head disagrees with the last record.
+    HeadMismatch,
+    /// Records are stored beyond the head.
+    BeyondHead,
+    /// A stored group's key is not the sequence number of its first record.
+    GroupKeyMismatch,
+}
+
+impl BreakKind {
+    /// Whether this kind indicates media corruption rather than a deliberate change.
+    pub fn is_media_corruption(self) -> bool {
+        matches!(self, BreakKind::Corrupt)
+    }
+
+    /// The snake_case name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            BreakKind::Corrupt => "corrupt",
+            BreakKind::Malformed => "malformed",
+            BreakKind::HashMismatch => "hash_mismatch",
+            BreakKind::PayloadMismatch => "payload_mismatch",
+            BreakKind::LinkMismatch => "link_mismatch",
+            BreakKind::GenesisMismatch => "genesis_mismatch",
+            BreakKind::DuplicateGenesis => "duplicate_genesis",
+            BreakKind::SequenceGap => "sequence_gap",
+            BreakKind::TimestampRegression => "timestamp_regression",
+            BreakKind::WrongAlgorithm => "wrong_algorithm",
+            BreakKind::Truncated => "truncated",
+            BreakKind::HeadMismatch => "head_mismatch",
+            BreakKind::BeyondHead => "beyond_head",
+            BreakKind::GroupKeyMismatch => "group_key_mismatch",
+        }
+    }
+}
+
+impl fmt::Display for BreakKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The first break found: where, what kind, and a sentence saying what was wrong.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Break {
+    /// Sequence number of the record where the break is (the expected one when the frame
+    /// could not be read).
+    pub seq: u64,
+    pub kind: BreakKind,
+    pub detail: String,
+}
+
+impl fmt::Display for Break {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at record {}: {}", self.kind, self.seq, self.detail)
+    }
+}
+
+/// The result of a verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    pub hash: HashAlg,
+    /// Records whose frame, hash, commitment and link were checked.
+    pub records_checked: u64,
+    /// Records whose payload had been redacted (commitment kept).
+    pub redacted: u64,
+    /// Number of records according to the head.
+    pub head_len: u64,
+    /// The head's last hash.
+    pub head_hash: Hash,
+    /// The first break, if any.
+    pub first_break: Option<Break>,
+}
+
+impl VerifyReport {
+    /// True when no break was found.
+    pub fn is_ok(&self) -> bool {
+        self.first_break.is_none()
+    }
+}
+
+/// Checks frames one by one, in order, against everything a record must satisfy.
+pub(crate) struct ChainVerifier {
+    alg: HashAlg,
+    genesis_prev: Hash,
+    next_seq: u64,
+    prev_hash: Hash,
+    prev_ts: u64,
+    redacted: u64,
+}
+
+impl ChainVerifier {
+    /// A verifier that expects record `start_seq` next, linking to `prev_hash`.
+    pub fn new(
+        alg: HashAlg,
+        genesis_prev: Hash,
+        start_seq: u64,
+        prev_hash: Hash,
+        prev_ts: u64,
+    ) -> Self {
+        ChainVerifier {
+            alg,
+            genesis_prev,
+            next_seq: start_seq,
+            prev_hash,
+            prev_ts,
+            redacted: 0,
+        }
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    pub fn redacted(&self) -> u64 {
+        self.redacted
+    }
+
+    fn brk(&self, seq: u64, kind: BreakKind, detail: String) -> Break {
+        Break { seq, kind, detail }
+    }
+
+    /// A frame that failed to decode where record `next_seq` was expected.
+    pub fn frame_error(&self, e: &FrameError) -> Break {
+        let kind = match e {
+            FrameError::Crc { .. } => BreakKind::Corrupt,
+            _ => BreakKind::Malformed,
+        };
+        self.brk(self.next_seq, kind, e.to_string())
+    }
+
+    /// Checks one decoded frame and advances.
+    pub fn push(&mut self, f: &FrameRef<'_>) -> Result<(), Break> {
+        let e = &f.entry;
+        let seq = self.next_seq;
+        if e.alg != self.alg {
+            return Err(self.brk(
+                seq,
+                BreakKind::WrongAlgorithm,
+                format!("record uses {}, the ledger uses {}", e.alg, self.alg),
+            ));
+        }
+        let computed = e.hash();
+        if computed != f.stored_hash {
+            return Err(self.brk(
+                seq,
+                BreakKind::HashMismatch,
+                format!(
+                    "stored hash {} but the fields hash to {computed}: the record was altered",
+                    f.stored_hash
+                ),
+            ));
+        }
+        if e.seq != seq {
+            return Err(self.brk(
+                seq,
+                BreakKind::SequenceGap,
+                format!("expected record {seq}, found record {}", e.seq),
+            ));
+        }
+        if let Some((salt, payload)) = f.body {
+            if payload.len() as u64 != u64::from(e.payload_len)
+                || self.alg.commitment(salt, payload) != e.commitment
+            {
+                return Err(self.brk(
+                    seq,
+                    BreakKind::PayloadMismatch,
+                    "payload and salt do not match the record's commitment".into(),
+                ));
+            }
+        } else {
+            self.redacted += 1;
+        }
+        if seq == 0 {
+            if e.prev != self.genesis_prev {
+                return Err(self.brk(
+                    0,
+                    BreakKind::GenesisMismatch,
+                    format!(
+                        "genesis predecessor is {}, the ledger identity gives {}",
+                        e.prev, self.genesis_prev
+                    ),
+                ));
+            }
+        } else if e.prev == self.genesis_prev {
+            return Err(self.brk(
+                seq,
+                BreakKind::DuplicateGenesis,
+                "a second record claims the genesis predecessor".into(),
+            ));
+        } else if e.prev != self.prev_hash {
+            return Err(self.brk(
+                seq,
+                BreakKind::LinkMismatch,
+                format!(
+                    "predecessor is {} but record {} has hash {}",
+                    e.prev,
+                    seq - 1,
+                    self.prev_hash
+                ),
+            ));
+        }
+        if e.timestamp < self.prev_ts {
+            return Err(self.brk(
+                seq,
+                BreakKind::TimestampRegression,
+                format!(
+                    "timestamp {} is earlier than the previous record's {}",
+                    e.timestamp, self.prev_ts
+                ),
+            ));
+        }
+        self.prev_hash = computed;
+        self.prev_ts = e.timestamp;
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    /// Checks every frame in a stored group whose key is `key`; frames at or past
+    /// `limit` (the head's record count) are a break.
+    pub fn push_group(&mut self, key: u64, group: &[u8], limit: u64) -> Result<(), Break> {
+        if key != self.next_seq {
+            let kind = if key < self.next_seq {
+                BreakKind::GroupKeyMismatch
+            } else {
+                BreakKind::SequenceGap
+            };
+            return Err(self.brk(
+                self.next_seq,
+                kind,
+                format!(
+                    "expected a group starting at record {}, found key {key}",
+                    self.next_seq
+                ),
+            ));
+        }
+        if group.is_empty() {
+            return Err(self.brk(key, BreakKind::Malformed, "empty group value".into()));
+        }
+        for (_, r) in format::frames(group) {
+            if self.next_seq >= limit {
+                return Err(self.brk(
+                    self.next_seq,
+                    BreakKind::BeyondHead,
+                    format!("a record is stored beyond the head ({limit} records)"),
+                ));
+            }
+            let f = r.map_err(|e| self.frame_error(&e))?;
+            self.push(&f)?;
+        }
+        Ok(())
+    }
+
+    /// Checks that the records seen end exactly at `head`.
+    pub fn finish(&self, head: &Head) -> Result<(), Break> {
+        if self.next_seq < head.next_seq {
+            return Err(self.brk(
+                self.next_seq,
+                BreakKind::Truncated,
+                format!(
+                    "records end at {} but the head says {} records",
+                    self.next_seq, head.next_seq
+                ),
+            ));
+        }
+        if self.next_seq > head.next_seq {
+            return Err(self.brk(
+                head.next_seq,
+                BreakKind::BeyondHead,
+                format!(
+                    "{} records stored beyond the head ({} records)",
+                    self.next_seq - head.next_seq,
+                    head.next_seq
+                ),
+            ));
+        }
+        if self.prev_hash != head.last_hash || self.prev_ts != head.last_timestamp {
+            return Err(self.brk(
+                head.next_seq.saturating_sub(1),
+                BreakKind::HeadMismatch,
+                format!(
+                    "head says last hash {} at time {}, the last record has {} at time {}",
+                    head.last_hash, head.last_timestamp, self.prev_hash, self.prev_ts
+                ),
+            ));
+        }
+        Ok(())
+    }
+}

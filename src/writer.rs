@@ -1,0 +1,555 @@
+//! The sequencer and group commit: the only code that decides what the ledger holds.
+//!
+//! One mutex guards the sequenced tip. Sequence number, timestamp and predecessor are
+//! assigned under it, so two records can never share a predecessor. Sequenced frames wait
+//! in `pending` until a committer takes them all, writes them, and moves the head with a
+//! compare-and-swap conditioned on the head it expects: that CAS is the commit point.
+//! At most one committer runs at a time; everyone else waits on the condition variable
+//! and is released by the commit that covers them. Any failure poisons the ledger.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::format::{self, Config, Entry, Head};
+use crate::hash::{Hash, HASH_LEN};
+use crate::store::Store;
+use crate::sync::{AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
+
+/// Groups are cut at about this many bytes: well under the size at which sled moves a
+/// value to a separate blob file (which costs ~3× space), large enough to amortise
+/// sled's per-value overhead over a few hundred records.
+pub(crate) const GROUP_TARGET: usize = 64 * 1024;
+
+/// Buffered appends may keep this many bytes sequenced but unwritten; beyond it the
+/// appender writes them itself (without a device sync), which also bounds memory.
+pub(crate) const BUFFER_LIMIT: usize = 1 << 20;
+
+/// When an append counts as done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Return only once the record is on the device (flush plus fdatasync). Concurrent
+    /// appenders share one device sync.
+    #[default]
+    Sync,
+    /// Return once the record is sequenced. It is written to the store by the next group
+    /// commit and made durable by the background flush within `Options::flush_interval`;
+    /// a crash or a failed write within that window loses it.
+    Buffered,
+}
+
+/// What to do when reading the head fails before a commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FailurePolicy {
+    /// Poison the ledger at the first failure (the default).
+    #[default]
+    FailClosed,
+    /// Retry a failed head read up to `attempts` more times, `backoff` apart, then poison.
+    /// Only reads are retried: a failed write, CAS or sync always poisons.
+    Retry { attempts: u32, backoff: Duration },
+}
+
+/// Proof that a record was appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    pub seq: u64,
+    pub hash: Hash,
+    /// Nanoseconds since the Unix epoch.
+    pub timestamp: u64,
+}
+
+/// Whether the ledger accepts appends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum Health {
+    Ok,
+    /// An earlier failure stopped all appends until the ledger is reopened.
+    Poisoned {
+        reason: String,
+    },
+}
+
+/// Counters since the ledger was opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Metrics {
+    pub appends: u64,
+    pub records_appended: u64,
+    pub failed_appends: u64,
+    pub group_commits: u64,
+    pub groups_written: u64,
+    pub device_syncs: u64,
+    pub head_read_retries: u64,
+    pub poisonings: u64,
+    /// Records found stored beyond the head at open and removed.
+    pub discarded_beyond_head: u64,
+    /// Appends whose clock reading was earlier than the previous record's timestamp.
+    pub clock_regressions: u64,
+    /// Records currently held (committed).
+    pub records: u64,
+    pub durable_records: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub appends: AtomicU64,
+    pub records_appended: AtomicU64,
+    pub failed_appends: AtomicU64,
+    pub group_commits: AtomicU64,
+    pub groups_written: AtomicU64,
+    pub device_syncs: AtomicU64,
+    pub head_read_retries: AtomicU64,
+    pub poisonings: AtomicU64,
+    pub discarded_beyond_head: AtomicU64,
+    pub clock_regressions: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Sequenced frames not yet taken by a committer, cut into groups of about
+/// `GROUP_TARGET` bytes as they arrive.
+#[derive(Default)]
+struct Pending {
+    full: Vec<(u64, Vec<u8>)>,
+    current_key: u64,
+    current: Vec<u8>,
+    bytes: usize,
+}
+
+impl Pending {
+    /// The buffer the frame of record `seq`, `frame_len` bytes long, is to be encoded into.
+    fn frame_buffer(&mut self, seq: u64, frame_len: usize) -> &mut Vec<u8> {
+        if !self.current.is_empty() && self.current.len() + frame_len > GROUP_TARGET {
+            let g = std::mem::take(&mut self.current);
+            self.full.push((self.current_key, g));
+        }
+        if self.current.is_empty() {
+            self.current_key = seq;
+            self.current.reserve(GROUP_TARGET.max(frame_len));
+        }
+        self.bytes += frame_len;
+        &mut self.current
+    }
+
+    fn into_groups(mut self) -> Vec<(u64, Vec<u8>)> {
+        if !self.current.is_empty() {
+            self.full.push((self.current_key, self.current));
+        }
+        self.full
+    }
+}
+
+struct State {
+    /// The sequenced tip: what the next record links to.
+    tip: Head,
+    pending: Pending,
+    /// A committer is writing outside the lock.
+    committing: bool,
+    /// The head as stored.
+    committed: Head,
+    /// The head as of the last successful device sync.
+    durable: Head,
+    poisoned: Option<String>,
+    shutdown: bool,
+}
+
+/// A prepared payload: its salt and commitment, computed before taking the lock.
+pub(crate) struct Prepared<'a> {
+    salt: [u8; HASH_LEN],
+    commitment: Hash,
+    payload: &'a [u8],
+}
+
+pub(crate) struct Core<S> {
+    pub store: S,
+    pub config: Config,
+    policy: FailurePolicy,
+    state: Mutex<State>,
+    cond: Condvar,
+    /// Wakes only the background flusher (shutdown), so commits do not wake it early.
+    flusher_cond: Condvar,
+    salt_key: [u8; 32],
+    salt_counter: AtomicU64,
+    pub counters: Counters,
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl<S: Store> Core<S> {
+    /// A writer over `store` whose committed (and durable) head is `head`.
+    pub fn new(
+        store: S,
+        config: Config,
+        head: Head,
+        policy: FailurePolicy,
+        salt_key: [u8; 32],
+    ) -> Self {
+        Core {
+            store,
+            config,
+            policy,
+            state: Mutex::new(State {
+                tip: head,
+                pending: Pending::default(),
+                committing: false,
+                committed: head,
+                durable: head,
+                poisoned: None,
+                shutdown: false,
+            }),
+            cond: Condvar::new(),
+            flusher_cond: Condvar::new(),
+            salt_key,
+            salt_counter: AtomicU64::new(0),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Sets the committed, durable and sequenced head; only before the core is shared.
+    pub fn reset_head(&mut self, head: Head) {
+        let st = self.state.get_mut();
+        st.tip = head;
+        st.committed = head;
+        st.durable = head;
+    }
+
+    /// Salt and commitment for a payload; runs outside the lock.
+    pub fn prepare<'a>(&self, payload: &'a [u8]) -> Result<Prepared<'a>> {
+        if payload.len() > format::MAX_PAYLOAD {
+            return Err(Error::PayloadTooLarge {
+                len: payload.len(),
+                max: format::MAX_PAYLOAD,
+            });
+        }
+        // Keyed BLAKE3 over a counter is a CSPRNG: salts are unpredictable without the
+        // per-open random key, so a redacted low-entropy payload cannot be guessed back.
+        let n = self.salt_counter.fetch_add(1, Ordering::Relaxed);
+        let salt = *blake3::keyed_hash(&self.salt_key, &n.to_be_bytes()).as_bytes();
+        let commitment = self.config.alg.commitment(&salt, payload);
+        Ok(Prepared {
+            salt,
+            commitment,
+            payload,
+        })
+    }
+
+    /// Appends prepared payloads contiguously and returns once `durability` holds for all
+    /// of them. All or none: they are sequenced under one lock and committed by one CAS.
+    pub fn append(&self, items: &[Prepared<'_>], durability: Durability) -> Result<Vec<Receipt>> {
+        let r = self.append_inner(items, durability);
+        match &r {
+            Ok(v) => {
+                bump(&self.counters.appends, 1);
+                bump(&self.counters.records_appended, v.len() as u64);
+            }
+            Err(_) => bump(&self.counters.failed_appends, 1),
+        }
+        r
+    }
+
+    fn append_inner(&self, items: &[Prepared<'_>], durability: Durability) -> Result<Vec<Receipt>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut st = self.state.lock();
+        if let Some(reason) = &st.poisoned {
+            return Err(Error::Poisoned {
+                reason: reason.clone(),
+            });
+        }
+        // Backpressure: buffered writers must not outrun the committer without bound.
+        while st.pending.bytes >= BUFFER_LIMIT && st.committing && st.poisoned.is_none() {
+            st = self.cond.wait(st);
+        }
+        if let Some(reason) = &st.poisoned {
+            return Err(Error::Poisoned {
+                reason: reason.clone(),
+            });
+        }
+        let now = now_nanos();
+        if now < st.tip.last_timestamp {
+            bump(&self.counters.clock_regressions, 1);
+        }
+        // Taken inside the critical section, so time order and sequence order agree.
+        let ts = now.max(st.tip.last_timestamp);
+        let mut receipts = Vec::with_capacity(items.len());
+        let alg = self.config.alg;
+        for p in items {
+            let seq = st.tip.next_seq;
+            let entry = Entry {
+                alg,
+                seq,
+                timestamp: ts,
+                prev: st.tip.last_hash,
+                commitment: p.commitment,
+                // prepare() bounded the payload to MAX_PAYLOAD, which fits u32.
+                payload_len: p.payload.len() as u32,
+            };
+            let len = format::PRESENT_FRAME_OVERHEAD + p.payload.len();
+            let buf = st.pending.frame_buffer(seq, len);
+            let hash = format::encode_frame(buf, &entry, Some((&p.salt, p.payload)));
+            st.tip = Head {
+                next_seq: seq + 1,
+                last_hash: hash,
+                last_timestamp: ts,
+            };
+            receipts.push(Receipt {
+                seq,
+                hash,
+                timestamp: ts,
+            });
+        }
+        let target = st.tip.next_seq;
+        match durability {
+            Durability::Sync => self.wait_covered(st, target, true)?,
+            Durability::Buffered => {
+                if st.pending.bytes >= BUFFER_LIMIT {
+                    self.wait_covered(st, target, false)?;
+                }
+            }
+        }
+        Ok(receipts)
+    }
+
+    /// Waits until every record below `target` is committed (and durable, if `durable`),
+    /// committing itself when no one else is.
+    fn wait_covered<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        target: u64,
+        durable: bool,
+    ) -> Result<()> {
+        loop {
+            let covered = if durable {
+                st.durable.next_seq
+            } else {
+                st.committed.next_seq
+            };
+            if covered >= target {
+                return Ok(());
+            }
+            if let Some(reason) = &st.poisoned {
+                return Err(Error::Poisoned {
+                    reason: reason.clone(),
+                });
+            }
+            if st.committing {
+                st = self.cond.wait(st);
+            } else {
+                let (g, r) = self.lead(st, durable);
+                r?;
+                st = g;
+            }
+        }
+    }
+
+    /// Commits everything sequenced so far; with `durable`, also syncs the device.
+    pub fn flush(&self, durable: bool) -> Result<()> {
+        let st = self.state.lock();
+        let target = st.tip.next_seq;
+        self.wait_covered(st, target, durable)
+    }
+
+    /// Takes all pending groups and commits them: head check, writes, CAS, and sync.
+    fn lead<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        sync: bool,
+    ) -> (MutexGuard<'a, State>, Result<()>) {
+        st.committing = true;
+        let groups = std::mem::take(&mut st.pending).into_groups();
+        let expected = st.committed;
+        let new = st.tip;
+        let durable_before = st.durable;
+        drop(st);
+
+        let r = self.commit(&groups, &expected, &new, sync.then_some(&durable_before));
+
+        let mut st = self.state.lock();
+        st.committing = false;
+        match &r {
+            Ok(()) => {
+                if !groups.is_empty() {
+                    bump(&self.counters.group_commits, 1);
+                    bump(&self.counters.groups_written, groups.len() as u64);
+                }
+                st.committed = new;
+                if sync {
+                    st.durable = new;
+                }
+            }
+            Err(e) => self.poison(&mut st, e),
+        }
+        self.cond.notify_all();
+        (st, r)
+    }
+
+    /// The I/O of one group commit, outside the lock. `sync_from` is the durable head
+    /// before this commit when a device sync is wanted.
+    fn commit(
+        &self,
+        groups: &[(u64, Vec<u8>)],
+        expected: &Head,
+        new: &Head,
+        sync_from: Option<&Head>,
+    ) -> Result<()> {
+        let new_bytes = new.to_bytes();
+        if !groups.is_empty() {
+            let expected_bytes = expected.to_bytes();
+            let stored = self.read_head()?;
+            if stored.as_deref() != Some(&expected_bytes[..]) {
+                return Err(Error::HeadConflict {
+                    detail: format!(
+                        "the stored head is not the one this writer committed (expected {} records ending {})",
+                        expected.next_seq, expected.last_hash
+                    ),
+                });
+            }
+            for (key, bytes) in groups {
+                self.store.write_group(*key, bytes)?;
+            }
+            if !self.store.cas_head(Some(&expected_bytes), &new_bytes)? {
+                return Err(Error::HeadConflict {
+                    detail: "the head changed during the commit; nothing was appended".into(),
+                });
+            }
+        }
+        if let Some(durable_before) = sync_from {
+            if durable_before != new {
+                if let Err(e) = self.store.sync() {
+                    // The device state is unknown: move the head back to what is known
+                    // durable so the records this sync failed to cover are not adopted.
+                    // Best effort; the ledger is poisoned either way.
+                    let _ = self
+                        .store
+                        .cas_head(Some(&new_bytes), &durable_before.to_bytes());
+                    return Err(e);
+                }
+                bump(&self.counters.device_syncs, 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the stored head, retrying per the failure policy.
+    pub fn read_head(&self) -> Result<Option<Vec<u8>>> {
+        let mut left = match self.policy {
+            FailurePolicy::FailClosed => 0,
+            FailurePolicy::Retry { attempts, .. } => attempts,
+        };
+        loop {
+            match self.store.read_head() {
+                Ok(v) => return Ok(v),
+                Err(e) if left == 0 => return Err(e),
+                Err(e) => {
+                    left -= 1;
+                    bump(&self.counters.head_read_retries, 1);
+                    tracing::warn!(error = %e, "head read failed; retrying");
+                    if let FailurePolicy::Retry { backoff, .. } = self.policy {
+                        #[cfg(not(loom))]
+                        std::thread::sleep(backoff);
+                        #[cfg(loom)]
+                        let _ = backoff;
+                    }
+                }
+            }
+        }
+    }
+
+    fn poison(&self, st: &mut State, e: &Error) {
+        let reason = e.to_string();
+        tracing::error!(error = %reason, "chainlog ledger poisoned; appends fail until it is reopened");
+        bump(&self.counters.poisonings, 1);
+        st.pending = Pending::default();
+        st.tip = st.committed;
+        st.poisoned = Some(reason);
+    }
+
+    pub fn health(&self) -> Health {
+        match &self.state.lock().poisoned {
+            None => Health::Ok,
+            Some(reason) => Health::Poisoned {
+                reason: reason.clone(),
+            },
+        }
+    }
+
+    /// The committed head (what readers see).
+    pub fn committed(&self) -> Head {
+        self.state.lock().committed
+    }
+
+    /// The number of records sequenced, committed or not.
+    pub fn tip(&self) -> Head {
+        self.state.lock().tip
+    }
+
+    /// Runs `f` with the state locked and no commit in progress, so the store holds
+    /// exactly the committed head's records; `f` gets that head.
+    pub fn with_quiescent<T>(&self, f: impl FnOnce(&Head) -> T) -> T {
+        let mut st = self.state.lock();
+        while st.committing {
+            st = self.cond.wait(st);
+        }
+        f(&st.committed)
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        let c = &self.counters;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let st = self.state.lock();
+        Metrics {
+            appends: g(&c.appends),
+            records_appended: g(&c.records_appended),
+            failed_appends: g(&c.failed_appends),
+            group_commits: g(&c.group_commits),
+            groups_written: g(&c.groups_written),
+            device_syncs: g(&c.device_syncs),
+            head_read_retries: g(&c.head_read_retries),
+            poisonings: g(&c.poisonings),
+            discarded_beyond_head: g(&c.discarded_beyond_head),
+            clock_regressions: g(&c.clock_regressions),
+            records: st.committed.next_seq,
+            durable_records: st.durable.next_seq,
+        }
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.state.lock().poisoned.is_some()
+    }
+
+    /// Background flush: commits and syncs whatever buffered appends left, every
+    /// `interval`, until `shutdown`.
+    #[cfg(not(loom))]
+    pub fn run_flusher(&self, interval: Duration) {
+        let mut st = self.state.lock();
+        loop {
+            if st.shutdown {
+                return;
+            }
+            st = self.flusher_cond.wait_for(st, interval);
+            if st.shutdown {
+                return;
+            }
+            if st.poisoned.is_none() && !st.committing && st.tip != st.durable {
+                let target = st.tip.next_seq;
+                // An error here has already poisoned the ledger and been logged.
+                let _ = self.wait_covered(st, target, true);
+                st = self.state.lock();
+            }
+        }
+    }
+
+    pub fn shutdown(&self) {
+        self.state.lock().shutdown = true;
+        self.flusher_cond.notify_all();
+    }
+}

@@ -7,7 +7,7 @@
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
 mod error;
-mod format;
+pub mod format;
 mod hash;
 mod verify;
 

@@ -1,0 +1,184 @@
+//! Golden vectors: exact frame bytes and record hashes for both algorithms, computed by
+//! `tools/golden_vectors.py` (an implementation written from docs/FORMAT.md alone) and
+//! listed in docs/FORMAT.md. Also decoder round-trip and rejection tests.
+
+use chainlog::format::{self, decode_frame, encode_frame, Entry, FrameError};
+use chainlog::{Hash, HashAlg};
+
+const LEDGER_ID: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+const TS0: u64 = 1_700_000_000_000_000_000;
+/// (salt byte, payload, timestamp) of records 0, 1, 2.
+const RECORDS: [(u8, &[u8], u64); 3] = [
+    (0x11, b"hello, ledger", TS0),
+    (0x22, b"", TS0 + 1000),
+    (0x33, b"\x00\xff\xfe", TS0 + 1000),
+];
+
+const VECTORS: &str = "
+blake3 genesis_prev 633147d13438765cc953dafd0f70e11c0fcfc85ccd22e5be3c04793b83b82a45
+blake3 record 0 hash 0c27e351190ced796d2ec76899fa856e8f9e33da1413a339fcb4bc24113fca9b
+blake3 record 0 frame 000000ac0101000000000000000017979cfe362a0000633147d13438765cc953dafd0f70e11c0fcfc85ccd22e5be3c04793b83b82a45e60398a0ff1bf32fd89683c60afa2306b13c40f87991cc0a7945299747fb82880000000d0c27e351190ced796d2ec76899fa856e8f9e33da1413a339fcb4bc24113fca9b00111111111111111111111111111111111111111111111111111111111111111168656c6c6f2c206c6564676572ccc101b7
+blake3 record 1 hash e06971af8da11991709b31a51bb9135c8743cddb24fe6a5fb3283dd83389b538
+blake3 record 1 frame 0000009f0101000000000000000117979cfe362a03e80c27e351190ced796d2ec76899fa856e8f9e33da1413a339fcb4bc24113fca9bc2e2260153d94939ee48c71e7c7260260f8bcf7cf7f2ddaf0e7219ffe31c045900000000e06971af8da11991709b31a51bb9135c8743cddb24fe6a5fb3283dd83389b538002222222222222222222222222222222222222222222222222222222222222222ce39d906
+blake3 record 2 hash 5f47bff0ee5554ca1b6066f05b7ce68cef9da24d46df609c61808b1797edc285
+blake3 record 2 frame 000000a20101000000000000000217979cfe362a03e8e06971af8da11991709b31a51bb9135c8743cddb24fe6a5fb3283dd83389b5386f8ff6072d0d136a0b105144f0cd546065b58291175f27a9bd939cae1205534f000000035f47bff0ee5554ca1b6066f05b7ce68cef9da24d46df609c61808b1797edc28500333333333333333333333333333333333333333333333333333333333333333300fffe796386b4
+blake3 record 2 redacted_frame 0000007f0101000000000000000217979cfe362a03e8e06971af8da11991709b31a51bb9135c8743cddb24fe6a5fb3283dd83389b5386f8ff6072d0d136a0b105144f0cd546065b58291175f27a9bd939cae1205534f000000035f47bff0ee5554ca1b6066f05b7ce68cef9da24d46df609c61808b1797edc285011a662d68
+sha256 genesis_prev 9d6b2f03ebdda7fec145b50afc05b8a696082522ef73130b453d88ac79e3a317
+sha256 record 0 hash 858fa1d9a3187e984b6bab309896a9bd6b365da8a83d3f7da73fee8019459de6
+sha256 record 0 frame 000000ac0102000000000000000017979cfe362a00009d6b2f03ebdda7fec145b50afc05b8a696082522ef73130b453d88ac79e3a3176f10501aee03b4a8e5ef163f885b8e5dd12fd40f915a4bf257909920c5bebd190000000d858fa1d9a3187e984b6bab309896a9bd6b365da8a83d3f7da73fee8019459de600111111111111111111111111111111111111111111111111111111111111111168656c6c6f2c206c656467657214ab7878
+sha256 record 1 hash d2db7ddff1b45e9eb355a9fa3dfabec4f5149dca5895e0ccfc033355059171d3
+sha256 record 1 frame 0000009f0102000000000000000117979cfe362a03e8858fa1d9a3187e984b6bab309896a9bd6b365da8a83d3f7da73fee8019459de645dbfe0dd7b69ba886b9c865f2ccfe6c9966885853fd230b9dd01d2e37404fba00000000d2db7ddff1b45e9eb355a9fa3dfabec4f5149dca5895e0ccfc033355059171d3002222222222222222222222222222222222222222222222222222222222222222fe6034d0
+sha256 record 2 hash 54058e4a4211acf53a573b509e8fd81691f45902f3449ef728a7d6152a0f5b34
+sha256 record 2 frame 000000a20102000000000000000217979cfe362a03e8d2db7ddff1b45e9eb355a9fa3dfabec4f5149dca5895e0ccfc033355059171d3bc573bcb6bf3d3348540b7a08269edbcd3c78ee7cfe294a5636840d57e9122740000000354058e4a4211acf53a573b509e8fd81691f45902f3449ef728a7d6152a0f5b3400333333333333333333333333333333333333333333333333333333333333333300fffe7cebcf30
+sha256 record 2 redacted_frame 0000007f0102000000000000000217979cfe362a03e8d2db7ddff1b45e9eb355a9fa3dfabec4f5149dca5895e0ccfc033355059171d3bc573bcb6bf3d3348540b7a08269edbcd3c78ee7cfe294a5636840d57e9122740000000354058e4a4211acf53a573b509e8fd81691f45902f3449ef728a7d6152a0f5b3401ac4bac12
+";
+
+fn vector(alg: HashAlg, what: &str) -> Vec<u8> {
+    let prefix = format!("{} {what} ", alg.name());
+    let line = VECTORS
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no vector {prefix}"));
+    hex::decode(&line[prefix.len()..]).unwrap()
+}
+
+#[test]
+fn golden_vectors_both_algorithms() {
+    for alg in [HashAlg::Blake3, HashAlg::Sha256] {
+        let mut prev = alg.genesis_prev(&LEDGER_ID);
+        assert_eq!(prev.as_bytes().to_vec(), vector(alg, "genesis_prev"));
+        for (seq, (salt_byte, payload, ts)) in RECORDS.iter().enumerate() {
+            let salt = [*salt_byte; 32];
+            let entry = Entry {
+                alg,
+                seq: seq as u64,
+                timestamp: *ts,
+                prev,
+                commitment: alg.commitment(&salt, payload),
+                payload_len: payload.len() as u32,
+            };
+            let mut frame = Vec::new();
+            let hash = encode_frame(&mut frame, &entry, Some((&salt, payload)));
+            assert_eq!(
+                hash.as_bytes().to_vec(),
+                vector(alg, &format!("record {seq} hash"))
+            );
+            assert_eq!(
+                frame,
+                vector(alg, &format!("record {seq} frame")),
+                "{alg} record {seq}"
+            );
+            let f = decode_frame(&frame).unwrap();
+            assert_eq!(f.entry, entry);
+            assert_eq!(f.stored_hash, hash);
+            assert_eq!(f.body, Some((&salt, *payload)));
+            if seq == 2 {
+                let mut red = Vec::new();
+                assert_eq!(encode_frame(&mut red, &entry, None), hash);
+                assert_eq!(red, vector(alg, "record 2 redacted_frame"));
+                assert_eq!(decode_frame(&red).unwrap().body, None);
+            }
+            prev = hash;
+        }
+    }
+}
+
+fn sample() -> Vec<u8> {
+    let alg = HashAlg::Blake3;
+    let salt = [5u8; 32];
+    let entry = Entry {
+        alg,
+        seq: 9,
+        timestamp: 77,
+        prev: Hash([1; 32]),
+        commitment: alg.commitment(&salt, b"payload"),
+        payload_len: 7,
+    };
+    let mut v = Vec::new();
+    encode_frame(&mut v, &entry, Some((&salt, b"payload")));
+    v
+}
+
+fn fix_crc(f: &mut [u8]) {
+    let n = f.len() - 4;
+    let crc = crc32fast::hash(&f[..n]);
+    f[n..].copy_from_slice(&crc.to_be_bytes());
+}
+
+#[test]
+fn truncated_frames_are_rejected() {
+    let f = sample();
+    for cut in 0..f.len() {
+        match decode_frame(&f[..cut]) {
+            Err(FrameError::Truncated { .. }) => {}
+            other => panic!("cut {cut}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn oversized_and_undersized_lengths_are_rejected() {
+    for len in [
+        0u32,
+        1,
+        format::REDACTED_FRAME_LEN as u32 - 1,
+        format::MAX_FRAME_LEN as u32 + 1,
+        u32::MAX,
+    ] {
+        let mut f = sample();
+        f[..4].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(
+            decode_frame(&f),
+            Err(FrameError::BadLength {
+                len: u64::from(len)
+            })
+        );
+    }
+    // A length that is in bounds but disagrees with the payload length.
+    let mut f = sample();
+    f.push(0);
+    let len = f.len() as u32;
+    f[..4].copy_from_slice(&len.to_be_bytes());
+    fix_crc(&mut f);
+    assert!(matches!(
+        decode_frame(&f),
+        Err(FrameError::LengthMismatch { .. })
+    ));
+}
+
+#[test]
+fn bad_version_algorithm_and_body_tag_are_rejected() {
+    let mut f = sample();
+    f[format::F_ENTRY + format::E_VERSION] = 2;
+    fix_crc(&mut f);
+    assert_eq!(decode_frame(&f), Err(FrameError::BadVersion { version: 2 }));
+    let mut f = sample();
+    f[format::F_ENTRY + format::E_ALG] = 9;
+    fix_crc(&mut f);
+    assert_eq!(decode_frame(&f), Err(FrameError::BadAlgorithm { id: 9 }));
+    let mut f = sample();
+    f[format::F_BODY_TAG] = 7;
+    fix_crc(&mut f);
+    assert_eq!(decode_frame(&f), Err(FrameError::BadBodyTag { tag: 7 }));
+}
+
+#[test]
+fn bad_crc_is_reported_as_media_corruption() {
+    let mut f = sample();
+    let n = f.len();
+    f[n - 1] ^= 1;
+    assert!(matches!(decode_frame(&f), Err(FrameError::Crc { .. })));
+    let mut f = sample();
+    f[format::F_PAYLOAD] ^= 1;
+    let e = decode_frame(&f).unwrap_err();
+    assert!(e.to_string().contains("media corruption"), "{e}");
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    use proptest::prelude::*;
+    proptest!(|(bytes in proptest::collection::vec(any::<u8>(), 0..400))| {
+        let _ = decode_frame(&bytes);
+        for (_, r) in format::frames(&bytes) { let _ = r; }
+    });
+}

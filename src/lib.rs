@@ -2,5 +2,11 @@
 #![forbid(unsafe_code)]
 
 mod hash;
+mod merkle;
 
 pub use hash::{Hash, HashAlg, HASH_LEN};
+pub use merkle::{
+    prove_consistency, prove_inclusion, root_from_leaves, split_stored_hash_index,
+    stored_hash_count, stored_hash_index, stored_hashes_for_leaf, tree_hash, verify_consistency,
+    verify_inclusion, Frontier, HashNotStored, HashReader, ProofError, TreeError, MAX_TREE_SIZE,
+};

@@ -1,10 +1,12 @@
 //! chainlog: an embedded, tamper-evident, append-only ledger store.
 #![forbid(unsafe_code)]
 
+mod checkpoint;
 mod hash;
 mod merkle;
 mod note;
 
+pub use checkpoint::{Checkpoint, CheckpointError};
 pub use hash::{Hash, HashAlg, HASH_LEN};
 pub use merkle::{
     prove_consistency, prove_inclusion, root_from_leaves, split_stored_hash_index,

@@ -207,6 +207,9 @@ mod tests {
         let a = HashAlg::Blake3;
         let salt = [0u8; HASH_LEN];
         assert_ne!(a.leaf(&[0u8; 32]), a.commitment(&salt, b""));
-        assert_ne!(a.genesis_prev(&[0; 16]), HashAlg::Sha256.genesis_prev(&[0; 16]));
+        assert_ne!(
+            a.genesis_prev(&[0; 16]),
+            HashAlg::Sha256.genesis_prev(&[0; 16])
+        );
     }
 }

@@ -1,0 +1,168 @@
+//! Fault injection over the real sled store: the N-th call of an operation fails. The
+//! append must error, append nothing (checked after reopen), poison the ledger, keep
+//! failing until reopened, and reopening must recover.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chainlog::{Durability, Error, FailurePolicy, FaultPlan, Health, Ledger, Op, Options};
+
+const BEFORE: usize = 5;
+
+/// A closed ledger with `BEFORE` records; returns their payloads.
+fn seeded(dir: &Path) -> Vec<Vec<u8>> {
+    let l = Ledger::create(dir, Options::default()).unwrap();
+    let p: Vec<Vec<u8>> = (0..BEFORE).map(|i| format!("seed {i}").into_bytes()).collect();
+    l.append_batch(&p).unwrap();
+    p
+}
+
+/// Reopens normally and checks the ledger holds exactly `expected`, verifies, and
+/// continues the chain.
+fn assert_recovers(dir: &Path, expected: &[Vec<u8>]) {
+    let l = Ledger::open(dir, Options::default()).unwrap();
+    assert_eq!(l.health(), Health::Ok);
+    let got: Vec<Vec<u8>> = l.range(..).map(|r| r.unwrap().payload.unwrap()).collect();
+    assert_eq!(got, expected);
+    let rep = l.verify().unwrap();
+    assert!(rep.is_ok(), "{rep:?}");
+    let r = l.append(b"after recovery").unwrap();
+    assert_eq!(r.seq, expected.len() as u64);
+    assert_eq!(l.get(r.seq).unwrap().prev_hash, l.get(r.seq - 1).unwrap().hash);
+}
+
+fn assert_poisoned(l: &Ledger) {
+    assert!(matches!(l.health(), Health::Poisoned { .. }), "{:?}", l.health());
+    assert_eq!(l.metrics().poisonings, 1);
+    assert!(matches!(l.append(b"later"), Err(Error::Poisoned { .. })));
+    assert!(matches!(l.append_batch(&[b"x", b"y"]), Err(Error::Poisoned { .. })));
+}
+
+#[test]
+fn each_write_path_fault_fails_closed_for_single_and_batch_appends() {
+    // HeadRead call 1 is the read at open; calls from 2 on are the per-commit reads.
+    for (op, nths) in [
+        (Op::HeadRead, vec![2, 3, 4]),
+        (Op::Write, vec![1, 2, 3]),
+        (Op::Cas, vec![1, 2, 3]),
+        (Op::Sync, vec![1, 2, 3]),
+    ] {
+        for nth in nths {
+            for batch in [false, true] {
+                let dir = tempfile::tempdir().unwrap();
+                let mut expected = seeded(dir.path());
+                {
+                    let l = Ledger::open_with_faults(dir.path(), Options::default(), FaultPlan::nth(op, nth))
+                        .unwrap();
+                    let mut i = 0;
+                    let err = loop {
+                        let payloads: Vec<Vec<u8>> = if batch {
+                            (0..3).map(|k| format!("ok {i}.{k}").into_bytes()).collect()
+                        } else {
+                            vec![format!("ok {i}").into_bytes()]
+                        };
+                        match l.append_batch(&payloads) {
+                            Ok(rs) => {
+                                assert_eq!(rs.len(), payloads.len());
+                                expected.extend(payloads);
+                            }
+                            Err(e) => break e,
+                        }
+                        i += 1;
+                        assert!(i < 50, "{op:?} #{nth} never fired");
+                    };
+                    assert!(
+                        matches!(err, Error::Io { .. }),
+                        "{op:?} #{nth}: unexpected error {err}"
+                    );
+                    assert!(err.to_string().contains("injected fault"), "{err}");
+                    assert_poisoned(&l);
+                    // Reads still answer from what was committed.
+                    assert_eq!(l.len(), expected.len() as u64);
+                }
+                assert_recovers(dir.path(), &expected);
+            }
+        }
+    }
+}
+
+#[test]
+fn head_read_fault_at_open_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = seeded(dir.path());
+    let e = Ledger::open_with_faults(dir.path(), Options::default(), FaultPlan::nth(Op::HeadRead, 1))
+        .unwrap_err();
+    assert!(e.to_string().contains("injected fault"), "{e}");
+    assert_recovers(dir.path(), &expected);
+}
+
+#[test]
+fn retry_policy_retries_head_reads_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut expected = seeded(dir.path());
+    let opts = Options {
+        failure_policy: FailurePolicy::Retry {
+            attempts: 2,
+            backoff: Duration::from_millis(1),
+        },
+        ..Options::default()
+    };
+    {
+        // Two consecutive failing head reads at the first commit: retried, then Ok.
+        let plan = FaultPlan { op: Op::HeadRead, nth: 2, times: 2 };
+        let l = Ledger::open_with_faults(dir.path(), opts.clone(), plan).unwrap();
+        l.append(b"retried").unwrap();
+        expected.push(b"retried".to_vec());
+        assert_eq!(l.metrics().head_read_retries, 2);
+        assert_eq!(l.health(), Health::Ok);
+    }
+    {
+        // Three failures exceed two retries: fail closed.
+        let plan = FaultPlan { op: Op::HeadRead, nth: 2, times: 3 };
+        let l = Ledger::open_with_faults(dir.path(), opts.clone(), plan).unwrap();
+        assert!(l.append(b"lost").is_err());
+        assert_poisoned(&l);
+    }
+    {
+        // A write fault is never retried, whatever the policy.
+        let l = Ledger::open_with_faults(dir.path(), opts, FaultPlan::nth(Op::Write, 1)).unwrap();
+        assert!(l.append(b"lost").is_err());
+        assert_poisoned(&l);
+    }
+    assert_recovers(dir.path(), &expected);
+}
+
+#[test]
+fn buffered_appends_covered_by_a_failed_sync_are_not_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = seeded(dir.path());
+    {
+        let l = Ledger::open_with_faults(dir.path(), Options::default(), FaultPlan::nth(Op::Sync, 1))
+            .unwrap();
+        l.append_with(b"buffered", Durability::Buffered).unwrap();
+        // The sync that would make it durable fails: the durable append errors too.
+        assert!(l.append(b"durable").is_err());
+        assert_poisoned(&l);
+    }
+    assert_recovers(dir.path(), &expected);
+}
+
+#[test]
+fn read_faults_error_without_poisoning() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = seeded(dir.path());
+    let l = Ledger::open_with_faults(dir.path(), Options::default(), FaultPlan::nth(Op::Read, 2))
+        .unwrap();
+    // Open itself reads the head record's group (read 1); this get is read 2.
+    let e = l.get(0).unwrap_err();
+    assert!(e.to_string().contains("injected fault"), "{e}");
+    assert_eq!(l.health(), Health::Ok);
+    assert_eq!(l.get(1).unwrap().payload.unwrap(), expected[1]);
+    drop(l);
+    // A read fault during verify is an error, never a passing report.
+    let l = Ledger::open_with_faults(dir.path(), Options::default(), FaultPlan::nth(Op::Read, 2))
+        .unwrap();
+    assert!(l.verify().is_err());
+    drop(l);
+    assert_recovers(dir.path(), &expected);
+}

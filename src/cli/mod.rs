@@ -1,0 +1,200 @@
+//! Argument parsing, dispatch, errors and exit codes.
+
+mod commands;
+mod demo;
+mod output;
+
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chainlog::HashAlg;
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Exit code for an integrity failure: a verification break or corrupt stored data.
+const EXIT_INTEGRITY: u8 = 1;
+/// Exit code for usage and I/O errors (clap uses 2 for usage errors too).
+const EXIT_ERROR: u8 = 2;
+
+/// Embedded, tamper-evident, append-only ledger.
+#[derive(Debug, Parser)]
+#[command(name = "chainlog", version)]
+pub struct Cli {
+    /// Print one JSON object per line on stdout (errors stay plain text on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Create a new ledger in DIR (created if missing; it must be empty).
+    Init {
+        dir: PathBuf,
+        /// Hash algorithm, fixed for the ledger's lifetime.
+        #[arg(long, value_enum, default_value_t = HashArg::Blake3)]
+        hash: HashArg,
+    },
+    /// Append PAYLOADs (all or none), or one record per line of stdin when none are given.
+    ///
+    /// Stdin is committed in batches of up to 1,000 lines, each all or none; a receipt
+    /// is printed per record once its batch is appended.
+    Append {
+        dir: PathBuf,
+        /// Payloads; use `--` before one that starts with `-`.
+        payloads: Vec<std::ffi::OsString>,
+        /// Return once records are sequenced and sync once at the end, instead of
+        /// syncing every batch to the device.
+        #[arg(long)]
+        buffered: bool,
+    },
+    /// Print record SEQ.
+    Get { dir: PathBuf, seq: u64 },
+    /// Print the last N records, oldest first.
+    Tail {
+        dir: PathBuf,
+        #[arg(short = 'n', long = "lines", default_value_t = 10)]
+        n: u64,
+    },
+    /// Check every record, link and the head; exit 1 if a break is found.
+    Verify { dir: PathBuf },
+    /// Print length, head, identity, size on disk, health and metrics.
+    Stats { dir: PathBuf },
+    /// Append synthetic audit-log records from several threads, then verify.
+    Demo {
+        /// Ledger directory; a temporary one (removed afterwards) when omitted.
+        dir: Option<PathBuf>,
+        /// Appending threads.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        threads: u16,
+        /// Records per thread.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+        records: u64,
+        /// Use buffered durability (one device sync at the end) instead of sync.
+        #[arg(long)]
+        buffered: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum HashArg {
+    Blake3,
+    Sha256,
+}
+
+impl From<HashArg> for HashAlg {
+    fn from(h: HashArg) -> HashAlg {
+        match h {
+            HashArg::Blake3 => HashAlg::Blake3,
+            HashArg::Sha256 => HashAlg::Sha256,
+        }
+    }
+}
+
+/// How a command that ran to the end turned out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// The command worked and found an integrity break (reported on stdout).
+    Broken,
+}
+
+/// A failed command: one stderr line and an exit code.
+#[derive(Debug)]
+pub struct Failure {
+    what: String,
+    at: String,
+    integrity: bool,
+}
+
+impl Failure {
+    /// A library error; corruption is an integrity failure, anything else an error.
+    pub fn ledger(e: &chainlog::Error, at: impl Into<String>) -> Failure {
+        Failure {
+            what: e.to_string(),
+            at: at.into(),
+            integrity: e.is_corruption(),
+        }
+    }
+
+    pub fn io(doing: &str, e: &io::Error, at: impl Into<String>) -> Failure {
+        Failure {
+            what: format!("{doing}: {e}"),
+            at: at.into(),
+            integrity: false,
+        }
+    }
+
+    /// Any other error: bad input the argument parser could not catch, or a failure.
+    pub fn other(what: impl Into<String>, at: impl Into<String>) -> Failure {
+        Failure {
+            what: what.into(),
+            at: at.into(),
+            integrity: false,
+        }
+    }
+
+    fn exit_code(&self) -> u8 {
+        if self.integrity {
+            EXIT_INTEGRITY
+        } else {
+            EXIT_ERROR
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.at.is_empty() {
+            write!(f, "{}", self.what)
+        } else {
+            write!(f, "{} ({})", self.what, self.at)
+        }
+    }
+}
+
+/// "dir X" for error locations.
+pub fn at_dir(dir: &Path) -> String {
+    format!("dir {}", dir.display())
+}
+
+/// "dir X, seq N" for error locations.
+pub fn at_seq(dir: &Path, seq: u64) -> String {
+    format!("dir {}, seq {seq}", dir.display())
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    // Library warnings (recovery discarding records, a damaged ledger opened read-only)
+    // would otherwise be invisible; CHAINLOG_LOG overrides the level.
+    let filter = EnvFilter::try_from_env("CHAINLOG_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .without_time()
+        .try_init();
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // clap prints help and version to stdout (exit 0), usage errors to stderr (2).
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_ERROR));
+        }
+    };
+    init_logging();
+    // The ledger is dropped (closed and flushed) inside `run`, before the process exits.
+    match commands::run(cli) {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Broken) => ExitCode::from(EXIT_INTEGRITY),
+        Err(f) => {
+            // Nothing better to do if stderr itself is gone; the exit code still tells.
+            let _ = writeln!(io::stderr(), "chainlog: {f}");
+            ExitCode::from(f.exit_code())
+        }
+    }
+}

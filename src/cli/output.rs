@@ -1,0 +1,198 @@
+//! Stdout in both modes: JSON lines or readable text, and the record view they share.
+
+use std::fmt;
+use std::io::{self, BufWriter, Stdout, Write};
+
+use base64::Engine;
+use chainlog::{Hash, Record};
+use serde::Serialize;
+
+use super::Failure;
+
+/// Stdout, buffered. Write errors (a closed pipe included) become failures instead of
+/// the panic `println!` would raise.
+pub struct Out {
+    w: BufWriter<Stdout>,
+    pub json: bool,
+}
+
+fn write_failed(e: &io::Error) -> Failure {
+    Failure::io("writing output", e, "stdout")
+}
+
+impl Out {
+    pub fn new(json: bool) -> Out {
+        Out {
+            w: BufWriter::new(io::stdout()),
+            json,
+        }
+    }
+
+    /// One JSON object on its own line.
+    pub fn json<T: Serialize>(&mut self, v: &T) -> Result<(), Failure> {
+        serde_json::to_writer(&mut self.w, v).map_err(|e| write_failed(&io::Error::from(e)))?;
+        self.w.write_all(b"\n").map_err(|e| write_failed(&e))
+    }
+
+    /// One line of text.
+    pub fn line(&mut self, args: fmt::Arguments<'_>) -> Result<(), Failure> {
+        self.w.write_fmt(args).map_err(|e| write_failed(&e))?;
+        self.w.write_all(b"\n").map_err(|e| write_failed(&e))
+    }
+
+    pub fn flush(&mut self) -> Result<(), Failure> {
+        self.w.flush().map_err(|e| write_failed(&e))
+    }
+}
+
+/// A record as `get` and `tail` print it.
+#[derive(Debug, Serialize)]
+pub struct RecordView {
+    pub seq: u64,
+    pub timestamp: u64,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+    pub commitment: Hash,
+    pub payload_len: u32,
+    pub redacted: bool,
+    /// UTF-8 text, or base64 when the payload is not valid UTF-8; `None` when redacted.
+    pub payload: Option<String>,
+    pub payload_encoding: Option<&'static str>,
+}
+
+impl From<Record> for RecordView {
+    fn from(r: Record) -> RecordView {
+        let redacted = r.is_redacted();
+        let (payload, payload_encoding) = match r.payload {
+            None => (None, None),
+            Some(bytes) => match String::from_utf8(bytes) {
+                Ok(s) => (Some(s), Some("utf8")),
+                Err(e) => (
+                    Some(base64::engine::general_purpose::STANDARD.encode(e.as_bytes())),
+                    Some("base64"),
+                ),
+            },
+        };
+        RecordView {
+            seq: r.seq,
+            timestamp: r.timestamp,
+            prev_hash: r.prev_hash,
+            hash: r.hash,
+            commitment: r.commitment,
+            payload_len: r.payload_len,
+            redacted,
+            payload,
+            payload_encoding,
+        }
+    }
+}
+
+impl RecordView {
+    /// Prints the record as JSON or as a readable block.
+    pub fn print(&self, out: &mut Out) -> Result<(), Failure> {
+        if out.json {
+            return out.json(self);
+        }
+        out.line(format_args!("record {}", self.seq))?;
+        out.line(format_args!(
+            "  time        {} ({} ns)",
+            Utc(self.timestamp),
+            self.timestamp
+        ))?;
+        out.line(format_args!("  hash        {}", self.hash))?;
+        out.line(format_args!("  prev_hash   {}", self.prev_hash))?;
+        out.line(format_args!("  commitment  {}", self.commitment))?;
+        match (&self.payload, self.payload_encoding) {
+            (Some(p), Some("utf8")) => out.line(format_args!(
+                "  payload     {} bytes, utf8: {}",
+                self.payload_len,
+                Escaped(p)
+            )),
+            (Some(p), Some(enc)) => out.line(format_args!(
+                "  payload     {} bytes, {enc}: {p}",
+                self.payload_len
+            )),
+            _ => out.line(format_args!(
+                "  payload     redacted ({} bytes; the commitment remains)",
+                self.payload_len
+            )),
+        }
+    }
+}
+
+/// Text with control characters escaped, so a payload cannot drive the terminal.
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Lowercase hex of arbitrary bytes (the ledger id).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Nanoseconds since the Unix epoch, shown as an RFC 3339 UTC time.
+pub struct Utc(pub u64);
+
+impl fmt::Display for Utc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0 / 1_000_000_000;
+        let nanos = self.0 % 1_000_000_000;
+        // u64 nanoseconds reach year 2554: days fit i64 with room to spare.
+        let days = (secs / 86_400) as i64;
+        let rem = secs % 86_400;
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60
+        )
+    }
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_matches_known_instants() {
+        assert_eq!(Utc(0).to_string(), "1970-01-01T00:00:00.000000000Z");
+        // 2000-02-29T12:34:56.000000007Z: a leap day in a century leap year.
+        assert_eq!(
+            Utc(951_827_696_000_000_007).to_string(),
+            "2000-02-29T12:34:56.000000007Z"
+        );
+        assert_eq!(Utc(u64::MAX).to_string(), "2554-07-21T23:34:33.709551615Z");
+    }
+
+    #[test]
+    fn escapes_control_characters_only() {
+        assert_eq!(Escaped("a\u{1b}[2Jé\n").to_string(), "a\\u{1b}[2Jé\\n");
+    }
+}

@@ -75,9 +75,12 @@ impl fmt::Display for Error {
             Error::PayloadTooLarge { len, max } => {
                 write!(f, "payload of {len} bytes exceeds the limit of {max} bytes")
             }
-            Error::NotFound { seq, len } => {
-                write!(f, "no record {seq}: the ledger holds records 0..{len}")
-            }
+            Error::NotFound { seq, len: 0 } => write!(f, "no record {seq}: the ledger is empty"),
+            Error::NotFound { seq, len } => write!(
+                f,
+                "no record {seq}: the ledger holds records 0 to {}",
+                len - 1
+            ),
             Error::InvalidArgument { detail } => write!(f, "invalid argument: {detail}"),
         }
     }

@@ -119,7 +119,7 @@ pub struct Entry {
 
 impl Entry {
     /// The entry bytes, exactly as hashed.
-    pub fn to_bytes(&self) -> [u8; ENTRY_LEN] {
+    pub fn to_bytes(self) -> [u8; ENTRY_LEN] {
         let mut e = [0u8; ENTRY_LEN];
         e[E_VERSION] = FORMAT_VERSION;
         e[E_ALG] = self.alg.id();
@@ -132,7 +132,7 @@ impl Entry {
     }
 
     /// The record hash: the RFC 9162 leaf hash of the entry bytes.
-    pub fn hash(&self) -> Hash {
+    pub fn hash(self) -> Hash {
         self.alg.leaf(&self.to_bytes())
     }
 }
@@ -174,7 +174,7 @@ pub fn encode_frame(
         }
         None => out.push(BODY_REDACTED),
     }
-    let crc = crc32fast::hash(&out[start..]);
+    let crc = crc32fast::hash(out.get(start..).unwrap_or_default());
     out.extend_from_slice(&crc.to_be_bytes());
     hash
 }
@@ -360,7 +360,7 @@ fn check_crc(what: &str, b: &[u8], crc_at: usize) -> Result<(), MetaError> {
 }
 
 impl Config {
-    pub fn to_bytes(&self) -> [u8; CONFIG_LEN] {
+    pub fn to_bytes(self) -> [u8; CONFIG_LEN] {
         let mut b = [0u8; CONFIG_LEN];
         b[C_MAGIC..C_VERSION].copy_from_slice(CONFIG_MAGIC);
         b[C_VERSION] = FORMAT_VERSION;
@@ -402,7 +402,7 @@ impl Config {
     }
 
     /// The genesis record's predecessor.
-    pub fn genesis_prev(&self) -> Hash {
+    pub fn genesis_prev(self) -> Hash {
         self.alg.genesis_prev(&self.ledger_id)
     }
 }
@@ -428,7 +428,7 @@ pub struct Head {
 }
 
 impl Head {
-    pub fn to_bytes(&self) -> [u8; HEAD_LEN] {
+    pub fn to_bytes(self) -> [u8; HEAD_LEN] {
         let mut b = [0u8; HEAD_LEN];
         b[H_VERSION] = FORMAT_VERSION;
         b[H_NEXT_SEQ..H_LAST_HASH].copy_from_slice(&self.next_seq.to_be_bytes());

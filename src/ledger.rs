@@ -274,22 +274,42 @@ impl Ledger {
         let dir = dir.as_ref();
         fs::create_dir_all(dir).map_err(|e| Error::io("creating the ledger directory", e))?;
         let lock = lock_dir(dir)?;
-        let occupied = fs::read_dir(dir)
-            .map_err(|e| Error::io("listing the ledger directory", e))?
-            .filter_map(|e| e.ok())
-            .any(|e| e.file_name() != LOCK_FILE);
-        if occupied {
-            return Err(Error::AlreadyExists {
-                path: dir.to_path_buf(),
-            });
+        for entry in fs::read_dir(dir).map_err(|e| Error::io("listing the ledger directory", e))? {
+            let entry = entry.map_err(|e| Error::io("listing the ledger directory", e))?;
+            if entry.file_name() != LOCK_FILE {
+                return Err(Error::AlreadyExists {
+                    path: dir.to_path_buf(),
+                });
+            }
         }
+        if let Err(e) = Self::initialise(dir, &opts) {
+            // The directory held nothing but the lock file: remove what this attempt
+            // made, so a retry does not find a half-made ledger.
+            if let Ok(entries) = fs::read_dir(dir) {
+                for entry in entries.flatten().filter(|e| e.file_name() != LOCK_FILE) {
+                    let p = entry.path();
+                    let _ = if p.is_dir() {
+                        fs::remove_dir_all(&p)
+                    } else {
+                        fs::remove_file(&p)
+                    };
+                }
+            }
+            return Err(e);
+        }
+        drop(lock);
+        Ledger::open(dir, opts)
+    }
+
+    /// Writes the configuration and the empty head, durably.
+    fn initialise(dir: &Path, opts: &Options) -> Result<()> {
         let store = SledStore::open(dir, opts.cache_bytes)?;
         let config = Config {
             alg: opts.hash.unwrap_or_default(),
             ledger_id: random_bytes()?,
             created: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
+                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
                 .unwrap_or(0),
         };
         store.write_config(&config.to_bytes())?;
@@ -307,10 +327,7 @@ impl Ledger {
         // The directory entries sled created must survive a crash too.
         File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io("syncing the ledger directory", e))?;
-        drop(store);
-        drop(lock);
-        Ledger::open(dir, opts)
+            .map_err(|e| Error::io("syncing the ledger directory", e))
     }
 
     /// Opens an existing ledger, running recovery: the configuration, head and head
@@ -450,6 +467,18 @@ impl Ledger {
             .map(|p| self.core.prepare(p.as_ref()))
             .collect::<Result<Vec<_>>>()?;
         self.core.append(&prepared, durability)
+    }
+
+    /// Closes the ledger after committing and syncing everything appended, and reports a
+    /// failure of that last sync (dropping the ledger can only log it).
+    pub fn close(self) -> Result<()> {
+        let r = if self.opts.read_only || self.core.is_poisoned() {
+            Ok(())
+        } else {
+            self.core.flush(true)
+        };
+        drop(self);
+        r
     }
 
     /// Commits and syncs everything appended so far (buffered appends included).

@@ -45,3 +45,8 @@ pub use ledger::{HeadInfo, Ledger, Options, Range, Record};
 pub use store::{FaultPlan, Op};
 #[cfg(feature = "store")]
 pub use writer::{Durability, FailurePolicy, Health, Metrics, Receipt};
+
+/// The README's library example runs as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

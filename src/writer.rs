@@ -174,7 +174,14 @@ pub(crate) struct Core<S> {
     salt_key: [u8; 32],
     salt_counter: AtomicU64,
     pub counters: Counters,
+    /// Model-only defect: read the predecessor before taking the lock. The loom model
+    /// must catch the fork this causes, which shows the model can fail.
+    #[cfg(loom)]
+    pub broken_prev_outside_lock: bool,
 }
+
+#[cfg(test)]
+mod model;
 
 fn now_nanos() -> u64 {
     std::time::SystemTime::now()
@@ -210,6 +217,8 @@ impl<S: Store> Core<S> {
             salt_key,
             salt_counter: AtomicU64::new(0),
             counters: Counters::default(),
+            #[cfg(loom)]
+            broken_prev_outside_lock: false,
         }
     }
 
@@ -259,6 +268,10 @@ impl<S: Store> Core<S> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
+        #[cfg(loom)]
+        let mut stale_prev = self
+            .broken_prev_outside_lock
+            .then(|| self.state.lock().tip.last_hash);
         let mut st = self.state.lock();
         if let Some(reason) = &st.poisoned {
             return Err(Error::Poisoned {
@@ -284,11 +297,17 @@ impl<S: Store> Core<S> {
         let alg = self.config.alg;
         for p in items {
             let seq = st.tip.next_seq;
+            #[allow(unused_mut)]
+            let mut prev = st.tip.last_hash;
+            #[cfg(loom)]
+            if let Some(stale) = stale_prev.take() {
+                prev = stale;
+            }
             let entry = Entry {
                 alg,
                 seq,
                 timestamp: ts,
-                prev: st.tip.last_hash,
+                prev,
                 commitment: p.commitment,
                 // prepare() bounded the payload to MAX_PAYLOAD, which fits u32.
                 payload_len: p.payload.len() as u32,

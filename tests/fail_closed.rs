@@ -12,7 +12,9 @@ const BEFORE: usize = 5;
 /// A closed ledger with `BEFORE` records; returns their payloads.
 fn seeded(dir: &Path) -> Vec<Vec<u8>> {
     let l = Ledger::create(dir, Options::default()).unwrap();
-    let p: Vec<Vec<u8>> = (0..BEFORE).map(|i| format!("seed {i}").into_bytes()).collect();
+    let p: Vec<Vec<u8>> = (0..BEFORE)
+        .map(|i| format!("seed {i}").into_bytes())
+        .collect();
     l.append_batch(&p).unwrap();
     p
 }
@@ -28,14 +30,24 @@ fn assert_recovers(dir: &Path, expected: &[Vec<u8>]) {
     assert!(rep.is_ok(), "{rep:?}");
     let r = l.append(b"after recovery").unwrap();
     assert_eq!(r.seq, expected.len() as u64);
-    assert_eq!(l.get(r.seq).unwrap().prev_hash, l.get(r.seq - 1).unwrap().hash);
+    assert_eq!(
+        l.get(r.seq).unwrap().prev_hash,
+        l.get(r.seq - 1).unwrap().hash
+    );
 }
 
 fn assert_poisoned(l: &Ledger) {
-    assert!(matches!(l.health(), Health::Poisoned { .. }), "{:?}", l.health());
+    assert!(
+        matches!(l.health(), Health::Poisoned { .. }),
+        "{:?}",
+        l.health()
+    );
     assert_eq!(l.metrics().poisonings, 1);
     assert!(matches!(l.append(b"later"), Err(Error::Poisoned { .. })));
-    assert!(matches!(l.append_batch(&[b"x", b"y"]), Err(Error::Poisoned { .. })));
+    assert!(matches!(
+        l.append_batch(&[b"x", b"y"]),
+        Err(Error::Poisoned { .. })
+    ));
 }
 
 #[test]
@@ -52,8 +64,12 @@ fn each_write_path_fault_fails_closed_for_single_and_batch_appends() {
                 let dir = tempfile::tempdir().unwrap();
                 let mut expected = seeded(dir.path());
                 {
-                    let l = Ledger::open_with_faults(dir.path(), Options::default(), FaultPlan::nth(op, nth))
-                        .unwrap();
+                    let l = Ledger::open_with_faults(
+                        dir.path(),
+                        Options::default(),
+                        FaultPlan::nth(op, nth),
+                    )
+                    .unwrap();
                     let mut i = 0;
                     let err = loop {
                         let payloads: Vec<Vec<u8>> = if batch {
@@ -90,8 +106,12 @@ fn each_write_path_fault_fails_closed_for_single_and_batch_appends() {
 fn head_read_fault_at_open_fails_closed() {
     let dir = tempfile::tempdir().unwrap();
     let expected = seeded(dir.path());
-    let e = Ledger::open_with_faults(dir.path(), Options::default(), FaultPlan::nth(Op::HeadRead, 1))
-        .unwrap_err();
+    let e = Ledger::open_with_faults(
+        dir.path(),
+        Options::default(),
+        FaultPlan::nth(Op::HeadRead, 1),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("injected fault"), "{e}");
     assert_recovers(dir.path(), &expected);
 }
@@ -109,7 +129,11 @@ fn retry_policy_retries_head_reads_only() {
     };
     {
         // Two consecutive failing head reads at the first commit: retried, then Ok.
-        let plan = FaultPlan { op: Op::HeadRead, nth: 2, times: 2 };
+        let plan = FaultPlan {
+            op: Op::HeadRead,
+            nth: 2,
+            times: 2,
+        };
         let l = Ledger::open_with_faults(dir.path(), opts.clone(), plan).unwrap();
         l.append(b"retried").unwrap();
         expected.push(b"retried".to_vec());
@@ -118,7 +142,11 @@ fn retry_policy_retries_head_reads_only() {
     }
     {
         // Three failures exceed two retries: fail closed.
-        let plan = FaultPlan { op: Op::HeadRead, nth: 2, times: 3 };
+        let plan = FaultPlan {
+            op: Op::HeadRead,
+            nth: 2,
+            times: 3,
+        };
         let l = Ledger::open_with_faults(dir.path(), opts.clone(), plan).unwrap();
         assert!(l.append(b"lost").is_err());
         assert_poisoned(&l);
@@ -137,8 +165,9 @@ fn buffered_appends_covered_by_a_failed_sync_are_not_adopted() {
     let dir = tempfile::tempdir().unwrap();
     let expected = seeded(dir.path());
     {
-        let l = Ledger::open_with_faults(dir.path(), Options::default(), FaultPlan::nth(Op::Sync, 1))
-            .unwrap();
+        let l =
+            Ledger::open_with_faults(dir.path(), Options::default(), FaultPlan::nth(Op::Sync, 1))
+                .unwrap();
         l.append_with(b"buffered", Durability::Buffered).unwrap();
         // The sync that would make it durable fails: the durable append errors too.
         assert!(l.append(b"durable").is_err());

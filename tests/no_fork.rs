@@ -1,5 +1,6 @@
 //! Many real threads append concurrently (single records and batches) while a reader
 //! iterates: the result must be one unforked chain that matches every receipt.
+#![allow(clippy::disallowed_types)] // the loom shim is for the library; tests use std
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,8 +46,9 @@ fn sixteen_writers_never_fork() {
                 let mut i = 0;
                 while i < PER_THREAD {
                     if i % 200 < BATCH && i + BATCH <= PER_THREAD {
-                        let payloads: Vec<Vec<u8>> =
-                            (i..i + BATCH).map(|k| format!("t{t}-r{k}").into_bytes()).collect();
+                        let payloads: Vec<Vec<u8>> = (i..i + BATCH)
+                            .map(|k| format!("t{t}-r{k}").into_bytes())
+                            .collect();
                         let rs = l.append_batch(&payloads).unwrap();
                         // A batch is contiguous.
                         for w in rs.windows(2) {
@@ -64,8 +66,10 @@ fn sixteen_writers_never_fork() {
             })
         })
         .collect();
-    let receipts: Vec<(Receipt, Vec<u8>)> =
-        writers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let receipts: Vec<(Receipt, Vec<u8>)> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
     stop.store(true, Ordering::Release);
     let passes = reader.join().unwrap();
     assert!(passes > 0);
@@ -78,8 +82,7 @@ fn sixteen_writers_never_fork() {
     assert_eq!(report.records_checked, total);
 
     // Contiguous sequence numbers, each predecessor used exactly once, receipts == get.
-    let by_seq: HashMap<u64, &(Receipt, Vec<u8>)> =
-        receipts.iter().map(|r| (r.0.seq, r)).collect();
+    let by_seq: HashMap<u64, &(Receipt, Vec<u8>)> = receipts.iter().map(|r| (r.0.seq, r)).collect();
     assert_eq!(by_seq.len() as u64, total, "duplicate sequence numbers");
     let mut preds = HashSet::new();
     let mut last_ts = 0;

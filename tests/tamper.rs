@@ -11,7 +11,9 @@ const RECORDS: &[u8] = b"records";
 
 fn build(dir: &Path) {
     let l = Ledger::create(dir, Options::default()).unwrap();
-    let p: Vec<Vec<u8>> = (0..N).map(|i| format!("event number {i:04} {}", "x".repeat(200)).into_bytes()).collect();
+    let p: Vec<Vec<u8>> = (0..N)
+        .map(|i| format!("event number {i:04} {}", "x".repeat(200)).into_bytes())
+        .collect();
     for chunk in p.chunks(100) {
         l.append_batch(chunk).unwrap();
     }
@@ -25,7 +27,9 @@ fn load(db: &sled::Db) -> Vec<(u64, Vec<Vec<u8>>)> {
         .map(|kv| {
             let (k, v) = kv.unwrap();
             let key = u64::from_be_bytes(k.as_ref().try_into().unwrap());
-            let frames = format::frames(&v).map(|(off, r)| v[off..off + r.unwrap().len].to_vec()).collect();
+            let frames = format::frames(&v)
+                .map(|(off, r)| v[off..off + r.unwrap().len].to_vec())
+                .collect();
             (key, frames)
         })
         .collect()
@@ -41,7 +45,9 @@ fn store(db: &sled::Db, groups: &[(u64, Vec<Vec<u8>>)]) {
 }
 
 /// Applies `edit` to the stored groups of a fresh ledger, then verifies read-only.
-fn tampered(edit: impl FnOnce(&mut Vec<(u64, Vec<Vec<u8>>)>)) -> (tempfile::TempDir, chainlog::VerifyReport) {
+fn tampered(
+    edit: impl FnOnce(&mut Vec<(u64, Vec<Vec<u8>>)>),
+) -> (tempfile::TempDir, chainlog::VerifyReport) {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path());
     {
@@ -50,7 +56,14 @@ fn tampered(edit: impl FnOnce(&mut Vec<(u64, Vec<Vec<u8>>)>)) -> (tempfile::Temp
         edit(&mut g);
         store(&db, &g);
     }
-    let l = Ledger::open(dir.path(), Options { read_only: true, ..Options::default() }).unwrap();
+    let l = Ledger::open(
+        dir.path(),
+        Options {
+            read_only: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
     let rep = l.verify().unwrap();
     drop(l);
     (dir, rep)
@@ -80,7 +93,10 @@ fn forge(f: &mut Vec<u8>, change: impl FnOnce(&mut Entry)) {
 }
 
 fn assert_break(rep: &chainlog::VerifyReport, kind: BreakKind, seq: u64) {
-    let b = rep.first_break.as_ref().unwrap_or_else(|| panic!("no break found, expected {kind} at {seq}"));
+    let b = rep
+        .first_break
+        .as_ref()
+        .unwrap_or_else(|| panic!("no break found, expected {kind} at {seq}"));
     assert_eq!((b.kind, b.seq), (kind, seq), "{b}");
 }
 
@@ -182,7 +198,10 @@ fn deleted_whole_middle_group() {
         let i = g.iter().position(|(k, _)| *k > 0).unwrap();
         g.remove(i);
     });
-    assert_eq!(rep.first_break.as_ref().unwrap().kind, BreakKind::SequenceGap);
+    assert_eq!(
+        rep.first_break.as_ref().unwrap().kind,
+        BreakKind::SequenceGap
+    );
 }
 
 #[test]
@@ -251,7 +270,20 @@ fn tampered_head_record_fails_open_closed() {
         forge(frame_mut(&mut g, N - 1), |e| e.timestamp += 1);
         store(&db, &g);
     }
-    assert!(matches!(Ledger::open(dir.path(), Options::default()), Err(Error::HeadConflict { .. })));
-    let l = Ledger::open(dir.path(), Options { read_only: true, ..Options::default() }).unwrap();
-    assert_eq!(l.verify().unwrap().first_break.unwrap().kind, BreakKind::HeadMismatch);
+    assert!(matches!(
+        Ledger::open(dir.path(), Options::default()),
+        Err(Error::HeadConflict { .. })
+    ));
+    let l = Ledger::open(
+        dir.path(),
+        Options {
+            read_only: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        l.verify().unwrap().first_break.unwrap().kind,
+        BreakKind::HeadMismatch
+    );
 }

@@ -81,6 +81,12 @@ impl<S> FaultStore<S> {
         }
     }
 
+    /// The wrapped store.
+    #[cfg_attr(not(any(test, loom)), allow(dead_code))]
+    pub(crate) fn inner(&self) -> &S {
+        &self.inner
+    }
+
     fn check(&self, op: Op) -> Result<()> {
         let slot = self.calls.get(op.index());
         let n = slot.map_or(0, |c| c.fetch_add(1, Ordering::SeqCst) + 1);

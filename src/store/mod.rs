@@ -7,14 +7,14 @@
 use crate::error::Result;
 
 mod fault;
-#[cfg(any(test, loom))]
+#[cfg(test)]
 mod mem;
 #[cfg(not(loom))]
 mod sled_store;
 
 #[cfg_attr(not(feature = "fault-injection"), allow(unused_imports))]
 pub use fault::{FaultPlan, FaultStore, Op};
-#[cfg(any(test, loom))]
+#[cfg(test)]
 pub(crate) use mem::MemStore;
 #[cfg(not(loom))]
 pub(crate) use sled_store::SledStore;

@@ -518,3 +518,42 @@ fn demo_appends_from_threads_and_verifies() {
     assert_eq!(b["durability"], "buffered");
     assert_eq!(b["records_checked"], 600);
 }
+
+#[test]
+fn bench_reports_figures_and_verifies() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chainlog"))
+        .args([
+            "bench",
+            "--threads",
+            "4",
+            "--records",
+            "300",
+            "--payload",
+            "64",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["records"], 300);
+    assert_eq!(v["frame_bytes"], 300 * (159 + 64));
+    for k in [
+        "appends_per_sec",
+        "p50_us",
+        "p99_us",
+        "max_us",
+        "bytes_on_disk",
+    ] {
+        assert!(v[k].as_f64().unwrap() >= 0.0, "{k} missing");
+    }
+    assert!(v["p50_us"].as_u64() <= v["p99_us"].as_u64());
+    assert!(v["p99_us"].as_u64() <= v["max_us"].as_u64());
+    assert!(v["bytes_on_disk"].as_u64().unwrap() > v["frame_bytes"].as_u64().unwrap() / 2);
+}

@@ -40,6 +40,27 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             records,
             buffered,
         } => demo::run(&mut out, dir, threads, records, buffered),
+        Cmd::Bench {
+            threads,
+            records,
+            payload,
+            durability,
+            batch,
+            dir,
+        } => super::bench::run(
+            &mut out,
+            super::bench::Params {
+                threads,
+                records,
+                payload: usize::try_from(payload).unwrap_or(usize::MAX),
+                durability: match durability {
+                    super::DurabilityArg::Sync => Durability::Sync,
+                    super::DurabilityArg::Buffered => Durability::Buffered,
+                },
+                batch,
+                dir,
+            },
+        ),
     };
     // Flush what was printed even when the command failed part-way (e.g. the receipts
     // of batches appended before a bad line).
@@ -371,7 +392,7 @@ fn stats(out: &mut Out, dir: &Path) -> Result<Outcome, Failure> {
 }
 
 /// Sum of the sizes of the files under `dir`, walked without following symlinks.
-fn bytes_on_disk(dir: &Path) -> Result<u64, Failure> {
+pub(super) fn bytes_on_disk(dir: &Path) -> Result<u64, Failure> {
     let fail = |p: &Path, e: io::Error| Failure::io("measuring the ledger on disk", &e, at_dir(p));
     let mut total = 0u64;
     let mut todo: Vec<PathBuf> = vec![dir.to_path_buf()];

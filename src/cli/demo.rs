@@ -17,15 +17,15 @@ const ACTIONS: [&str; 8] = [
 const MAX_BATCH: u64 = 32;
 
 /// xorshift64*: deterministic per-thread variety without a dependency; not for secrets.
-struct Rng(u64);
+pub(super) struct Rng(u64);
 
 impl Rng {
-    fn new(seed: u64) -> Rng {
+    pub(super) fn new(seed: u64) -> Rng {
         // Any non-zero state works; mixing keeps neighbouring seeds apart.
         Rng((seed.wrapping_add(1)).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;

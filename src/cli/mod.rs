@@ -1,5 +1,6 @@
 //! Argument parsing, dispatch, errors and exit codes.
 
+mod bench;
 mod commands;
 mod demo;
 mod output;
@@ -76,6 +77,33 @@ pub enum Cmd {
         #[arg(long)]
         buffered: bool,
     },
+    /// Append N random payloads from T threads into a fresh ledger; report throughput,
+    /// latency and space, and verify (exit 1 if verification fails).
+    Bench {
+        /// Appending threads.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=4096))]
+        threads: u16,
+        /// Records in total.
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+        records: u64,
+        /// Payload size in bytes.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=16_777_216))]
+        payload: u64,
+        #[arg(long, value_enum, default_value_t = DurabilityArg::Sync)]
+        durability: DurabilityArg,
+        /// Append in batches of K records (append_batch) instead of one by one.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        batch: Option<u64>,
+        /// Ledger directory (must be empty); a temporary one when omitted.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    Sync,
+    Buffered,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -16,7 +16,6 @@ struct Inner {
 }
 
 /// A store held in memory. `synced_head` is the head as of the last `sync`.
-#[derive(Default)]
 pub(crate) struct MemStore {
     inner: Mutex<Inner>,
 }

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use crate::hash::{Hash, HashAlg, HASH_LEN};
+use crate::merkle::Frontier;
 
 /// Format version byte of frames, configuration and head.
 pub const FORMAT_VERSION: u8 = 0x01;
@@ -413,52 +414,115 @@ pub const H_VERSION: usize = 0;
 pub const H_NEXT_SEQ: usize = H_VERSION + 1;
 pub const H_LAST_HASH: usize = H_NEXT_SEQ + 8;
 pub const H_LAST_TS: usize = H_LAST_HASH + HASH_LEN;
-pub const H_CRC: usize = H_LAST_TS + 8;
-pub const HEAD_LEN: usize = H_CRC + CRC_LEN;
+pub const H_ROOT: usize = H_LAST_TS + 8;
+/// The frontier's subtree hashes start here: one per set bit of `next_seq`.
+pub const H_FRONTIER: usize = H_ROOT + HASH_LEN;
+/// Length of a head with an empty frontier (no records); add 32 per frontier hash.
+pub const HEAD_BASE_LEN: usize = H_FRONTIER + CRC_LEN;
 
-/// The committed head: how many records the ledger holds and the last one's hash and time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The committed head: how many records the ledger holds, the last one's hash and time,
+/// and the Merkle tree over all of them (its root and right-edge frontier).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Head {
-    /// Number of records, which is also the next sequence number.
+    /// Number of records, which is also the next sequence number and the tree size.
     pub next_seq: u64,
     /// Hash of record `next_seq - 1`, or the genesis predecessor when empty.
     pub last_hash: Hash,
     /// Timestamp of the last record, or 0 when empty.
     pub last_timestamp: u64,
+    /// The Merkle tree over the records; its size is `next_seq`.
+    pub tree: Frontier,
 }
 
 impl Head {
-    pub fn to_bytes(self) -> [u8; HEAD_LEN] {
-        let mut b = [0u8; HEAD_LEN];
-        b[H_VERSION] = FORMAT_VERSION;
-        b[H_NEXT_SEQ..H_LAST_HASH].copy_from_slice(&self.next_seq.to_be_bytes());
-        b[H_LAST_HASH..H_LAST_TS].copy_from_slice(&self.last_hash.0);
-        b[H_LAST_TS..H_CRC].copy_from_slice(&self.last_timestamp.to_be_bytes());
-        let crc = crc32fast::hash(&b[..H_CRC]);
-        b[H_CRC..].copy_from_slice(&crc.to_be_bytes());
+    /// The head of an empty ledger.
+    pub fn empty(config: &Config) -> Head {
+        Head {
+            next_seq: 0,
+            last_hash: config.genesis_prev(),
+            last_timestamp: 0,
+            tree: Frontier::new(config.alg),
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let frontier = self.tree.to_bytes();
+        let mut b = Vec::with_capacity(HEAD_BASE_LEN + frontier.len());
+        b.push(FORMAT_VERSION);
+        b.extend_from_slice(&self.next_seq.to_be_bytes());
+        b.extend_from_slice(&self.last_hash.0);
+        b.extend_from_slice(&self.last_timestamp.to_be_bytes());
+        b.extend_from_slice(&self.tree.root().0);
+        // The frontier's own encoding starts with its size, which is next_seq above.
+        b.extend_from_slice(frontier.get(8..).unwrap_or_default());
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_be_bytes());
         b
     }
 
-    pub fn from_bytes(b: &[u8]) -> Result<Head, MetaError> {
-        if b.len() != HEAD_LEN {
+    pub fn from_bytes(alg: HashAlg, b: &[u8]) -> Result<Head, MetaError> {
+        if b.len() < HEAD_BASE_LEN {
             return Err(MetaError(format!(
-                "head is {} bytes, expected {HEAD_LEN}",
+                "head is {} bytes, at least {HEAD_BASE_LEN} expected",
                 b.len()
             )));
         }
-        check_crc("head", b, H_CRC)?;
+        check_crc("head", b, b.len() - CRC_LEN)?;
         let version = b.get(H_VERSION).copied().unwrap_or_default();
         if version != FORMAT_VERSION {
             return Err(MetaError(format!(
                 "head format version 0x{version:02x} is not supported (expected 0x01)"
             )));
         }
+        let next_seq = be_u64(b, H_NEXT_SEQ);
+        let mut frontier = next_seq.to_be_bytes().to_vec();
+        frontier.extend_from_slice(b.get(H_FRONTIER..b.len() - CRC_LEN).unwrap_or_default());
+        let tree = Frontier::from_bytes(alg, &frontier)
+            .map_err(|e| MetaError(format!("head tree frontier: {e}")))?;
+        let root = hash_at(b, H_ROOT);
+        if tree.root() != root {
+            return Err(MetaError(format!(
+                "head root {root} does not match its frontier's root {}",
+                tree.root()
+            )));
+        }
         Ok(Head {
-            next_seq: be_u64(b, H_NEXT_SEQ),
+            next_seq,
             last_hash: hash_at(b, H_LAST_HASH),
             last_timestamp: be_u64(b, H_LAST_TS),
+            tree,
         })
     }
+
+    /// The Merkle root over all records.
+    pub fn root(&self) -> Hash {
+        self.tree.root()
+    }
+}
+
+// ---- stored tree nodes ----
+
+/// Interior Merkle nodes are stored from this level up (subtrees of 16 leaves and more);
+/// lower ones are recomputed from record hashes, which costs at most 15 hashes of data
+/// already read, while storing them would add ~28 bytes per record.
+pub const STORED_NODE_MIN_LEVEL: u32 = 4;
+
+/// Number of stored nodes completed by the leaves before leaf `m`:
+/// `Σ_{l ≥ STORED_NODE_MIN_LEVEL} ⌊m / 2^l⌋`.
+pub fn stored_nodes_before(m: u64) -> u64 {
+    (STORED_NODE_MIN_LEVEL..64).map(|l| m >> l).sum()
+}
+
+/// Where node (`level`, `n`) sits in the node value of the group keyed `key`, counted
+/// in hashes; `None` if the level is not stored.
+pub fn stored_node_slot(key: u64, level: u32, n: u64) -> Option<u64> {
+    if !(STORED_NODE_MIN_LEVEL..64).contains(&level) {
+        return None;
+    }
+    // The leaf that completes the node.
+    let m = n.checked_add(1)?.checked_shl(level)?.checked_sub(1)?;
+    let before = stored_nodes_before(m).checked_sub(stored_nodes_before(key))?;
+    Some(before + u64::from(level - STORED_NODE_MIN_LEVEL))
 }
 
 #[cfg(test)]
@@ -489,7 +553,8 @@ mod tests {
         assert_eq!(PRESENT_FRAME_OVERHEAD, 159);
         assert_eq!(REDACTED_FRAME_LEN, 127);
         assert_eq!(CONFIG_LEN, 38);
-        assert_eq!(HEAD_LEN, 53);
+        assert_eq!(H_FRONTIER, 81);
+        assert_eq!(HEAD_BASE_LEN, 85);
     }
 
     #[test]
@@ -504,6 +569,24 @@ mod tests {
                 assert!(decode_frame(&v[..cut]).is_err(), "cut at {cut}");
             }
         }
+    }
+
+    #[test]
+    fn node_slots_follow_leaf_order() {
+        // Walk leaves in order and number the stored nodes each completes.
+        let mut next = 0u64;
+        for m in 0u64..5000 {
+            for level in STORED_NODE_MIN_LEVEL..=m.trailing_ones() {
+                let n = (m + 1) / (1 << level) - 1;
+                assert_eq!(
+                    stored_node_slot(0, level, n),
+                    Some(next),
+                    "m={m} level={level}"
+                );
+                next += 1;
+            }
+        }
+        assert_eq!(stored_nodes_before(5000), next);
     }
 
     #[test]

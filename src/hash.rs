@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Length in bytes of every hash chainlog stores (both algorithms give 32 bytes).
 pub const HASH_LEN: usize = 32;
@@ -182,6 +182,14 @@ impl fmt::Debug for Hash {
 impl Serialize for Hash {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
+        let s = String::deserialize(d)?;
+        Hash::from_hex(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not 64 hex digits")))
     }
 }
 

@@ -7,12 +7,18 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::format::{self, Config, FrameRef, Head};
 use crate::hash::{Hash, HashAlg, HASH_LEN};
+use crate::merkle::{self, ConsistencyProof, Frontier, InclusionProof, TreeError};
+use crate::note::{SignerKey, VerifierKey};
 use crate::store::{FaultPlan, FaultStore, GroupIter, SledStore, Store};
-use crate::sync::{thread, Arc, Ordering};
-use crate::verify::{Break, BreakKind, ChainVerifier, VerifyReport};
+use crate::sync::{thread, Arc, Mutex, Ordering};
+use crate::tree::TreeReader;
+use crate::verify::{
+    Break, BreakKind, ChainVerifier, CheckpointCheck, CheckpointStatus, VerifyReport,
+};
 use crate::writer::{Core, Durability, FailurePolicy, Health, Metrics, Receipt};
 
 /// Name of the lock file that makes a ledger directory single-opener.
@@ -130,6 +136,7 @@ pub struct Ledger {
     flusher: Option<thread::JoinHandle<()>>,
     opts: Options,
     dir: PathBuf,
+    checkpoint_lock: Mutex<()>,
     _lock: File,
 }
 
@@ -160,10 +167,30 @@ fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     Ok(b)
 }
 
+/// A tree read failed: the read's own error, or stored hashes that do not fit together.
+fn tree_error(e: TreeError<Error>, doing: &str) -> Error {
+    match e {
+        TreeError::Read(e) => e,
+        other => Error::Corrupt {
+            detail: format!("{doing}: {other}"),
+        },
+    }
+}
+
 fn corrupt(detail: impl Into<String>) -> Error {
     Error::Corrupt {
         detail: detail.into(),
     }
+}
+
+/// The body of a checkpoint note this ledger signed itself (its signature was checked
+/// when it was made; the key may not be at hand now).
+fn parse_own_checkpoint(note: &str) -> Result<Checkpoint> {
+    let body = note
+        .split_once("\n\n")
+        .map(|(b, _)| format!("{b}\n"))
+        .ok_or_else(|| corrupt("the stored latest checkpoint is not a signed note"))?;
+    Checkpoint::parse_body(&body).map_err(|e| corrupt(format!("the stored latest checkpoint: {e}")))
 }
 
 /// What open-time recovery found.
@@ -179,7 +206,7 @@ fn recover(core: &DynCore, repair: bool) -> Result<Recovered> {
     let bytes = core
         .read_head()?
         .ok_or_else(|| corrupt("the head is missing"))?;
-    let head = Head::from_bytes(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let head = Head::from_bytes(core.config.alg, &bytes).map_err(|e| corrupt(e.to_string()))?;
     let mut discarded = 0u64;
     if head.next_seq == 0 {
         if head.last_hash != core.config.genesis_prev() || head.last_timestamp != 0 {
@@ -257,7 +284,29 @@ fn recover(core: &DynCore, repair: bool) -> Result<Recovered> {
             store.remove_group(k)?;
         }
     }
-    if discarded > 0 && repair {
+    let stray_nodes: Vec<u64> = store
+        .nodes_from(head.next_seq)
+        .map(|g| g.map(|(k, _)| k))
+        .collect::<Result<_>>()?;
+    if repair {
+        for k in &stray_nodes {
+            store.remove_nodes(*k)?;
+        }
+    }
+    // The head's tree must be the one the stored nodes and records give: O(log n) reads.
+    let reader = TreeReader::new(store, core.config.alg, head.next_seq);
+    let stored_tree = Frontier::load(core.config.alg, head.next_seq, &reader)
+        .map_err(|e| tree_error(e, "checking the head's tree"))?;
+    if stored_tree != head.tree {
+        return Err(Error::HeadConflict {
+            detail: format!(
+                "the head's Merkle root {} is not the root of the stored tree ({})",
+                head.root(),
+                stored_tree.root()
+            ),
+        });
+    }
+    if (discarded > 0 || !stray_nodes.is_empty()) && repair {
         store.sync()?;
         tracing::warn!(
             discarded,
@@ -313,11 +362,7 @@ impl Ledger {
                 .unwrap_or(0),
         };
         store.write_config(&config.to_bytes())?;
-        let head = Head {
-            next_seq: 0,
-            last_hash: config.genesis_prev(),
-            last_timestamp: 0,
-        };
+        let head = Head::empty(&config);
         if !store.cas_head(None, &head.to_bytes())? {
             return Err(Error::AlreadyExists {
                 path: dir.to_path_buf(),
@@ -372,11 +417,7 @@ impl Ledger {
             None => Box::new(sled),
         };
         // The head is provisional until recovery has checked it.
-        let provisional = Head {
-            next_seq: 0,
-            last_hash: config.genesis_prev(),
-            last_timestamp: 0,
-        };
+        let provisional = Head::empty(&config);
         let mut core = Core::new(
             store,
             config,
@@ -394,7 +435,8 @@ impl Ledger {
                     .read_head()?
                     .ok_or_else(|| corrupt("the head is missing"))?;
                 Recovered {
-                    head: Head::from_bytes(&bytes).map_err(|e| corrupt(e.to_string()))?,
+                    head: Head::from_bytes(core.config.alg, &bytes)
+                        .map_err(|e| corrupt(e.to_string()))?,
                     discarded: 0,
                 }
             }
@@ -424,6 +466,7 @@ impl Ledger {
             flusher,
             opts,
             dir: dir.to_path_buf(),
+            checkpoint_lock: Mutex::new(()),
             _lock: lock,
         })
     }
@@ -582,8 +625,9 @@ impl Ledger {
         let head = self.visible();
         let cfg = &self.core.config;
         let genesis = cfg.genesis_prev();
-        let mut v = ChainVerifier::new(cfg.alg, genesis, 0, genesis, 0);
+        let mut v = ChainVerifier::new(cfg.alg, genesis);
         let mut first_break = None;
+        let mut nodes = self.core.store.nodes_from(0).peekable();
         for g in self.core.store.groups_from(0) {
             let (key, bytes) = g?;
             if key >= head.next_seq {
@@ -591,6 +635,24 @@ impl Ledger {
             }
             if let Err(b) = v.push_group(key, &bytes, head.next_seq) {
                 first_break = Some(b);
+                break;
+            }
+            // The stored tree nodes must be exactly those the group's records complete.
+            let expected = v.take_nodes();
+            let stored = match nodes.next_if(|n| matches!(n, Ok((k, _)) if *k <= key)) {
+                Some(n) => Some(n?),
+                None => None,
+            };
+            let ok = match &stored {
+                None => expected.is_empty(),
+                Some((k, value)) => *k == key && *value == expected,
+            };
+            if !ok {
+                first_break = Some(Break {
+                    seq: key,
+                    kind: BreakKind::TreeMismatch,
+                    detail: format!("the stored Merkle nodes of the group at record {key} do not match its records"),
+                });
                 break;
             }
         }
@@ -606,8 +668,199 @@ impl Ledger {
             redacted: v.redacted(),
             head_len: head.next_seq,
             head_hash: head.last_hash,
+            head_root: head.root(),
             first_break,
+            checkpoint: None,
         })
+    }
+
+    /// `verify`, plus proof that the ledger extends a trusted earlier checkpoint (signed
+    /// note) that verifies with one of `keys`. A truncated, rolled-back or rewritten
+    /// ledger, or a bad signature, fails with both tree heads in the report.
+    pub fn verify_against(&self, note: &str, keys: &[VerifierKey]) -> Result<VerifyReport> {
+        let mut report = self.verify()?;
+        report.checkpoint =
+            Some(self.check_checkpoint(note, keys, report.head_len, report.head_root)?);
+        Ok(report)
+    }
+
+    fn check_checkpoint(
+        &self,
+        note: &str,
+        keys: &[VerifierKey],
+        len: u64,
+        root: Hash,
+    ) -> Result<CheckpointCheck> {
+        let mut check = CheckpointCheck {
+            status: CheckpointStatus::BadSignature,
+            detail: String::new(),
+            checkpoint_size: 0,
+            checkpoint_root: None,
+            ledger_size: len,
+            ledger_root: root,
+        };
+        let cp = match Checkpoint::open(note, keys) {
+            Ok((cp, _)) => cp,
+            Err(e) => {
+                check.detail = format!("the checkpoint does not verify: {e}");
+                return Ok(check);
+            }
+        };
+        check.checkpoint_size = cp.size;
+        check.checkpoint_root = Some(cp.root);
+        let origin = self.origin();
+        if cp.origin != origin {
+            check.status = CheckpointStatus::WrongOrigin;
+            check.detail = format!(
+                "the checkpoint is for {:?}, this ledger is {origin:?}",
+                cp.origin
+            );
+        } else if cp.size > len {
+            check.status = CheckpointStatus::Truncated;
+            check.detail = format!(
+                "the checkpoint covers {} records but the ledger holds {len}: records were removed or an older copy restored",
+                cp.size
+            );
+        } else {
+            let ours = self.root_at(cp.size)?;
+            if ours == cp.root {
+                check.status = CheckpointStatus::Consistent;
+                check.detail = format!(
+                    "the ledger ({len} records) extends the checkpoint ({} records)",
+                    cp.size
+                );
+            } else {
+                check.status = CheckpointStatus::Forked;
+                check.detail = format!(
+                    "at {} records the checkpoint's root is {} but the ledger's is {ours}: history was rewritten",
+                    cp.size, cp.root
+                );
+            }
+        }
+        Ok(check)
+    }
+
+    /// The checkpoint origin line: `chainlog/<ledger id in hex>`.
+    pub fn origin(&self) -> String {
+        format!(
+            "chainlog/{}",
+            crate::hash::to_hex(&self.core.config.ledger_id)
+        )
+    }
+
+    fn tree_reader(&self, size: u64) -> TreeReader<'_, dyn Store> {
+        TreeReader::new(&*self.core.store, self.core.config.alg, size)
+    }
+
+    fn check_size(&self, size: u64, len: u64) -> Result<()> {
+        if size > len {
+            return Err(Error::InvalidArgument {
+                detail: format!("tree size {size} is beyond the ledger's {len} records"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The Merkle root (RFC 9162 §2.1.1) of the first `size` records: O(log n) reads.
+    pub fn root_at(&self, size: u64) -> Result<Hash> {
+        let head = self.visible();
+        self.check_size(size, head.next_seq)?;
+        if size == head.next_seq {
+            return Ok(head.root());
+        }
+        merkle::tree_hash(self.core.config.alg, size, &self.tree_reader(size))
+            .map_err(|e| tree_error(e, "computing a root"))
+    }
+
+    /// An inclusion proof (RFC 9162 §2.1.3) of record `seq` in the tree of `tree_size`
+    /// records (the current size when `None`).
+    pub fn prove_inclusion(&self, seq: u64, tree_size: Option<u64>) -> Result<InclusionProof> {
+        let len = self.visible().next_seq;
+        let size = tree_size.unwrap_or(len);
+        self.check_size(size, len)?;
+        if seq >= size {
+            return Err(Error::InvalidArgument {
+                detail: format!("record {seq} is not in a tree of {size} records"),
+            });
+        }
+        let alg = self.core.config.alg;
+        let reader = self.tree_reader(size);
+        let proof = merkle::prove_inclusion(alg, seq, size, &reader)
+            .map_err(|e| tree_error(e, "building an inclusion proof"))?;
+        let leaf_hash = self.get(seq)?.hash;
+        Ok(InclusionProof {
+            index: seq,
+            tree_size: size,
+            leaf_hash,
+            proof,
+            root: self.root_at(size)?,
+        })
+    }
+
+    /// A consistency proof (RFC 9162 §2.1.4) that the tree of `new` records (the current
+    /// size when `None`) extends the tree of `old` records.
+    pub fn prove_consistency(&self, old: u64, new: Option<u64>) -> Result<ConsistencyProof> {
+        let len = self.visible().next_seq;
+        let new = new.unwrap_or(len);
+        self.check_size(new, len)?;
+        if old > new {
+            return Err(Error::InvalidArgument {
+                detail: format!("old size {old} is larger than new size {new}"),
+            });
+        }
+        let alg = self.core.config.alg;
+        let proof = merkle::prove_consistency(alg, old, new, &self.tree_reader(new))
+            .map_err(|e| tree_error(e, "building a consistency proof"))?;
+        Ok(ConsistencyProof {
+            old_size: old,
+            new_size: new,
+            old_root: self.root_at(old)?,
+            new_root: self.root_at(new)?,
+            proof,
+        })
+    }
+
+    /// Signs a checkpoint of the current tree with `signer` and keeps it as the latest.
+    /// Refuses when the tree does not extend the latest checkpoint kept (a rollback or
+    /// rewrite of the store since it was signed).
+    pub fn checkpoint(&self, signer: &SignerKey) -> Result<String> {
+        self.check_writable()?;
+        let _one_at_a_time = self.checkpoint_lock.lock();
+        let head = self.visible();
+        if let Some(prior) = self.latest_checkpoint()? {
+            let prior = parse_own_checkpoint(&prior)?;
+            let extends = prior.size <= head.next_seq && self.root_at(prior.size)? == prior.root;
+            if !extends {
+                return Err(Error::HeadConflict {
+                    detail: format!(
+                        "the ledger ({} records) does not extend its latest checkpoint ({} records, root {}); refusing to sign",
+                        head.next_seq, prior.size, prior.root
+                    ),
+                });
+            }
+        }
+        let cp = Checkpoint {
+            origin: self.origin(),
+            size: head.next_seq,
+            root: head.root(),
+            extensions: Vec::new(),
+        };
+        let note = cp.sign(signer).map_err(|e| Error::InvalidArgument {
+            detail: format!("signing the checkpoint: {e}"),
+        })?;
+        self.core.store.write_checkpoint(note.as_bytes())?;
+        self.core.store.sync()?;
+        Ok(note)
+    }
+
+    /// The latest checkpoint this ledger signed, as a signed note.
+    pub fn latest_checkpoint(&self) -> Result<Option<String>> {
+        match self.core.store.read_checkpoint()? {
+            None => Ok(None),
+            Some(b) => String::from_utf8(b)
+                .map(Some)
+                .map_err(|_| corrupt("the stored latest checkpoint is not UTF-8")),
+        }
     }
 
     /// With no commit in flight: the stored head must equal the writer's, and no group

@@ -21,22 +21,25 @@ mod store;
 #[cfg(feature = "store")]
 mod sync;
 #[cfg(feature = "store")]
+mod tree;
+#[cfg(feature = "store")]
 mod writer;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use error::{Error, Result};
 pub use format::FrameError;
-pub use hash::{Hash, HashAlg, HASH_LEN};
+pub use hash::{to_hex, Hash, HashAlg, HASH_LEN};
 pub use merkle::{
     prove_consistency, prove_inclusion, root_from_leaves, split_stored_hash_index,
     stored_hash_count, stored_hash_index, stored_hashes_for_leaf, tree_hash, verify_consistency,
-    verify_inclusion, Frontier, HashNotStored, HashReader, ProofError, TreeError, MAX_TREE_SIZE,
+    verify_inclusion, ConsistencyProof, Frontier, HashNotStored, HashReader, InclusionProof,
+    ProofError, TreeError, MAX_TREE_SIZE,
 };
 pub use note::{
     open_note, sign_note, NoteError, NoteSignature, OpenedNote, SignerKey, VerifierKey,
     MAX_NOTE_LEN, MAX_NOTE_SIGNATURES,
 };
-pub use verify::{Break, BreakKind, VerifyReport};
+pub use verify::{Break, BreakKind, CheckpointCheck, CheckpointStatus, VerifyReport};
 
 #[cfg(all(feature = "store", not(loom)))]
 pub use ledger::{HeadInfo, Ledger, Options, Range, Record};

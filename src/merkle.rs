@@ -722,6 +722,16 @@ impl Frontier {
 
     /// Appends a leaf hash; fails only at [`MAX_TREE_SIZE`] leaves.
     pub fn push(&mut self, leaf: Hash) -> Result<(), ProofError> {
+        self.push_with(leaf, |_, _| {})
+    }
+
+    /// Appends a leaf hash and calls `on_node(level, hash)` for every subtree it
+    /// completes, lowest level (1) first: how the ledger learns which node hashes to store.
+    pub fn push_with(
+        &mut self,
+        leaf: Hash,
+        mut on_node: impl FnMut(u32, &Hash),
+    ) -> Result<(), ProofError> {
         if self.size >= MAX_TREE_SIZE {
             return Err(ProofError::TooLarge {
                 size: self.size.saturating_add(1),
@@ -729,12 +739,13 @@ impl Frontier {
         }
         // Each trailing one bit of the old size is a subtree the new leaf completes.
         let mut h = leaf;
-        for _ in 0..self.size.trailing_ones() {
+        for level in 1..=self.size.trailing_ones() {
             let Some(left) = self.subtrees.pop() else {
                 // Unreachable by the invariant.
                 break;
             };
             h = self.alg.node(&left, &h);
+            on_node(level, &h);
         }
         self.subtrees.push(h);
         self.size += 1;
@@ -791,6 +802,59 @@ impl Frontier {
             size,
             subtrees,
         })
+    }
+}
+
+/// An RFC 9162 §2.1.3 inclusion proof, as `chainlog prove` prints it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionProof {
+    /// The record's sequence number (its leaf index).
+    pub index: u64,
+    pub tree_size: u64,
+    /// The record hash, `H(0x00 ‖ entry)`.
+    pub leaf_hash: Hash,
+    pub proof: Vec<Hash>,
+    /// The tree root at `tree_size`.
+    pub root: Hash,
+}
+
+impl InclusionProof {
+    /// Checks the proof against its own root (compare `root` with a trusted one).
+    pub fn verify(&self, alg: HashAlg) -> Result<(), ProofError> {
+        verify_inclusion(
+            alg,
+            self.index,
+            self.tree_size,
+            &self.leaf_hash,
+            &self.proof,
+            &self.root,
+        )
+    }
+}
+
+/// An RFC 9162 §2.1.4 consistency proof, as `chainlog prove-consistency` prints it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProof {
+    pub old_size: u64,
+    pub new_size: u64,
+    pub old_root: Hash,
+    pub new_root: Hash,
+    pub proof: Vec<Hash>,
+}
+
+impl ConsistencyProof {
+    /// Checks that the tree at `new_root` extends the tree at `old_root`.
+    pub fn verify(&self, alg: HashAlg) -> Result<(), ProofError> {
+        verify_consistency(
+            alg,
+            self.old_size,
+            self.new_size,
+            &self.old_root,
+            &self.new_root,
+            &self.proof,
+        )
     }
 }
 

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::format::{self, FrameError, FrameRef, Head};
 use crate::hash::{Hash, HashAlg};
+use crate::merkle::Frontier;
 
 /// What kind of break the verifier found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -44,6 +45,8 @@ pub enum BreakKind {
     BeyondHead,
     /// A stored group's key is not the sequence number of its first record.
     GroupKeyMismatch,
+    /// Stored Merkle nodes, or the head's tree, disagree with the records.
+    TreeMismatch,
 }
 
 impl BreakKind {
@@ -69,6 +72,7 @@ impl BreakKind {
             BreakKind::HeadMismatch => "head_mismatch",
             BreakKind::BeyondHead => "beyond_head",
             BreakKind::GroupKeyMismatch => "group_key_mismatch",
+            BreakKind::TreeMismatch => "tree_mismatch",
         }
     }
 }
@@ -95,6 +99,35 @@ impl fmt::Display for Break {
     }
 }
 
+/// How the ledger relates to a trusted checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CheckpointStatus {
+    /// The ledger extends the checkpoint's tree.
+    Consistent,
+    /// The ledger holds fewer records than the checkpoint: its tail was removed or it
+    /// was restored from an older copy.
+    Truncated,
+    /// The ledger's tree at the checkpoint's size has another root: history was rewritten.
+    Forked,
+    /// The checkpoint's signature does not verify with the given key, or it does not parse.
+    BadSignature,
+    /// The checkpoint names another log.
+    WrongOrigin,
+}
+
+/// The comparison of a ledger with a trusted checkpoint, with both tree heads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckpointCheck {
+    pub status: CheckpointStatus,
+    pub detail: String,
+    pub checkpoint_size: u64,
+    pub checkpoint_root: Option<Hash>,
+    pub ledger_size: u64,
+    pub ledger_root: Hash,
+}
+
 /// The result of a verification.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
@@ -107,14 +140,22 @@ pub struct VerifyReport {
     pub head_len: u64,
     /// The head's last hash.
     pub head_hash: Hash,
+    /// The Merkle root over all records, according to the head.
+    pub head_root: Hash,
     /// The first break, if any.
     pub first_break: Option<Break>,
+    /// The check against a trusted checkpoint, when one was given.
+    pub checkpoint: Option<CheckpointCheck>,
 }
 
 impl VerifyReport {
-    /// True when no break was found.
+    /// True when no break was found and any checkpoint given is consistent.
     pub fn is_ok(&self) -> bool {
         self.first_break.is_none()
+            && self
+                .checkpoint
+                .as_ref()
+                .is_none_or(|c| c.status == CheckpointStatus::Consistent)
     }
 }
 
@@ -126,25 +167,30 @@ pub(crate) struct ChainVerifier {
     prev_hash: Hash,
     prev_ts: u64,
     redacted: u64,
+    tree: Frontier,
+    /// Stored-level node hashes completed since the last `take_nodes`.
+    nodes: Vec<u8>,
 }
 
 impl ChainVerifier {
-    /// A verifier that expects record `start_seq` next, linking to `prev_hash`.
-    pub fn new(
-        alg: HashAlg,
-        genesis_prev: Hash,
-        start_seq: u64,
-        prev_hash: Hash,
-        prev_ts: u64,
-    ) -> Self {
+    /// A verifier that expects record 0 of the ledger with this genesis predecessor.
+    pub fn new(alg: HashAlg, genesis_prev: Hash) -> Self {
         ChainVerifier {
             alg,
             genesis_prev,
-            next_seq: start_seq,
-            prev_hash,
-            prev_ts,
+            next_seq: 0,
+            prev_hash: genesis_prev,
+            prev_ts: 0,
             redacted: 0,
+            tree: Frontier::new(alg),
+            nodes: Vec::new(),
         }
+    }
+
+    /// The stored-level node hashes the records checked since the last call complete,
+    /// concatenated: what the ledger must have stored for them.
+    pub fn take_nodes(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.nodes)
     }
 
     pub fn next_seq(&self) -> u64 {
@@ -249,6 +295,18 @@ impl ChainVerifier {
                 ),
             ));
         }
+        let nodes = &mut self.nodes;
+        self.tree
+            .push_with(computed, |level, h| {
+                if level >= format::STORED_NODE_MIN_LEVEL {
+                    nodes.extend_from_slice(h.as_bytes());
+                }
+            })
+            .map_err(|e| Break {
+                seq,
+                kind: BreakKind::TreeMismatch,
+                detail: e.to_string(),
+            })?;
         self.prev_hash = computed;
         self.prev_ts = e.timestamp;
         self.next_seq += 1;
@@ -320,6 +378,17 @@ impl ChainVerifier {
                 format!(
                     "head says last hash {} at time {}, the last record has {} at time {}",
                     head.last_hash, head.last_timestamp, self.prev_hash, self.prev_ts
+                ),
+            ));
+        }
+        if self.tree.root() != head.root() {
+            return Err(self.brk(
+                head.next_seq.saturating_sub(1),
+                BreakKind::TreeMismatch,
+                format!(
+                    "head says tree root {} but the records give {}",
+                    head.root(),
+                    self.tree.root()
                 ),
             ));
         }

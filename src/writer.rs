@@ -14,6 +14,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::format::{self, Config, Entry, Head};
 use crate::hash::{Hash, HASH_LEN};
+use crate::merkle::MAX_TREE_SIZE;
 use crate::store::Store;
 use crate::sync::{AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
 
@@ -109,13 +110,21 @@ fn bump(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
+/// One group ready to write: its frames and the stored tree nodes its leaves complete.
+pub(crate) struct PendingGroup {
+    key: u64,
+    frames: Vec<u8>,
+    nodes: Vec<u8>,
+}
+
 /// Sequenced frames not yet taken by a committer, cut into groups of about
 /// `GROUP_TARGET` bytes as they arrive.
 #[derive(Default)]
 struct Pending {
-    full: Vec<(u64, Vec<u8>)>,
+    full: Vec<PendingGroup>,
     current_key: u64,
     current: Vec<u8>,
+    current_nodes: Vec<u8>,
     bytes: usize,
 }
 
@@ -123,8 +132,7 @@ impl Pending {
     /// The buffer the frame of record `seq`, `frame_len` bytes long, is to be encoded into.
     fn frame_buffer(&mut self, seq: u64, frame_len: usize) -> &mut Vec<u8> {
         if !self.current.is_empty() && self.current.len() + frame_len > GROUP_TARGET {
-            let g = std::mem::take(&mut self.current);
-            self.full.push((self.current_key, g));
+            self.cut();
         }
         if self.current.is_empty() {
             self.current_key = seq;
@@ -134,9 +142,17 @@ impl Pending {
         &mut self.current
     }
 
-    fn into_groups(mut self) -> Vec<(u64, Vec<u8>)> {
+    fn cut(&mut self) {
+        self.full.push(PendingGroup {
+            key: self.current_key,
+            frames: std::mem::take(&mut self.current),
+            nodes: std::mem::take(&mut self.current_nodes),
+        });
+    }
+
+    fn into_groups(mut self) -> Vec<PendingGroup> {
         if !self.current.is_empty() {
-            self.full.push((self.current_key, self.current));
+            self.cut();
         }
         self.full
     }
@@ -204,10 +220,10 @@ impl<S: Store> Core<S> {
             config,
             policy,
             state: Mutex::new(State {
-                tip: head,
+                tip: head.clone(),
                 pending: Pending::default(),
                 committing: false,
-                committed: head,
+                committed: head.clone(),
                 durable: head,
                 poisoned: None,
                 shutdown: false,
@@ -225,8 +241,8 @@ impl<S: Store> Core<S> {
     /// Sets the committed, durable and sequenced head; only before the core is shared.
     pub fn reset_head(&mut self, head: Head) {
         let st = self.state.get_mut();
-        st.tip = head;
-        st.committed = head;
+        st.tip = head.clone();
+        st.committed = head.clone();
         st.durable = head;
     }
 
@@ -287,6 +303,11 @@ impl<S: Store> Core<S> {
                 reason: reason.clone(),
             });
         }
+        if st.tip.next_seq.saturating_add(items.len() as u64) > MAX_TREE_SIZE {
+            return Err(Error::InvalidArgument {
+                detail: format!("the ledger cannot grow past {MAX_TREE_SIZE} records"),
+            });
+        }
         let now = now_nanos();
         if now < st.tip.last_timestamp {
             bump(&self.counters.clock_regressions, 1);
@@ -295,36 +316,48 @@ impl<S: Store> Core<S> {
         let ts = now.max(st.tip.last_timestamp);
         let mut receipts = Vec::with_capacity(items.len());
         let alg = self.config.alg;
-        for p in items {
-            let seq = st.tip.next_seq;
-            #[allow(unused_mut)]
-            let mut prev = st.tip.last_hash;
-            #[cfg(loom)]
-            if let Some(stale) = stale_prev.take() {
-                prev = stale;
+        {
+            let st = &mut *st;
+            for p in items {
+                let seq = st.tip.next_seq;
+                #[allow(unused_mut)]
+                let mut prev = st.tip.last_hash;
+                #[cfg(loom)]
+                if let Some(stale) = stale_prev.take() {
+                    prev = stale;
+                }
+                let entry = Entry {
+                    alg,
+                    seq,
+                    timestamp: ts,
+                    prev,
+                    commitment: p.commitment,
+                    // prepare() bounded the payload to MAX_PAYLOAD, which fits u32.
+                    payload_len: p.payload.len() as u32,
+                };
+                let len = format::PRESENT_FRAME_OVERHEAD + p.payload.len();
+                let buf = st.pending.frame_buffer(seq, len);
+                let hash = format::encode_frame(buf, &entry, Some((&p.salt, p.payload)));
+                // The node hashes this leaf completes belong to the group it went into.
+                let nodes = &mut st.pending.current_nodes;
+                let pushed = st.tip.tree.push_with(hash, |level, node| {
+                    if level >= format::STORED_NODE_MIN_LEVEL {
+                        nodes.extend_from_slice(node.as_bytes());
+                    }
+                });
+                // Unreachable: the size was checked against MAX_TREE_SIZE above.
+                pushed.map_err(|e| Error::InvalidArgument {
+                    detail: e.to_string(),
+                })?;
+                st.tip.next_seq = seq + 1;
+                st.tip.last_hash = hash;
+                st.tip.last_timestamp = ts;
+                receipts.push(Receipt {
+                    seq,
+                    hash,
+                    timestamp: ts,
+                });
             }
-            let entry = Entry {
-                alg,
-                seq,
-                timestamp: ts,
-                prev,
-                commitment: p.commitment,
-                // prepare() bounded the payload to MAX_PAYLOAD, which fits u32.
-                payload_len: p.payload.len() as u32,
-            };
-            let len = format::PRESENT_FRAME_OVERHEAD + p.payload.len();
-            let buf = st.pending.frame_buffer(seq, len);
-            let hash = format::encode_frame(buf, &entry, Some((&p.salt, p.payload)));
-            st.tip = Head {
-                next_seq: seq + 1,
-                last_hash: hash,
-                last_timestamp: ts,
-            };
-            receipts.push(Receipt {
-                seq,
-                hash,
-                timestamp: ts,
-            });
         }
         let target = st.tip.next_seq;
         match durability {
@@ -385,9 +418,9 @@ impl<S: Store> Core<S> {
     ) -> (MutexGuard<'a, State>, Result<()>) {
         st.committing = true;
         let groups = std::mem::take(&mut st.pending).into_groups();
-        let expected = st.committed;
-        let new = st.tip;
-        let durable_before = st.durable;
+        let expected = st.committed.clone();
+        let new = st.tip.clone();
+        let durable_before = st.durable.clone();
         drop(st);
 
         let r = self.commit(&groups, &expected, &new, sync.then_some(&durable_before));
@@ -400,10 +433,10 @@ impl<S: Store> Core<S> {
                     bump(&self.counters.group_commits, 1);
                     bump(&self.counters.groups_written, groups.len() as u64);
                 }
-                st.committed = new;
                 if sync {
-                    st.durable = new;
+                    st.durable = new.clone();
                 }
+                st.committed = new;
             }
             Err(e) => self.poison(&mut st, e),
         }
@@ -415,7 +448,7 @@ impl<S: Store> Core<S> {
     /// before this commit when a device sync is wanted.
     fn commit(
         &self,
-        groups: &[(u64, Vec<u8>)],
+        groups: &[PendingGroup],
         expected: &Head,
         new: &Head,
         sync_from: Option<&Head>,
@@ -432,8 +465,11 @@ impl<S: Store> Core<S> {
                     ),
                 });
             }
-            for (key, bytes) in groups {
-                self.store.write_group(*key, bytes)?;
+            for g in groups {
+                self.store.write_group(g.key, &g.frames)?;
+                if !g.nodes.is_empty() {
+                    self.store.write_nodes(g.key, &g.nodes)?;
+                }
             }
             if !self.store.cas_head(Some(&expected_bytes), &new_bytes)? {
                 return Err(Error::HeadConflict {
@@ -442,7 +478,7 @@ impl<S: Store> Core<S> {
             }
         }
         if let Some(durable_before) = sync_from {
-            if durable_before != new {
+            if durable_before.next_seq != new.next_seq {
                 if let Err(e) = self.store.sync() {
                     // The device state is unknown: move the head back to what is known
                     // durable so the records this sync failed to cover are not adopted.
@@ -488,7 +524,7 @@ impl<S: Store> Core<S> {
         tracing::error!(error = %reason, "chainlog ledger poisoned; appends fail until it is reopened");
         bump(&self.counters.poisonings, 1);
         st.pending = Pending::default();
-        st.tip = st.committed;
+        st.tip = st.committed.clone();
         st.poisoned = Some(reason);
     }
 
@@ -503,12 +539,12 @@ impl<S: Store> Core<S> {
 
     /// The committed head (what readers see).
     pub fn committed(&self) -> Head {
-        self.state.lock().committed
+        self.state.lock().committed.clone()
     }
 
     /// The number of records sequenced, committed or not.
     pub fn tip(&self) -> Head {
-        self.state.lock().tip
+        self.state.lock().tip.clone()
     }
 
     /// Runs `f` with the state locked and no commit in progress, so the store holds
@@ -558,7 +594,7 @@ impl<S: Store> Core<S> {
             if st.shutdown {
                 return;
             }
-            if st.poisoned.is_none() && !st.committing && st.tip != st.durable {
+            if st.poisoned.is_none() && !st.committing && st.tip.next_seq != st.durable.next_seq {
                 let target = st.tip.next_seq;
                 // An error here has already poisoned the ledger and been logged.
                 let _ = self.wait_covered(st, target, true);

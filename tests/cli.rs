@@ -331,7 +331,7 @@ fn usage_and_io_errors_exit_2() {
     assert_one_line_error(&r, "holds no chainlog ledger");
 
     let r = run(["get", d, "7"]);
-    assert_one_line_error(&r, "no record 7: the ledger holds records 0..2");
+    assert_one_line_error(&r, "no record 7: the ledger holds records 0 to 1");
     assert!(r.stderr.contains("seq 7"), "{}", r.stderr);
     // The same with --json: the error stays plain text on stderr, stdout stays empty.
     let r = run(["get", d, "7", "--json"]);

@@ -138,4 +138,29 @@ impl<S: Store> Store for FaultStore<S> {
     fn remove_group(&self, key: u64) -> Result<()> {
         self.inner.remove_group(key)
     }
+    fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()> {
+        self.check(Op::Write)?;
+        self.inner.write_nodes(key, value)
+    }
+    fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
+        self.check(Op::Read)?;
+        self.inner.nodes_at_or_before(seq)
+    }
+    fn nodes_from(&self, key: u64) -> GroupIter<'_> {
+        let it = self.inner.nodes_from(key);
+        Box::new(it.map(move |g| {
+            self.check(Op::Read)?;
+            g
+        }))
+    }
+    fn remove_nodes(&self, key: u64) -> Result<()> {
+        self.inner.remove_nodes(key)
+    }
+    fn read_checkpoint(&self) -> Result<Option<Vec<u8>>> {
+        self.inner.read_checkpoint()
+    }
+    fn write_checkpoint(&self, note: &[u8]) -> Result<()> {
+        self.check(Op::Write)?;
+        self.inner.write_checkpoint(note)
+    }
 }

@@ -12,6 +12,8 @@ struct Inner {
     config: Option<Vec<u8>>,
     head: Option<Vec<u8>>,
     groups: BTreeMap<u64, Vec<u8>>,
+    nodes: BTreeMap<u64, Vec<u8>>,
+    checkpoint: Option<Vec<u8>>,
     synced_head: Option<Vec<u8>>,
 }
 
@@ -81,6 +83,37 @@ impl Store for MemStore {
     }
     fn remove_group(&self, key: u64) -> Result<()> {
         self.inner.lock().groups.remove(&key);
+        Ok(())
+    }
+    fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()> {
+        self.inner.lock().nodes.insert(key, value.to_vec());
+        Ok(())
+    }
+    fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
+        let i = self.inner.lock();
+        Ok(i.nodes
+            .range(..=seq)
+            .next_back()
+            .map(|(k, v)| (*k, v.clone())))
+    }
+    fn nodes_from(&self, key: u64) -> GroupIter<'_> {
+        let i = self.inner.lock();
+        let v: Vec<_> = i
+            .nodes
+            .range(key..)
+            .map(|(k, v)| Ok((*k, v.clone())))
+            .collect();
+        Box::new(v.into_iter())
+    }
+    fn remove_nodes(&self, key: u64) -> Result<()> {
+        self.inner.lock().nodes.remove(&key);
+        Ok(())
+    }
+    fn read_checkpoint(&self) -> Result<Option<Vec<u8>>> {
+        Ok(self.inner.lock().checkpoint.clone())
+    }
+    fn write_checkpoint(&self, note: &[u8]) -> Result<()> {
+        self.inner.lock().checkpoint = Some(note.to_vec());
         Ok(())
     }
 }

@@ -44,6 +44,18 @@ pub(crate) trait Store: Send + Sync {
     fn groups_from(&self, key: u64) -> GroupIter<'_>;
     /// Removes the group keyed by `key`.
     fn remove_group(&self, key: u64) -> Result<()>;
+    /// Inserts the stored tree nodes completed by the leaves of the group keyed `key`.
+    fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()>;
+    /// The node value with the greatest key `<= seq`.
+    fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>>;
+    /// Node values with key `>= key`, in key order.
+    fn nodes_from(&self, key: u64) -> GroupIter<'_>;
+    /// Removes the node value keyed by `key`.
+    fn remove_nodes(&self, key: u64) -> Result<()>;
+    /// The latest signed checkpoint, if any.
+    fn read_checkpoint(&self) -> Result<Option<Vec<u8>>>;
+    /// Replaces the latest signed checkpoint.
+    fn write_checkpoint(&self, note: &[u8]) -> Result<()>;
 }
 
 impl<S: Store + ?Sized> Store for Box<S> {
@@ -73,5 +85,23 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn remove_group(&self, key: u64) -> Result<()> {
         (**self).remove_group(key)
+    }
+    fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()> {
+        (**self).write_nodes(key, value)
+    }
+    fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
+        (**self).nodes_at_or_before(seq)
+    }
+    fn nodes_from(&self, key: u64) -> GroupIter<'_> {
+        (**self).nodes_from(key)
+    }
+    fn remove_nodes(&self, key: u64) -> Result<()> {
+        (**self).remove_nodes(key)
+    }
+    fn read_checkpoint(&self) -> Result<Option<Vec<u8>>> {
+        (**self).read_checkpoint()
+    }
+    fn write_checkpoint(&self, note: &[u8]) -> Result<()> {
+        (**self).write_checkpoint(note)
     }
 }

@@ -13,12 +13,17 @@ const CONFIG_KEY: &[u8] = b"config";
 const HEAD_KEY: &[u8] = b"head";
 /// Name of the sled tree holding record groups, keyed by first sequence number (u64 BE).
 const RECORDS_TREE: &[u8] = b"records";
+/// Name of the sled tree holding stored Merkle nodes, keyed like the records' groups.
+const NODES_TREE: &[u8] = b"nodes";
+/// Key of the latest signed checkpoint in sled's default tree.
+const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 /// sled's data file inside its directory; the file the device sync must reach.
 const SLED_DATA_FILE: &str = "db";
 
 pub(crate) struct SledStore {
     db: sled::Db,
     records: sled::Tree,
+    nodes: sled::Tree,
     /// A handle on sled's data file: `sled::Db::flush` only issues `sync_file_range`,
     /// which is not a durability barrier, so every sync ends with `fdatasync` on this.
     data_file: File,
@@ -49,11 +54,15 @@ impl SledStore {
         let records = db
             .open_tree(RECORDS_TREE)
             .map_err(|e| sled_err("opening the records tree", e))?;
+        let nodes = db
+            .open_tree(NODES_TREE)
+            .map_err(|e| sled_err("opening the nodes tree", e))?;
         let data_file = File::open(dir.join(SLED_DATA_FILE))
             .map_err(|e| Error::io("opening sled's data file for sync", e))?;
         Ok(SledStore {
             db,
             records,
+            nodes,
             data_file,
         })
     }
@@ -129,6 +138,47 @@ impl Store for SledStore {
         self.records
             .remove(key.to_be_bytes())
             .map_err(|e| sled_err("removing records beyond the head", e))?;
+        Ok(())
+    }
+
+    fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()> {
+        self.nodes
+            .insert(key.to_be_bytes(), value)
+            .map_err(|e| sled_err("writing tree nodes", e))?;
+        Ok(())
+    }
+
+    fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
+        self.nodes
+            .range(..=seq.to_be_bytes())
+            .next_back()
+            .map(Self::group)
+            .transpose()
+    }
+
+    fn nodes_from(&self, key: u64) -> GroupIter<'_> {
+        Box::new(self.nodes.range(key.to_be_bytes()..).map(Self::group))
+    }
+
+    fn remove_nodes(&self, key: u64) -> Result<()> {
+        self.nodes
+            .remove(key.to_be_bytes())
+            .map_err(|e| sled_err("removing tree nodes beyond the head", e))?;
+        Ok(())
+    }
+
+    fn read_checkpoint(&self) -> Result<Option<Vec<u8>>> {
+        let v = self
+            .db
+            .get(CHECKPOINT_KEY)
+            .map_err(|e| sled_err("reading the latest checkpoint", e))?;
+        Ok(v.map(|v| v.to_vec()))
+    }
+
+    fn write_checkpoint(&self, note: &[u8]) -> Result<()> {
+        self.db
+            .insert(CHECKPOINT_KEY, note)
+            .map_err(|e| sled_err("writing the latest checkpoint", e))?;
         Ok(())
     }
 }

@@ -30,11 +30,7 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 fn empty_head() -> Head {
-    Head {
-        next_seq: 0,
-        last_hash: CONFIG.genesis_prev(),
-        last_timestamp: 0,
-    }
+    Head::empty(&CONFIG)
 }
 
 fn core_over<S: Store>(store: S) -> Core<S> {
@@ -52,7 +48,7 @@ fn core_over<S: Store>(store: S) -> Core<S> {
 fn synced_len(store: &MemStore) -> u64 {
     store
         .synced_head()
-        .map_or(0, |h| Head::from_bytes(&h).unwrap().next_seq)
+        .map_or(0, |h| Head::from_bytes(CONFIG.alg, &h).unwrap().next_seq)
 }
 
 /// Appends one record; for a durable Ok, checks it is at or below the durable
@@ -77,9 +73,9 @@ fn append_one<S: Store>(
 
 /// The stored chain must be one unforked, verified sequence matching the head.
 fn assert_chain(store: &impl Store) -> u64 {
-    let head = Head::from_bytes(&store.read_head().unwrap().unwrap()).unwrap();
+    let head = Head::from_bytes(CONFIG.alg, &store.read_head().unwrap().unwrap()).unwrap();
     let g = CONFIG.genesis_prev();
-    let mut v = ChainVerifier::new(CONFIG.alg, g, 0, g, 0);
+    let mut v = ChainVerifier::new(CONFIG.alg, g);
     let mut prevs = HashSet::new();
     for grp in store.groups_from(0) {
         let (key, bytes) = grp.unwrap();

@@ -1,0 +1,145 @@
+//! Reading the stored Merkle tree: stored node hashes from level
+//! `STORED_NODE_MIN_LEVEL` up, lower subtrees recomputed from record hashes.
+
+use std::cell::RefCell;
+
+use crate::error::{Error, Result};
+use crate::format::{self, stored_node_slot, STORED_NODE_MIN_LEVEL};
+use crate::hash::{Hash, HashAlg, HASH_LEN};
+use crate::merkle::{root_from_leaves, split_stored_hash_index, HashReader};
+use crate::store::Store;
+
+fn corrupt(detail: String) -> Error {
+    Error::Corrupt { detail }
+}
+
+/// A [`HashReader`] over a store, for trees up to `size` leaves.
+pub(crate) struct TreeReader<'a, S: ?Sized> {
+    store: &'a S,
+    alg: HashAlg,
+    size: u64,
+    /// The last node value and record group read: proofs read neighbouring hashes.
+    nodes: RefCell<Option<(u64, Vec<u8>)>>,
+    group: RefCell<Option<(u64, Vec<u8>)>>,
+}
+
+impl<'a, S: Store + ?Sized> TreeReader<'a, S> {
+    pub fn new(store: &'a S, alg: HashAlg, size: u64) -> Self {
+        TreeReader {
+            store,
+            alg,
+            size,
+            nodes: RefCell::new(None),
+            group: RefCell::new(None),
+        }
+    }
+
+    fn node(&self, level: u32, n: u64) -> Result<Hash> {
+        let m = ((n + 1) << level) - 1;
+        let mut cache = self.nodes.borrow_mut();
+        let hit = matches!(&*cache, Some((k, v)) if *k <= m && node_in(*k, v, level, n).is_some());
+        if !hit {
+            *cache = self.store.nodes_at_or_before(m)?;
+        }
+        cache
+            .as_ref()
+            .and_then(|(k, v)| node_in(*k, v, level, n))
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "stored Merkle node (level {level}, index {n}) is missing"
+                ))
+            })
+    }
+
+    /// Record hashes of leaves `lo..hi`, from the groups holding them.
+    fn leaves(&self, lo: u64, hi: u64) -> Result<Vec<Hash>> {
+        let mut out = Vec::with_capacity(usize::try_from(hi - lo).unwrap_or(0));
+        let mut cache = self.group.borrow_mut();
+        while lo + (out.len() as u64) < hi {
+            let want = lo + out.len() as u64;
+            let covered = matches!(&*cache, Some((k, _)) if *k <= want);
+            if !covered || !scan_group(&cache, want, hi, &mut out)? {
+                *cache = self.store.group_at_or_before(want)?;
+                if !scan_group(&cache, want, hi, &mut out)? {
+                    return Err(corrupt(format!("record {want} is missing from its group")));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The node (`level`, `n`) inside the node value keyed `key`, if it is there.
+fn node_in(key: u64, value: &[u8], level: u32, n: u64) -> Option<Hash> {
+    let slot = usize::try_from(stored_node_slot(key, level, n)?).ok()?;
+    let at = slot.checked_mul(HASH_LEN)?;
+    let bytes: [u8; HASH_LEN] = value.get(at..at + HASH_LEN)?.try_into().ok()?;
+    Some(Hash(bytes))
+}
+
+/// Appends the stored hashes of records `want..hi` found in the cached group; false if
+/// the group does not hold record `want`.
+fn scan_group(
+    cache: &Option<(u64, Vec<u8>)>,
+    want: u64,
+    hi: u64,
+    out: &mut Vec<Hash>,
+) -> Result<bool> {
+    let Some((key, bytes)) = cache else {
+        return Ok(false);
+    };
+    if *key > want {
+        return Ok(false);
+    }
+    let mut seq = *key;
+    let mut rest: &[u8] = bytes;
+    let mut found = false;
+    while !rest.is_empty() && seq < hi {
+        // Skip frames before `want` by their length; decode (CRC-checked) the ones needed.
+        let len = format::frame_len(rest).map_err(|e| corrupt(format!("record {seq}: {e}")))?;
+        if seq >= want {
+            let f =
+                format::decode_frame(rest).map_err(|e| corrupt(format!("record {seq}: {e}")))?;
+            if f.entry.seq != seq {
+                return Err(corrupt(format!(
+                    "found record {} where {seq} belongs",
+                    f.entry.seq
+                )));
+            }
+            out.push(f.stored_hash);
+            found = true;
+        }
+        rest = rest.get(len..).unwrap_or_default();
+        seq += 1;
+    }
+    Ok(found)
+}
+
+impl<S: Store + ?Sized> HashReader for TreeReader<'_, S> {
+    type Error = Error;
+
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>> {
+        indexes
+            .iter()
+            .map(|&i| {
+                let (level, n) = split_stored_hash_index(i);
+                let level = u32::from(level);
+                let lo = n.checked_shl(level).unwrap_or(u64::MAX);
+                let hi = (n + 1).checked_shl(level).unwrap_or(u64::MAX);
+                if hi > self.size {
+                    return Err(Error::InvalidArgument {
+                        detail: format!(
+                            "tree node (level {level}, index {n}) lies beyond the tree of {} records",
+                            self.size
+                        ),
+                    });
+                }
+                if level >= STORED_NODE_MIN_LEVEL {
+                    self.node(level, n)
+                } else {
+                    Ok(root_from_leaves(self.alg, &self.leaves(lo, hi)?))
+                }
+            })
+            .collect()
+    }
+}

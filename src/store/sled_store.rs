@@ -3,6 +3,7 @@
 use std::fs::File;
 use std::io;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::{Group, GroupIter, Store};
 use crate::error::{Error, Result};
@@ -17,6 +18,8 @@ const RECORDS_TREE: &[u8] = b"records";
 const NODES_TREE: &[u8] = b"nodes";
 /// Key of the latest signed checkpoint in sled's default tree.
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+/// How long to wait for a closing sled instance of this process to release its lock.
+const SLED_LOCK_WAIT: Duration = Duration::from_secs(5);
 /// sled's data file inside its directory; the file the device sync must reach.
 const SLED_DATA_FILE: &str = "db";
 
@@ -43,14 +46,34 @@ impl SledStore {
     /// Opens (creating if needed) the sled database in `dir`. The caller holds the
     /// directory lock, so sled's own lock never decides who opens.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
             // chainlog decides when data reaches the device; sled's timer would only add
             // unsynchronised sync_file_range calls.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| sled_err("opening sled", e))?;
+            .flush_every_ms(None);
+        // The caller holds chainlog's directory lock, so sled's own lock can only be held
+        // by a sled instance of this process that is still shutting down (sled releases
+        // it from a background thread after the handle is dropped): wait for that, briefly.
+        let deadline = Instant::now() + SLED_LOCK_WAIT;
+        let mut pause = Duration::from_millis(1);
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    return Err(Error::AlreadyOpen {
+                        path: dir.to_path_buf(),
+                    })
+                }
+                Err(e) => return Err(sled_err("opening sled", e)),
+            }
+        };
         let records = db
             .open_tree(RECORDS_TREE)
             .map_err(|e| sled_err("opening the records tree", e))?;

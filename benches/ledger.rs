@@ -5,6 +5,7 @@
 //! group reopens (default 1,000,000; building it takes a while).
 #![forbid(unsafe_code)]
 
+use std::cell::OnceCell;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
@@ -181,14 +182,24 @@ fn bench_append_batch(c: &mut Criterion) {
 }
 
 fn bench_reads(c: &mut Criterion) {
-    let dir = tempdir("chainlog-bench-reads-");
-    let ledger = build(dir.path(), READ_RECORDS);
+    // Built on first use, so a filter that skips both groups skips the build too.
+    // Tuple order is drop order: the ledger closes before its directory goes.
+    let shared: OnceCell<(Ledger, tempfile::TempDir)> = OnceCell::new();
+    let ledger = || {
+        &shared
+            .get_or_init(|| {
+                let dir = tempdir("chainlog-bench-reads-");
+                (build(dir.path(), READ_RECORDS), dir)
+            })
+            .0
+    };
 
     let mut g = c.benchmark_group("verify");
     g.sampling_mode(SamplingMode::Flat);
     g.throughput(Throughput::Elements(READ_RECORDS));
     // Warm: criterion's warm-up pass has already pulled every group into sled's cache.
     g.bench_function(BenchmarkId::new("records", READ_RECORDS), |b| {
+        let ledger = ledger();
         b.iter(|| {
             let report = ledger.verify().expect("verify");
             assert!(report.is_ok(), "{report:?}");
@@ -202,6 +213,7 @@ fn bench_reads(c: &mut Criterion) {
     // xorshift64: a fixed, cheap sequence of positions spread over the whole ledger.
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     g.bench_function(BenchmarkId::new("random", READ_RECORDS), |b| {
+        let ledger = ledger();
         b.iter(|| {
             x ^= x << 13;
             x ^= x >> 7;
@@ -210,7 +222,6 @@ fn bench_reads(c: &mut Criterion) {
         })
     });
     g.finish();
-    drop(ledger);
 }
 
 fn bench_open(c: &mut Criterion) {
@@ -221,13 +232,18 @@ fn bench_open(c: &mut Criterion) {
                 .expect("CHAINLOG_BENCH_OPEN_RECORDS: a record count")
         })
         .unwrap_or(DEFAULT_OPEN_RECORDS);
-    let dir = tempdir("chainlog-bench-open-");
-    // Drop closes cleanly: final flush, then sled shuts down.
-    drop(build(dir.path(), n));
+    // Built on first use (it takes seconds and n × ~500 bytes of disk).
+    let built: OnceCell<tempfile::TempDir> = OnceCell::new();
 
     let mut g = c.benchmark_group("open");
     g.sampling_mode(SamplingMode::Flat);
     g.bench_function(BenchmarkId::new("records", n), |b| {
+        let dir = built.get_or_init(|| {
+            let dir = tempdir("chainlog-bench-open-");
+            // Drop closes cleanly: final flush, then sled shuts down.
+            drop(build(dir.path(), n));
+            dir
+        });
         b.iter(|| {
             let ledger = Ledger::open(dir.path(), Options::default()).expect("open");
             assert_eq!(ledger.len(), n);

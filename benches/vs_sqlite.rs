@@ -8,7 +8,8 @@
 //! Environment:
 //! - `VS_SQLITE_RECORDS`: records per configuration, both modes.
 //! - `VS_SQLITE_SYNC_RECORDS`, `VS_SQLITE_BUFFERED_RECORDS`: per mode (take precedence).
-//! - `VS_SQLITE_QUICK=1`: tiny counts, a smoke run.
+//! - `VS_SQLITE_QUICK=1`: tiny counts, a smoke run (also the default when run without
+//!   `--bench`, as under `cargo test --benches`).
 //! - `VS_SQLITE_THREADS`: comma-separated thread counts (default `1,4,16,64`).
 //! - `VS_SQLITE_HASH`: `blake3` (default, chainlog's default) or `sha256`, for both sides.
 //! - `VS_SQLITE_JSON`: also write the results as a JSON array to this path.
@@ -305,8 +306,10 @@ fn run_sqlite(mode: Mode, threads: usize, payloads: &Arc<Vec<Payload>>, alg: Has
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; there is nothing else to parse.
-    let quick = std::env::var("VS_SQLITE_QUICK").is_ok_and(|v| v == "1");
+    // `cargo bench` passes `--bench`; without it (`cargo test --benches`, an unoptimised
+    // build) only a smoke run makes sense, as criterion does in the same situation.
+    let under_bench = std::env::args().any(|a| a == "--bench");
+    let quick = !under_bench || std::env::var("VS_SQLITE_QUICK").is_ok_and(|v| v == "1");
     let both = env_usize("VS_SQLITE_RECORDS");
     let records = |specific: &str, default: usize, quick_n: usize| {
         env_usize(specific)

@@ -182,3 +182,90 @@ fn random_bytes_never_panic() {
         for (_, r) in format::frames(&bytes) { let _ = r; }
     });
 }
+
+/// The byte tables of docs/FORMAT.md: (offset, size, name) rows of the `n`-th code block
+/// under the heading that starts with `heading`.
+fn doc_table(heading: &str, n: usize) -> Vec<(String, String, String)> {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/FORMAT.md")).unwrap();
+    let section = doc
+        .split("\n## ")
+        .find(|s| s.starts_with(heading))
+        .unwrap_or_else(|| panic!("no section {heading}"));
+    let block = section.split("```").skip(1).step_by(2).nth(n).unwrap();
+    block
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            // Rows are `offset size name ...`, or `offset (end)`.
+            let (off, size, name) = match w.as_slice() {
+                [off, end] if *end == "(end)" => (*off, "", *end),
+                [off, size, name, ..] => (*off, *size, *name),
+                _ => return None,
+            };
+            off.chars()
+                .next()?
+                .is_ascii_digit()
+                .then(|| (off.into(), size.into(), name.into()))
+        })
+        .collect()
+}
+
+fn offset_of(rows: &[(String, String, String)], name: &str) -> usize {
+    rows.iter()
+        .find(|r| r.2 == name)
+        .unwrap_or_else(|| panic!("{name} not in table"))
+        .0
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn format_md_tables_match_the_constants() {
+    let frame = doc_table("Record frame", 0);
+    assert_eq!(offset_of(&frame, "frame_len"), 0);
+    assert_eq!(offset_of(&frame, "entry"), format::F_ENTRY);
+    assert_eq!(offset_of(&frame, "record_hash"), format::F_HASH);
+    assert_eq!(offset_of(&frame, "body_tag"), format::F_BODY_TAG);
+    assert_eq!(offset_of(&frame, "salt"), format::F_SALT);
+    assert_eq!(offset_of(&frame, "payload"), format::F_PAYLOAD);
+    let entry = doc_table("Record frame", 1);
+    assert_eq!(offset_of(&entry, "version"), format::E_VERSION);
+    assert_eq!(offset_of(&entry, "algorithm"), format::E_ALG);
+    assert_eq!(offset_of(&entry, "seq"), format::E_SEQ);
+    assert_eq!(offset_of(&entry, "timestamp"), format::E_TIMESTAMP);
+    assert_eq!(offset_of(&entry, "prev_hash"), format::E_PREV);
+    assert_eq!(offset_of(&entry, "commitment"), format::E_COMMITMENT);
+    assert_eq!(offset_of(&entry, "payload_len"), format::E_PAYLOAD_LEN);
+    assert_eq!(offset_of(&entry, "(end)"), format::ENTRY_LEN);
+    let config = doc_table("Configuration", 0);
+    assert_eq!(offset_of(&config, "magic"), format::C_MAGIC);
+    assert_eq!(offset_of(&config, "version"), format::C_VERSION);
+    assert_eq!(offset_of(&config, "algorithm"), format::C_ALG);
+    assert_eq!(offset_of(&config, "ledger"), format::C_LEDGER_ID);
+    assert_eq!(offset_of(&config, "created"), format::C_CREATED);
+    assert_eq!(offset_of(&config, "crc32"), format::C_CRC);
+    assert_eq!(offset_of(&config, "(end)"), format::CONFIG_LEN);
+    let head = doc_table("Head", 0);
+    assert_eq!(offset_of(&head, "version"), format::H_VERSION);
+    assert_eq!(offset_of(&head, "next_seq"), format::H_NEXT_SEQ);
+    assert_eq!(offset_of(&head, "last_hash"), format::H_LAST_HASH);
+    assert_eq!(offset_of(&head, "last_timestamp"), format::H_LAST_TS);
+    assert_eq!(offset_of(&head, "root"), format::H_ROOT);
+    assert_eq!(offset_of(&head, "frontier"), format::H_FRONTIER);
+    assert_eq!(format::CONFIG_MAGIC, b"CHAINLOG");
+}
+
+#[test]
+fn format_md_lists_the_golden_vectors() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/FORMAT.md")).unwrap();
+    let flat: String = doc.split_whitespace().collect();
+    for line in VECTORS.lines().filter(|l| !l.is_empty()) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(
+            flat.contains(value),
+            "FORMAT.md lacks the vector {line:.60}"
+        );
+    }
+}

@@ -8,7 +8,7 @@
 use std::cell::OnceCell;
 use std::hint::black_box;
 use std::path::Path;
-use std::sync::{Arc, Barrier};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -224,30 +224,82 @@ fn bench_reads(c: &mut Criterion) {
     g.finish();
 }
 
-fn bench_open(c: &mut Criterion) {
-    let n = std::env::var("CHAINLOG_BENCH_OPEN_RECORDS")
-        .map(|v| {
-            v.trim()
-                .parse()
-                .expect("CHAINLOG_BENCH_OPEN_RECORDS: a record count")
-        })
-        .unwrap_or(DEFAULT_OPEN_RECORDS);
-    // Built on first use (it takes seconds and n × ~500 bytes of disk).
-    let built: OnceCell<tempfile::TempDir> = OnceCell::new();
+/// The large ledger the `open` and `proofs` groups share, built on first use (it takes
+/// seconds and n × ~500 bytes of disk) and closed cleanly.
+fn big_ledger() -> &'static (tempfile::TempDir, u64) {
+    static BIG: OnceLock<(tempfile::TempDir, u64)> = OnceLock::new();
+    BIG.get_or_init(|| {
+        let n = std::env::var("CHAINLOG_BENCH_OPEN_RECORDS")
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .expect("CHAINLOG_BENCH_OPEN_RECORDS: a record count")
+            })
+            .unwrap_or(DEFAULT_OPEN_RECORDS);
+        let dir = tempdir("chainlog-bench-big-");
+        // Drop closes cleanly: final flush, then sled shuts down.
+        drop(build(dir.path(), n));
+        (dir, n)
+    })
+}
 
+fn bench_open(c: &mut Criterion) {
     let mut g = c.benchmark_group("open");
     g.sampling_mode(SamplingMode::Flat);
+    let n = big_ledger().1;
     g.bench_function(BenchmarkId::new("records", n), |b| {
-        let dir = built.get_or_init(|| {
-            let dir = tempdir("chainlog-bench-open-");
-            // Drop closes cleanly: final flush, then sled shuts down.
-            drop(build(dir.path(), n));
-            dir
-        });
+        let dir = &big_ledger().0;
         b.iter(|| {
             let ledger = Ledger::open(dir.path(), Options::default()).expect("open");
             assert_eq!(ledger.len(), n);
             drop(ledger);
+        })
+    });
+    g.finish();
+}
+
+/// Inclusion and consistency proofs at the big ledger's size: build (O(log n) stored
+/// reads) and verify (pure hashing).
+fn bench_proofs(c: &mut Criterion) {
+    let (dir, n) = big_ledger();
+    let n = *n;
+    let ledger = Ledger::open(dir.path(), Options::default()).expect("open");
+    let alg = ledger.hash_alg();
+    let mut g = c.benchmark_group("proofs");
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    g.bench_function(BenchmarkId::new("prove_inclusion", n), |b| {
+        b.iter(|| ledger.prove_inclusion(next() % n, None).expect("prove"))
+    });
+    let proofs: Vec<_> = (0..64)
+        .map(|i| ledger.prove_inclusion(i * (n / 64), None).expect("prove"))
+        .collect();
+    let mut i = 0;
+    g.bench_function(BenchmarkId::new("verify_inclusion", n), |b| {
+        b.iter(|| {
+            i = (i + 1) % proofs.len();
+            proofs[i].verify(alg).expect("verify")
+        })
+    });
+    g.bench_function(BenchmarkId::new("prove_consistency", n), |b| {
+        b.iter(|| {
+            ledger
+                .prove_consistency(1 + next() % n, None)
+                .expect("prove")
+        })
+    });
+    let cons: Vec<_> = (1..65)
+        .map(|i| ledger.prove_consistency(i * (n / 65), None).expect("prove"))
+        .collect();
+    g.bench_function(BenchmarkId::new("verify_consistency", n), |b| {
+        b.iter(|| {
+            i = (i + 1) % cons.len();
+            cons[i].verify(alg).expect("verify")
         })
     });
     g.finish();
@@ -260,6 +312,6 @@ criterion_group! {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    targets = bench_append, bench_append_batch, bench_reads, bench_open
+    targets = bench_append, bench_append_batch, bench_reads, bench_open, bench_proofs
 }
 criterion_main!(benches);

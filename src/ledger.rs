@@ -13,7 +13,7 @@ use crate::format::{self, Config, FrameRef, Head};
 use crate::hash::{Hash, HashAlg, HASH_LEN};
 use crate::merkle::{self, ConsistencyProof, Frontier, InclusionProof, TreeError};
 use crate::note::{SignerKey, VerifierKey};
-use crate::store::{FaultPlan, FaultStore, GroupIter, SledStore, Store};
+use crate::store::{FaultPlan, FaultStore, GroupIter, SledStore, Store, Value};
 use crate::sync::{thread, Arc, Mutex, Ordering};
 use crate::tree::TreeReader;
 use crate::verify::{
@@ -920,7 +920,7 @@ impl std::fmt::Debug for Ledger {
 pub struct Range<'a> {
     core: &'a DynCore,
     groups: Option<GroupIter<'a>>,
-    buf: Vec<u8>,
+    buf: Value,
     off: usize,
     next: u64,
     end: u64,
@@ -934,7 +934,7 @@ impl<'a> Range<'a> {
         Range {
             core,
             groups: None,
-            buf: Vec::new(),
+            buf: Value::default(),
             off: 0,
             next: start,
             end,
@@ -982,19 +982,25 @@ impl<'a> Range<'a> {
                 self.fetch()?;
             }
             let rest = self.buf.get(self.off..).unwrap_or_default();
-            let f = format::decode_frame(rest)
-                .map_err(|e| corrupt(format!("record {}: {e}", self.frame_seq)))?;
-            self.off += f.len;
             let seq = self.frame_seq;
+            if seq < self.next {
+                // Step over records before the range by their length alone; the record
+                // returned is checked in full, its sequence number included.
+                let len =
+                    format::frame_len(rest).map_err(|e| corrupt(format!("record {seq}: {e}")))?;
+                self.off += len;
+                self.frame_seq += 1;
+                continue;
+            }
+            let f =
+                format::decode_frame(rest).map_err(|e| corrupt(format!("record {seq}: {e}")))?;
+            self.off += f.len;
             self.frame_seq += 1;
             if f.entry.seq != seq {
                 return Err(corrupt(format!(
                     "found record {} where {seq} belongs",
                     f.entry.seq
                 )));
-            }
-            if seq < self.next {
-                continue;
             }
             check_record(&f, self.core.config.alg)?;
             self.next += 1;

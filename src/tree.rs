@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, stored_node_slot, STORED_NODE_MIN_LEVEL};
 use crate::hash::{Hash, HashAlg, HASH_LEN};
 use crate::merkle::{root_from_leaves, split_stored_hash_index, HashReader};
-use crate::store::Store;
+use crate::store::{Group, Store};
 
 fn corrupt(detail: String) -> Error {
     Error::Corrupt { detail }
@@ -19,8 +19,8 @@ pub(crate) struct TreeReader<'a, S: ?Sized> {
     alg: HashAlg,
     size: u64,
     /// The last node value and record group read: proofs read neighbouring hashes.
-    nodes: RefCell<Option<(u64, Vec<u8>)>>,
-    group: RefCell<Option<(u64, Vec<u8>)>>,
+    nodes: RefCell<Option<Group>>,
+    group: RefCell<Option<Group>>,
 }
 
 impl<'a, S: Store + ?Sized> TreeReader<'a, S> {
@@ -79,12 +79,7 @@ fn node_in(key: u64, value: &[u8], level: u32, n: u64) -> Option<Hash> {
 
 /// Appends the stored hashes of records `want..hi` found in the cached group; false if
 /// the group does not hold record `want`.
-fn scan_group(
-    cache: &Option<(u64, Vec<u8>)>,
-    want: u64,
-    hi: u64,
-    out: &mut Vec<Hash>,
-) -> Result<bool> {
+fn scan_group(cache: &Option<Group>, want: u64, hi: u64, out: &mut Vec<Hash>) -> Result<bool> {
     let Some((key, bytes)) = cache else {
         return Ok(false);
     };

@@ -6,12 +6,13 @@ use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use chainlog::{
-    Durability, Hash, HashAlg, Health, Ledger, Metrics, Options, Receipt, VerifyReport,
+    CheckpointStatus, Durability, Hash, HashAlg, Health, Ledger, Metrics, Options, Receipt,
+    VerifyReport,
 };
 use serde::Serialize;
 
 use super::output::{hex, Out, RecordView, Utc};
-use super::{at_dir, at_seq, demo, Cli, Cmd, Failure, Outcome};
+use super::{at_dir, at_seq, demo, proofs, Cli, Cmd, Failure, Outcome};
 
 /// Stdin lines are appended in batches of at most this many lines...
 const BATCH_LINES: usize = 1000;
@@ -32,8 +33,38 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
         } => append(&mut out, &dir, payloads, buffered),
         Cmd::Get { dir, seq } => get(&mut out, &dir, seq),
         Cmd::Tail { dir, n } => tail(&mut out, &dir, n),
-        Cmd::Verify { dir } => verify(&mut out, &dir),
+        Cmd::Verify {
+            dir,
+            checkpoint,
+            pub_key,
+        } => verify(
+            &mut out,
+            &dir,
+            checkpoint.as_deref().zip(pub_key.as_deref()),
+        ),
         Cmd::Stats { dir } => stats(&mut out, &dir),
+        Cmd::Keygen { name, out: prefix } => proofs::keygen(&mut out, &name, &prefix),
+        Cmd::Checkpoint { dir, key } => proofs::checkpoint(&mut out, &dir, &key),
+        Cmd::Prove { dir, seq, size } => proofs::prove(&mut out, &dir, seq, size),
+        Cmd::ProveConsistency { dir, old, new } => {
+            proofs::prove_consistency(&mut out, &dir, old, new)
+        }
+        Cmd::VerifyProof {
+            file,
+            root,
+            checkpoint,
+            pub_key,
+            hash,
+        } => proofs::verify_proof(
+            &mut out,
+            proofs::VerifyProofArgs {
+                file,
+                root,
+                checkpoint,
+                pub_key,
+                hash: hash.into(),
+            },
+        ),
         Cmd::Demo {
             dir,
             threads,
@@ -294,11 +325,19 @@ struct VerifyView<'a> {
     report: &'a VerifyReport,
 }
 
-fn verify(out: &mut Out, dir: &Path) -> Result<Outcome, Failure> {
+/// `against` is a trusted checkpoint note file and its verifier key file.
+fn verify(out: &mut Out, dir: &Path, against: Option<(&Path, &Path)>) -> Result<Outcome, Failure> {
+    // Key and note are read first: a bad argument fails before a long verification.
+    let trusted = match against {
+        None => None,
+        Some((note, key)) => Some((proofs::read_note(note)?, proofs::read_verifier(key)?)),
+    };
     let ledger = open_read_only(dir)?;
-    let report = ledger
-        .verify()
-        .map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
+    let report = match &trusted {
+        None => ledger.verify(),
+        Some((note, key)) => ledger.verify_against(note, std::slice::from_ref(key)),
+    }
+    .map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
     print_verify(out, dir, &report)?;
     Ok(if report.is_ok() {
         Outcome::Ok
@@ -324,12 +363,39 @@ fn print_verify(out: &mut Out, dir: &Path, report: &VerifyReport) -> Result<(), 
         report.head_len, report.head_hash
     ))?;
     match &report.first_break {
-        None => out.line(format_args!("OK: no break found")),
+        None => out.line(format_args!("OK: no break found"))?,
         Some(b) => out.line(format_args!(
             "BROKEN: {} at record {}: {}",
             b.kind, b.seq, b.detail
-        )),
+        ))?,
     }
+    if let Some(c) = &report.checkpoint {
+        let verdict = if c.status == CheckpointStatus::Consistent {
+            "OK"
+        } else {
+            "FAILED"
+        };
+        let status = serde_json::to_value(c.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("{:?}", c.status));
+        out.line(format_args!(
+            "checkpoint: {verdict}: {status}: {}",
+            c.detail
+        ))?;
+        match &c.checkpoint_root {
+            Some(root) => out.line(format_args!(
+                "  checkpoint  {} records, root {root}",
+                c.checkpoint_size
+            ))?,
+            None => out.line(format_args!("  checkpoint  (unverified)"))?,
+        }
+        out.line(format_args!(
+            "  ledger      {} records, root {}",
+            c.ledger_size, c.ledger_root
+        ))?;
+    }
+    Ok(())
 }
 
 #[derive(Serialize)]

@@ -4,13 +4,14 @@ mod bench;
 mod commands;
 mod demo;
 mod output;
+mod proofs;
 
 use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use chainlog::HashAlg;
+use chainlog::{Hash, HashAlg};
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// Exit code for an integrity failure: a verification break or corrupt stored data.
@@ -60,9 +61,77 @@ pub enum Cmd {
         n: u64,
     },
     /// Check every record, link and the head; exit 1 if a break is found.
-    Verify { dir: PathBuf },
+    ///
+    /// With --checkpoint and --pub, also check that the ledger extends that signed
+    /// checkpoint: exit 1 unless it is consistent (not truncated, forked, signed by
+    /// another key or for another ledger).
+    Verify {
+        dir: PathBuf,
+        /// A trusted signed checkpoint note (from `chainlog checkpoint`); needs --pub.
+        #[arg(long, value_name = "NOTE_FILE", requires = "pub_key")]
+        checkpoint: Option<PathBuf>,
+        /// The verifier key file (PREFIX.pub from `chainlog keygen`) of the checkpoint.
+        #[arg(long = "pub", value_name = "PUB_FILE", requires = "checkpoint")]
+        pub_key: Option<PathBuf>,
+    },
     /// Print length, head, identity, size on disk, health and metrics.
     Stats { dir: PathBuf },
+    /// Make an Ed25519 signing key named NAME: writes PREFIX.key (secret, mode 0600)
+    /// and PREFIX.pub (verifier key) and prints the verifier key. Never overwrites.
+    Keygen {
+        name: String,
+        /// Path prefix of the two key files.
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
+    },
+    /// Sign a checkpoint (C2SP tlog-checkpoint note) of the ledger's current tree and
+    /// print the note. Exit 1 if the ledger does not extend its latest checkpoint.
+    Checkpoint {
+        dir: PathBuf,
+        /// Signer key file (PREFIX.key from `chainlog keygen`).
+        #[arg(long, value_name = "KEY_FILE")]
+        key: PathBuf,
+    },
+    /// Print an inclusion proof of record SEQ in the tree of the first N records
+    /// (default: all).
+    Prove {
+        dir: PathBuf,
+        seq: u64,
+        /// Tree size N (e.g. a checkpoint's size).
+        #[arg(long, value_name = "N")]
+        size: Option<u64>,
+    },
+    /// Print a consistency proof that the tree of NEW records (default: all) extends
+    /// the tree of OLD records.
+    ProveConsistency {
+        dir: PathBuf,
+        old: u64,
+        new: Option<u64>,
+    },
+    /// Check a proof printed by `prove --json` or `prove-consistency --json` against a
+    /// trusted root or signed checkpoint; exit 1 if it does not hold.
+    ///
+    /// The proof's root (a consistency proof's new root, or its old root when the
+    /// checkpoint has the old size) must equal the trusted root; a checkpoint must
+    /// verify with the key and have the proof's tree size.
+    VerifyProof {
+        /// Proof JSON file; `-` or nothing reads stdin.
+        file: Option<PathBuf>,
+        /// Trusted root hash, 64 hex digits.
+        #[arg(long, value_name = "HEX", value_parser = parse_hash,
+              required_unless_present = "checkpoint", conflicts_with = "checkpoint")]
+        root: Option<Hash>,
+        /// Trusted signed checkpoint note (from `chainlog checkpoint`); needs --pub.
+        #[arg(long, value_name = "NOTE_FILE", requires = "pub_key")]
+        checkpoint: Option<PathBuf>,
+        /// Verifier key file (PREFIX.pub) the checkpoint must be signed with.
+        #[arg(long = "pub", value_name = "PUB_FILE", requires = "checkpoint")]
+        pub_key: Option<PathBuf>,
+        /// Hash algorithm of the ledger the proof comes from; proofs do not record it.
+        /// Proofs from a SHA-256 ledger need `--hash sha256`.
+        #[arg(long, value_enum, default_value_t = HashArg::Blake3)]
+        hash: HashArg,
+    },
     /// Append synthetic audit-log records from several threads, then verify.
     Demo {
         /// Ledger directory; a temporary one (removed afterwards) when omitted.
@@ -119,6 +188,11 @@ impl From<HashArg> for HashAlg {
             HashArg::Sha256 => HashAlg::Sha256,
         }
     }
+}
+
+/// A hash argument: exactly 64 hex digits.
+fn parse_hash(s: &str) -> Result<Hash, String> {
+    Hash::from_hex(s).ok_or_else(|| "expected a hash of exactly 64 hex digits".to_owned())
 }
 
 /// How a command that ran to the end turned out.

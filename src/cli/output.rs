@@ -40,6 +40,11 @@ impl Out {
         self.w.write_all(b"\n").map_err(|e| write_failed(&e))
     }
 
+    /// Text exactly as given, with no newline added.
+    pub fn text(&mut self, s: &str) -> Result<(), Failure> {
+        self.w.write_all(s.as_bytes()).map_err(|e| write_failed(&e))
+    }
+
     pub fn flush(&mut self) -> Result<(), Failure> {
         self.w.flush().map_err(|e| write_failed(&e))
     }

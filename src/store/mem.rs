@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Group, GroupIter, Store};
+use super::{Group, GroupIter, Store, Value};
 use crate::error::Result;
 use crate::sync::Mutex;
 
@@ -11,8 +11,8 @@ use crate::sync::Mutex;
 struct Inner {
     config: Option<Vec<u8>>,
     head: Option<Vec<u8>>,
-    groups: BTreeMap<u64, Vec<u8>>,
-    nodes: BTreeMap<u64, Vec<u8>>,
+    groups: BTreeMap<u64, Value>,
+    nodes: BTreeMap<u64, Value>,
     checkpoint: Option<Vec<u8>>,
     synced_head: Option<Vec<u8>>,
 }
@@ -48,7 +48,7 @@ impl Store for MemStore {
         Ok(self.inner.lock().head.clone())
     }
     fn write_group(&self, key: u64, value: &[u8]) -> Result<()> {
-        self.inner.lock().groups.insert(key, value.to_vec());
+        self.inner.lock().groups.insert(key, Value::from(value));
         Ok(())
     }
     fn cas_head(&self, expected: Option<&[u8]>, new: &[u8]) -> Result<bool> {
@@ -86,7 +86,7 @@ impl Store for MemStore {
         Ok(())
     }
     fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()> {
-        self.inner.lock().nodes.insert(key, value.to_vec());
+        self.inner.lock().nodes.insert(key, Value::from(value));
         Ok(())
     }
     fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>> {

@@ -19,8 +19,12 @@ pub(crate) use mem::MemStore;
 #[cfg(not(loom))]
 pub(crate) use sled_store::SledStore;
 
+/// A stored value: sled's reference-counted buffer, so reads hand out the cached bytes
+/// without copying them.
+pub(crate) type Value = sled::IVec;
+
 /// One stored group: its key (the sequence number of its first frame) and its frames.
-pub(crate) type Group = (u64, Vec<u8>);
+pub(crate) type Group = (u64, Value);
 
 /// Iterator over stored groups in key order.
 pub(crate) type GroupIter<'a> = Box<dyn Iterator<Item = Result<Group>> + Send + 'a>;

@@ -61,7 +61,8 @@ impl SledStore {
             match config.open() {
                 Ok(db) => break db,
                 Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock") && Instant::now() < deadline =>
+                    if e.to_string().contains("could not acquire lock")
+                        && Instant::now() < deadline =>
                 {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(50));
@@ -95,8 +96,18 @@ impl SledStore {
         let key: [u8; 8] = k.as_ref().try_into().map_err(|_| Error::Corrupt {
             detail: format!("record group key of {} bytes (expected 8)", k.len()),
         })?;
-        Ok((u64::from_be_bytes(key), v.to_vec()))
+        Ok((u64::from_be_bytes(key), v))
     }
+}
+
+/// The entry with the greatest key `<= seq`: sled's `get_lt` is a single descent, where
+/// a reversed range builds an iterator.
+fn at_or_before(tree: &sled::Tree, seq: u64) -> Result<Option<Group>> {
+    let found = match seq.checked_add(1) {
+        Some(bound) => tree.get_lt(bound.to_be_bytes()),
+        None => tree.last(),
+    };
+    found.transpose().map(SledStore::group).transpose()
 }
 
 impl Store for SledStore {
@@ -146,11 +157,7 @@ impl Store for SledStore {
     }
 
     fn group_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-        self.records
-            .range(..=seq.to_be_bytes())
-            .next_back()
-            .map(Self::group)
-            .transpose()
+        at_or_before(&self.records, seq)
     }
 
     fn groups_from(&self, key: u64) -> GroupIter<'_> {
@@ -172,11 +179,7 @@ impl Store for SledStore {
     }
 
     fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-        self.nodes
-            .range(..=seq.to_be_bytes())
-            .next_back()
-            .map(Self::group)
-            .transpose()
+        at_or_before(&self.nodes, seq)
     }
 
     fn nodes_from(&self, key: u64) -> GroupIter<'_> {

@@ -1,0 +1,514 @@
+//! Keys, signed checkpoints and Merkle proofs: `keygen`, `checkpoint`, `prove`,
+//! `prove-consistency`, `verify-proof`, and the checkpoint part of `verify`.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use chainlog::{
+    Checkpoint, CheckpointError, ConsistencyProof, Hash, HashAlg, InclusionProof, Ledger,
+    NoteError, Options, SignerKey, VerifierKey, MAX_NOTE_LEN,
+};
+use serde::Serialize;
+
+use super::output::Out;
+use super::{at_dir, at_seq, Failure, Outcome};
+
+/// Key files hold one short line; anything much larger is not a key file.
+const MAX_KEY_FILE: u64 = 4096;
+/// A proof holds at most 2·62 hashes; a megabyte leaves room for any formatting.
+const MAX_PROOF_FILE: u64 = 1 << 20;
+
+/// `PREFIX` with `suffix` appended to its last component (`log` → `log.key`), keeping
+/// any dots the prefix already has, which `Path::with_extension` would replace.
+fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
+    let mut s = OsString::from(prefix.as_os_str());
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Reads at most `limit` bytes of `path` (`-` is stdin), refusing a longer input
+/// instead of buffering it whole.
+fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, Failure> {
+    let at = path.display().to_string();
+    let mut buf = Vec::new();
+    let read = if path.as_os_str() == "-" {
+        io::stdin().lock().take(limit + 1).read_to_end(&mut buf)
+    } else {
+        File::open(path).and_then(|f| f.take(limit + 1).read_to_end(&mut buf))
+    };
+    read.map_err(|e| Failure::io(&format!("reading the {what}"), &e, at.clone()))?;
+    if buf.len() as u64 > limit {
+        return Err(Failure::other(
+            format!("the {what} is larger than {limit} bytes"),
+            at,
+        ));
+    }
+    Ok(buf)
+}
+
+/// A key file's text: one line, surrounding whitespace (the final newline) ignored.
+fn read_key_text(path: &Path, what: &str) -> Result<String, Failure> {
+    let bytes = read_limited(path, MAX_KEY_FILE, what)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Failure::other(format!("the {what} is not UTF-8 text"), path_at(path)))?;
+    Ok(text.trim().to_owned())
+}
+
+fn path_at(path: &Path) -> String {
+    format!("file {}", path.display())
+}
+
+fn read_signer(path: &Path) -> Result<SignerKey, Failure> {
+    let text = read_key_text(path, "signer key file")?;
+    // NoteError never echoes the key text, so the secret stays out of the message.
+    SignerKey::parse(&text)
+        .map_err(|e| Failure::other(format!("not a signer key file: {e}"), path_at(path)))
+}
+
+pub(super) fn read_verifier(path: &Path) -> Result<VerifierKey, Failure> {
+    let text = read_key_text(path, "verifier key file")?;
+    if text.starts_with("PRIVATE+KEY+") {
+        return Err(Failure::other(
+            "this is a secret signer key; pass the .pub file written by keygen",
+            path_at(path),
+        ));
+    }
+    VerifierKey::parse(&text)
+        .map_err(|e| Failure::other(format!("not a verifier key file: {e}"), path_at(path)))
+}
+
+/// A signed note file as text; notes are UTF-8 by definition.
+pub(super) fn read_note(path: &Path) -> Result<String, Failure> {
+    // One byte over the limit is kept so the note parser reports the size itself.
+    let bytes = read_limited(path, MAX_NOTE_LEN as u64 + 1, "checkpoint file")?;
+    String::from_utf8(bytes)
+        .map_err(|_| Failure::other("the checkpoint file is not UTF-8 text", path_at(path)))
+}
+
+/// Creates `path`, failing if anything (a dangling symlink included) is already there,
+/// and writes `text` durably. A file left half-written is removed.
+fn write_new(path: &Path, text: &str, secret: bool) -> Result<(), Failure> {
+    let mut opts = OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::OpenOptionsExt;
+        // Created with the final mode, so the secret is never readable by others.
+        opts.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = secret;
+    let mut f = opts.open(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            exists(path)
+        } else {
+            Failure::io("creating a key file", &e, path_at(path))
+        }
+    })?;
+    if let Err(e) = f.write_all(text.as_bytes()).and_then(|()| f.sync_all()) {
+        drop(f);
+        let _ = fs::remove_file(path);
+        return Err(Failure::io("writing a key file", &e, path_at(path)));
+    }
+    Ok(())
+}
+
+fn exists(path: &Path) -> Failure {
+    Failure::other(
+        format!(
+            "{} already exists; refusing to overwrite a key file (choose another --out prefix)",
+            path.display()
+        ),
+        "",
+    )
+}
+
+#[derive(Serialize)]
+struct KeygenView {
+    name: String,
+    key_id: String,
+    verifier: String,
+    key_file: String,
+    pub_file: String,
+}
+
+pub fn keygen(out: &mut Out, name: &str, prefix: &Path) -> Result<Outcome, Failure> {
+    let key_path = with_suffix(prefix, ".key");
+    let pub_path = with_suffix(prefix, ".pub");
+    // Both checked up front so a refusal leaves nothing behind; create_new below still
+    // catches a file that appears in between.
+    for p in [&key_path, &pub_path] {
+        if fs::symlink_metadata(p).is_ok() {
+            return Err(exists(p));
+        }
+    }
+    let signer = SignerKey::from_random(name)
+        .map_err(|e| Failure::other(format!("cannot make a key named {name:?}: {e}"), ""))?;
+    let verifier = signer.verifier();
+    write_new(&key_path, &format!("{signer}\n"), true)?;
+    if let Err(f) = write_new(&pub_path, &format!("{verifier}\n"), false) {
+        // A signer key without its verifier file would only confuse a retry.
+        let _ = fs::remove_file(&key_path);
+        return Err(f);
+    }
+    let v = KeygenView {
+        name: verifier.name().to_owned(),
+        key_id: format!("{:08x}", verifier.key_id()),
+        verifier: verifier.to_string(),
+        key_file: key_path.display().to_string(),
+        pub_file: pub_path.display().to_string(),
+    };
+    if out.json {
+        out.json(&v)?;
+    } else {
+        out.line(format_args!("verifier key  {}", v.verifier))?;
+        out.line(format_args!("key id        {}", v.key_id))?;
+        out.line(format_args!("signer key    {} (secret)", v.key_file))?;
+        out.line(format_args!("verifier file {}", v.pub_file))?;
+    }
+    Ok(Outcome::Ok)
+}
+
+#[derive(Serialize)]
+struct CheckpointView<'a> {
+    note: &'a str,
+    size: u64,
+    root: Hash,
+    origin: &'a str,
+    hash: HashAlg,
+}
+
+pub fn checkpoint(out: &mut Out, dir: &Path, key: &Path) -> Result<Outcome, Failure> {
+    let signer = read_signer(key)?;
+    // Read-write: signing records the checkpoint as the ledger's latest.
+    let ledger =
+        Ledger::open(dir, Options::default()).map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
+    // A refusal (the ledger does not extend its latest checkpoint) is a HeadConflict,
+    // which Failure::ledger reports as an integrity failure: exit 1.
+    let note = ledger
+        .checkpoint(&signer)
+        .map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
+    if !out.json {
+        // Exactly the note, so `chainlog checkpoint ... > file` is the signed note.
+        out.text(&note)?;
+        return Ok(Outcome::Ok);
+    }
+    // Read back from the note itself rather than the head, so the JSON describes exactly
+    // what was signed; opening it also re-checks the signature.
+    let (cp, _) = Checkpoint::open(&note, &[signer.verifier()]).map_err(|e| {
+        Failure::other(
+            format!("the checkpoint just signed does not open: {e}"),
+            at_dir(dir),
+        )
+    })?;
+    out.json(&CheckpointView {
+        note: &note,
+        size: cp.size,
+        root: cp.root,
+        origin: &cp.origin,
+        hash: ledger.hash_alg(),
+    })?;
+    Ok(Outcome::Ok)
+}
+
+fn open_read_only(dir: &Path) -> Result<Ledger, Failure> {
+    Ledger::open(
+        dir,
+        Options {
+            read_only: true,
+            ..Options::default()
+        },
+    )
+    .map_err(|e| Failure::ledger(&e, at_dir(dir)))
+}
+
+fn print_hashes(out: &mut Out, label: &str, hashes: &[Hash]) -> Result<(), Failure> {
+    out.line(format_args!("{label}{} hashes", hashes.len()))?;
+    for h in hashes {
+        out.line(format_args!("  {h}"))?;
+    }
+    Ok(())
+}
+
+pub fn prove(out: &mut Out, dir: &Path, seq: u64, size: Option<u64>) -> Result<Outcome, Failure> {
+    let ledger = open_read_only(dir)?;
+    let p = ledger
+        .prove_inclusion(seq, size)
+        .map_err(|e| Failure::ledger(&e, at_seq(dir, seq)))?;
+    if out.json {
+        out.json(&p)?;
+        return Ok(Outcome::Ok);
+    }
+    out.line(format_args!(
+        "inclusion proof: record {} in the tree of {} records ({})",
+        p.index,
+        p.tree_size,
+        ledger.hash_alg()
+    ))?;
+    out.line(format_args!("leaf hash  {}", p.leaf_hash))?;
+    out.line(format_args!("root       {}", p.root))?;
+    print_hashes(out, "proof      ", &p.proof)?;
+    Ok(Outcome::Ok)
+}
+
+pub fn prove_consistency(
+    out: &mut Out,
+    dir: &Path,
+    old: u64,
+    new: Option<u64>,
+) -> Result<Outcome, Failure> {
+    let ledger = open_read_only(dir)?;
+    let p = ledger
+        .prove_consistency(old, new)
+        .map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
+    if out.json {
+        out.json(&p)?;
+        return Ok(Outcome::Ok);
+    }
+    out.line(format_args!(
+        "consistency proof: the tree of {} records extends the tree of {} records ({})",
+        p.new_size,
+        p.old_size,
+        ledger.hash_alg()
+    ))?;
+    out.line(format_args!("old root  {}", p.old_root))?;
+    out.line(format_args!("new root  {}", p.new_root))?;
+    print_hashes(out, "proof     ", &p.proof)?;
+    Ok(Outcome::Ok)
+}
+
+enum Proof {
+    Inclusion(InclusionProof),
+    Consistency(ConsistencyProof),
+}
+
+impl Proof {
+    fn kind(&self) -> &'static str {
+        match self {
+            Proof::Inclusion(_) => "inclusion",
+            Proof::Consistency(_) => "consistency",
+        }
+    }
+}
+
+/// Tells the two proof forms apart by their fields, then parses strictly (unknown or
+/// repeated fields are errors).
+fn parse_proof(text: &[u8], at: &str) -> Result<Proof, Failure> {
+    let bad = |e: serde_json::Error| Failure::other(format!("not a proof: {e}"), at);
+    let obj: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(text).map_err(bad)?;
+    match (obj.contains_key("index"), obj.contains_key("old_size")) {
+        (true, false) => serde_json::from_slice(text)
+            .map(Proof::Inclusion)
+            .map_err(bad),
+        (false, true) => serde_json::from_slice(text)
+            .map(Proof::Consistency)
+            .map_err(bad),
+        (true, true) => Err(Failure::other(
+            "not a proof: it has both `index` (inclusion) and `old_size` (consistency)",
+            at,
+        )),
+        (false, false) => Err(Failure::other(
+            "not a proof: it has neither `index` (inclusion) nor `old_size` (consistency)",
+            at,
+        )),
+    }
+}
+
+/// Where the trusted root comes from.
+enum Trusted {
+    Root(Hash),
+    Checkpoint { cp: Checkpoint, signer: String },
+}
+
+/// Opens the checkpoint with the verifier key. A note that parses but is not signed by
+/// the key is an invalid input (`Err(reason)`, exit 1); one that does not parse is a
+/// usage error (exit 2).
+fn trusted_checkpoint(
+    note_path: &Path,
+    pub_path: &Path,
+) -> Result<Result<Trusted, String>, Failure> {
+    let key = read_verifier(pub_path)?;
+    let note = read_note(note_path)?;
+    match Checkpoint::open(&note, std::slice::from_ref(&key)) {
+        Ok((cp, _)) => Ok(Ok(Trusted::Checkpoint {
+            cp,
+            signer: key.to_string(),
+        })),
+        Err(
+            e @ CheckpointError::Note(
+                NoteError::UnverifiedNote | NoteError::InvalidSignature { .. },
+            ),
+        ) => Ok(Err(format!(
+            "the checkpoint does not verify with the key {key}: {e}"
+        ))),
+        Err(e) => Err(Failure::other(
+            format!("not a signed checkpoint: {e}"),
+            path_at(note_path),
+        )),
+    }
+}
+
+/// Checks the proof's own hashes, then ties its root to the trusted one. `Ok` is a
+/// sentence saying what was shown, `Err` one saying why not.
+fn check_proof(proof: &Proof, alg: HashAlg, trusted: &Trusted) -> Result<String, String> {
+    match proof {
+        Proof::Inclusion(p) => {
+            p.verify(alg)
+                .map_err(|e| format!("the proof does not hold ({alg}): {e}"))?;
+            match trusted {
+                Trusted::Root(r) if *r != p.root => {
+                    return Err(format!(
+                        "the proof's root {} is not the trusted root {r}",
+                        p.root
+                    ))
+                }
+                Trusted::Root(_) => {}
+                Trusted::Checkpoint { cp, .. } => {
+                    if cp.size != p.tree_size {
+                        return Err(format!(
+                            "the proof is for a tree of {} records but the checkpoint covers {}; ask for a proof at its size (prove --size {})",
+                            p.tree_size, cp.size, cp.size
+                        ));
+                    }
+                    if cp.root != p.root {
+                        return Err(format!(
+                            "at {} records the proof's root is {} but the checkpoint's is {}",
+                            cp.size, p.root, cp.root
+                        ));
+                    }
+                }
+            }
+            Ok(format!(
+                "record {} (leaf hash {}) is in the tree of {} records with root {}",
+                p.index, p.leaf_hash, p.tree_size, p.root
+            ))
+        }
+        Proof::Consistency(p) => {
+            p.verify(alg)
+                .map_err(|e| format!("the proof does not hold ({alg}): {e}"))?;
+            match trusted {
+                Trusted::Root(r) if *r != p.new_root => {
+                    return Err(format!(
+                        "the proof's new root {} is not the trusted root {r}",
+                        p.new_root
+                    ))
+                }
+                Trusted::Root(_) => {}
+                Trusted::Checkpoint { cp, .. } => {
+                    // A verified proof with equal sizes has equal roots, so checking
+                    // the new side first covers that case too.
+                    let (side, root) = if cp.size == p.new_size {
+                        ("new", p.new_root)
+                    } else if cp.size == p.old_size {
+                        ("old", p.old_root)
+                    } else {
+                        return Err(format!(
+                            "the checkpoint covers {} records, neither the proof's old size {} nor its new size {}",
+                            cp.size, p.old_size, p.new_size
+                        ));
+                    };
+                    if cp.root != root {
+                        return Err(format!(
+                            "at {} records the proof's {side} root is {root} but the checkpoint's is {}",
+                            cp.size, cp.root
+                        ));
+                    }
+                }
+            }
+            Ok(format!(
+                "the tree of {} records (root {}) extends the tree of {} records (root {})",
+                p.new_size, p.new_root, p.old_size, p.old_root
+            ))
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ProofCheckView {
+    valid: bool,
+    kind: &'static str,
+    hash: HashAlg,
+    /// `root` (given with --root) or `checkpoint`.
+    trusted: &'static str,
+    /// The checkpoint's signer key, when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint_root: Option<Hash>,
+    detail: String,
+}
+
+pub struct VerifyProofArgs {
+    pub file: Option<PathBuf>,
+    pub root: Option<Hash>,
+    pub checkpoint: Option<PathBuf>,
+    pub pub_key: Option<PathBuf>,
+    pub hash: HashAlg,
+}
+
+pub fn verify_proof(out: &mut Out, a: VerifyProofArgs) -> Result<Outcome, Failure> {
+    let file = a.file.unwrap_or_else(|| PathBuf::from("-"));
+    let at = if file.as_os_str() == "-" {
+        "stdin".to_owned()
+    } else {
+        path_at(&file)
+    };
+    let text = read_limited(&file, MAX_PROOF_FILE, "proof")?;
+    let proof = parse_proof(&text, &at)?;
+    let trusted = match (a.root, a.checkpoint, a.pub_key) {
+        (Some(r), None, None) => Ok(Trusted::Root(r)),
+        (None, Some(note), Some(key)) => trusted_checkpoint(&note, &key)?,
+        // clap enforces the combinations; this is the message if it ever does not.
+        _ => {
+            return Err(Failure::other(
+                "give either --root HEX or --checkpoint NOTE_FILE with --pub PUB_FILE",
+                "arguments",
+            ))
+        }
+    };
+    let mut view = ProofCheckView {
+        valid: false,
+        kind: proof.kind(),
+        hash: a.hash,
+        trusted: "checkpoint",
+        checkpoint_key: None,
+        checkpoint_size: None,
+        checkpoint_root: None,
+        detail: String::new(),
+    };
+    let verdict = match &trusted {
+        Err(why) => Err(why.clone()),
+        Ok(t) => {
+            match t {
+                Trusted::Root(_) => view.trusted = "root",
+                Trusted::Checkpoint { cp, signer } => {
+                    view.checkpoint_key = Some(signer.clone());
+                    view.checkpoint_size = Some(cp.size);
+                    view.checkpoint_root = Some(cp.root);
+                }
+            }
+            check_proof(&proof, a.hash, t)
+        }
+    };
+    view.valid = verdict.is_ok();
+    view.detail = match verdict {
+        Ok(s) | Err(s) => s,
+    };
+    if out.json {
+        out.json(&view)?;
+    } else if view.valid {
+        out.line(format_args!("OK: {}", view.detail))?;
+    } else {
+        out.line(format_args!("INVALID {} proof: {}", view.kind, view.detail))?;
+    }
+    Ok(if view.valid {
+        Outcome::Ok
+    } else {
+        Outcome::Broken
+    })
+}

@@ -11,6 +11,7 @@ use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::format::{self, Config, FrameRef, Head};
 use crate::hash::{Hash, HashAlg, HASH_LEN};
+use crate::layout;
 use crate::merkle::{self, ConsistencyProof, Frontier, InclusionProof, TreeError};
 use crate::note::{SignerKey, VerifierKey};
 use crate::store::{FaultPlan, FaultStore, GroupIter, SledStore, Store, Value};
@@ -20,11 +21,6 @@ use crate::verify::{
     Break, BreakKind, ChainVerifier, CheckpointCheck, CheckpointStatus, VerifyReport,
 };
 use crate::writer::{Core, Durability, FailurePolicy, Health, Metrics, Receipt};
-
-/// Name of the lock file that makes a ledger directory single-opener.
-const LOCK_FILE: &str = "chainlog.lock";
-/// sled's data file; its presence tells a ledger directory from an empty one.
-const SLED_DATA_FILE: &str = "db";
 
 /// How to create or open a ledger.
 #[derive(Clone, Debug)]
@@ -136,8 +132,66 @@ pub struct Ledger {
     flusher: Option<thread::JoinHandle<()>>,
     opts: Options,
     dir: PathBuf,
-    checkpoint_lock: Mutex<()>,
+    /// Number of the live store directory (`store-<n>`).
+    live: u64,
+    /// Serialises checkpoint signing and redaction (each reads, then writes).
+    maintenance: Mutex<()>,
+    finished: bool,
+    /// Declared after `core`, so it runs once sled has closed the store it removes.
+    superseded: Superseded,
     _lock: File,
+}
+
+/// A store replaced by compaction at close, removed when dropped.
+struct Superseded(Option<PathBuf>);
+
+impl Drop for Superseded {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            if let Err(e) = fs::remove_dir_all(&p) {
+                tracing::error!(error = %e, path = %p.display(), "removing the superseded store failed; the next open retries");
+            }
+        }
+    }
+}
+
+/// Rewrites the live store `from` into a fresh store `from + 1` and makes that one live.
+/// Only live values are copied, so whatever sled kept of superseded values (redacted
+/// payloads among them) is left behind in the old store, which the caller then removes.
+fn compact(src: &dyn Store, dir: &Path, from: u64, cache_bytes: u64) -> Result<u64> {
+    let to = from + 1;
+    let path = layout::store_dir(dir, to);
+    if path.exists() {
+        fs::remove_dir_all(&path).map_err(|e| Error::io("removing an unfinished compaction", e))?;
+    }
+    let dst = SledStore::open(&path, cache_bytes)?;
+    let config = src
+        .read_config()?
+        .ok_or_else(|| corrupt("the configuration is missing"))?;
+    dst.write_config(&config)?;
+    let head = src
+        .read_head()?
+        .ok_or_else(|| corrupt("the head is missing"))?;
+    if let Some(note) = src.read_checkpoint()? {
+        dst.write_checkpoint(&note)?;
+    }
+    for g in src.groups_from(0) {
+        let (k, v) = g?;
+        dst.write_group(k, &v)?;
+    }
+    for g in src.nodes_from(0) {
+        let (k, v) = g?;
+        dst.write_nodes(k, &v)?;
+    }
+    // The head last: a store without it is not a ledger, whatever else it holds.
+    if !dst.cas_head(None, &head)? {
+        return Err(corrupt("the compacted store already had a head"));
+    }
+    dst.sync()?;
+    drop(dst);
+    layout::switch_current(dir, to)?;
+    tracing::info!(from, to, "store rewritten; superseded values purged");
+    Ok(to)
 }
 
 fn lock_dir(dir: &Path) -> Result<File> {
@@ -145,7 +199,7 @@ fn lock_dir(dir: &Path) -> Result<File> {
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join(LOCK_FILE))
+        .open(dir.join(layout::LOCK_FILE))
         .map_err(|e| Error::io("opening the ledger lock file", e))?;
     match f.try_lock() {
         Ok(()) => Ok(f),
@@ -192,6 +246,10 @@ fn parse_own_checkpoint(note: &str) -> Result<Checkpoint> {
         .ok_or_else(|| corrupt("the stored latest checkpoint is not a signed note"))?;
     Checkpoint::parse_body(&body).map_err(|e| corrupt(format!("the stored latest checkpoint: {e}")))
 }
+
+/// The start of a redaction record's payload; the rest is
+/// `seq=<n> hash=<record hash hex> reason=<text>`.
+pub const REDACTION_PREFIX: &str = "chainlog-redaction/1 ";
 
 /// What open-time recovery found.
 struct Recovered {
@@ -320,22 +378,37 @@ fn recover(core: &DynCore, repair: bool) -> Result<Recovered> {
 impl Ledger {
     /// Creates a new ledger in `dir` (created if missing; it must hold nothing else).
     pub fn create(dir: impl AsRef<Path>, opts: Options) -> Result<Ledger> {
-        let dir = dir.as_ref();
+        let config = Config {
+            alg: opts.hash.unwrap_or_default(),
+            ledger_id: random_bytes()?,
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+                .unwrap_or(0),
+        };
+        Self::create_with(dir.as_ref(), opts, &config)
+    }
+
+    /// Creates a ledger with a given identity (an import continues another's chain).
+    pub(crate) fn create_with(dir: &Path, opts: Options, config: &Config) -> Result<Ledger> {
         fs::create_dir_all(dir).map_err(|e| Error::io("creating the ledger directory", e))?;
         let lock = lock_dir(dir)?;
         for entry in fs::read_dir(dir).map_err(|e| Error::io("listing the ledger directory", e))? {
             let entry = entry.map_err(|e| Error::io("listing the ledger directory", e))?;
-            if entry.file_name() != LOCK_FILE {
+            if entry.file_name() != layout::LOCK_FILE {
                 return Err(Error::AlreadyExists {
                     path: dir.to_path_buf(),
                 });
             }
         }
-        if let Err(e) = Self::initialise(dir, &opts) {
+        if let Err(e) = Self::initialise(dir, &opts, config) {
             // The directory held nothing but the lock file: remove what this attempt
             // made, so a retry does not find a half-made ledger.
             if let Ok(entries) = fs::read_dir(dir) {
-                for entry in entries.flatten().filter(|e| e.file_name() != LOCK_FILE) {
+                for entry in entries
+                    .flatten()
+                    .filter(|e| e.file_name() != layout::LOCK_FILE)
+                {
                     let p = entry.path();
                     let _ = if p.is_dir() {
                         fs::remove_dir_all(&p)
@@ -350,29 +423,30 @@ impl Ledger {
         Ledger::open(dir, opts)
     }
 
-    /// Writes the configuration and the empty head, durably.
-    fn initialise(dir: &Path, opts: &Options) -> Result<()> {
-        let store = SledStore::open(dir, opts.cache_bytes)?;
-        let config = Config {
-            alg: opts.hash.unwrap_or_default(),
-            ledger_id: random_bytes()?,
-            created: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-                .unwrap_or(0),
-        };
+    /// Writes the configuration and the empty head into store 1, durably, then makes
+    /// it the live store.
+    fn initialise(dir: &Path, opts: &Options, config: &Config) -> Result<()> {
+        let store = SledStore::open(&layout::store_dir(dir, 1), opts.cache_bytes)?;
         store.write_config(&config.to_bytes())?;
-        let head = Head::empty(&config);
-        if !store.cas_head(None, &head.to_bytes())? {
+        if !store.cas_head(None, &Head::empty(config).to_bytes())? {
             return Err(Error::AlreadyExists {
                 path: dir.to_path_buf(),
             });
         }
         store.sync()?;
-        // The directory entries sled created must survive a crash too.
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io("syncing the ledger directory", e))
+        drop(store);
+        layout::switch_current(dir, 1)
+    }
+
+    /// The directory of the live sled database inside a ledger directory (for tools and
+    /// tests that inspect the store directly).
+    #[doc(hidden)]
+    pub fn store_path(dir: impl AsRef<Path>) -> Result<PathBuf> {
+        let dir = dir.as_ref();
+        let n = layout::current(dir)?.ok_or_else(|| Error::NotALedger {
+            path: dir.to_path_buf(),
+        })?;
+        Ok(layout::store_dir(dir, n))
     }
 
     /// Opens an existing ledger, running recovery: the configuration, head and head
@@ -393,13 +467,26 @@ impl Ledger {
     }
 
     fn open_on(dir: &Path, opts: Options, faults: Option<FaultPlan>) -> Result<Ledger> {
-        if !dir.join(SLED_DATA_FILE).is_file() {
+        if !dir.join(layout::CURRENT).is_file() {
             return Err(Error::NotALedger {
                 path: dir.to_path_buf(),
             });
         }
         let lock = lock_dir(dir)?;
-        let sled = SledStore::open(dir, opts.cache_bytes)?;
+        let mut live = layout::current(dir)?.ok_or_else(|| Error::NotALedger {
+            path: dir.to_path_buf(),
+        })?;
+        let mut sled = SledStore::open(&layout::store_dir(dir, live), opts.cache_bytes)?;
+        if !opts.read_only {
+            layout::remove_stale(dir, live)?;
+            if sled.purge_pending()? {
+                // A redaction was not yet purged (the process stopped before closing).
+                live = compact(&sled, dir, live, opts.cache_bytes)?;
+                drop(sled);
+                layout::remove_stale(dir, live)?;
+                sled = SledStore::open(&layout::store_dir(dir, live), opts.cache_bytes)?;
+            }
+        }
         let config_bytes = sled.read_config()?.ok_or_else(|| Error::NotALedger {
             path: dir.to_path_buf(),
         })?;
@@ -466,7 +553,10 @@ impl Ledger {
             flusher,
             opts,
             dir: dir.to_path_buf(),
-            checkpoint_lock: Mutex::new(()),
+            live,
+            maintenance: Mutex::new(()),
+            finished: false,
+            superseded: Superseded(None),
             _lock: lock,
         })
     }
@@ -512,16 +602,83 @@ impl Ledger {
         self.core.append(&prepared, durability)
     }
 
-    /// Closes the ledger after committing and syncing everything appended, and reports a
-    /// failure of that last sync (dropping the ledger can only log it).
-    pub fn close(self) -> Result<()> {
-        let r = if self.opts.read_only || self.core.is_poisoned() {
-            Ok(())
-        } else {
-            self.core.flush(true)
-        };
-        drop(self);
-        r
+    /// Closes the ledger after committing and syncing everything appended (and purging
+    /// redacted payloads), and reports a failure of that work (dropping the ledger can
+    /// only log it).
+    pub fn close(mut self) -> Result<()> {
+        self.finish()
+    }
+
+    /// Stops the flush thread, commits and syncs, and rewrites the store if a
+    /// redaction left payload bytes in superseded space. Runs once.
+    fn finish(&mut self) -> Result<()> {
+        if self.finished {
+            return Ok(());
+        }
+        self.finished = true;
+        self.core.shutdown();
+        if let Some(h) = self.flusher.take() {
+            let _ = h.join();
+        }
+        if self.opts.read_only || self.core.is_poisoned() {
+            return Ok(());
+        }
+        self.core.flush(true)?;
+        if self.core.store.purge_pending()? {
+            let to = compact(
+                &*self.core.store,
+                &self.dir,
+                self.live,
+                self.opts.cache_bytes,
+            )?;
+            self.superseded.0 = Some(layout::store_dir(&self.dir, self.live));
+            self.live = to;
+        }
+        Ok(())
+    }
+
+    /// Redacts record `seq`: removes its payload and salt and keeps its commitment, so
+    /// `verify`, every proof and every checkpoint still verify, and appends a redaction
+    /// record (see docs/FORMAT.md) naming the record and the reason. The payload bytes
+    /// leave the store files when the ledger is closed (the store is rewritten then, or
+    /// at the next open if the process stops first).
+    pub fn redact(&self, seq: u64, reason: &str) -> Result<Receipt> {
+        self.check_writable()?;
+        if reason.chars().any(char::is_control) {
+            return Err(Error::InvalidArgument {
+                detail: "a redaction reason may not contain control characters".into(),
+            });
+        }
+        let _one_at_a_time = self.maintenance.lock();
+        let record = self.get(seq)?;
+        if record.is_redacted() {
+            return Err(Error::InvalidArgument {
+                detail: format!("record {seq} is already redacted"),
+            });
+        }
+        // The audit trail first: the redaction is on record before anything is removed.
+        let payload = format!(
+            "{REDACTION_PREFIX}seq={seq} hash={} reason={reason}",
+            record.hash
+        );
+        let receipt = self.append_with(payload.as_bytes(), Durability::Sync)?;
+        let store = &self.core.store;
+        store.set_purge_pending()?;
+        let (key, group) = store
+            .group_at_or_before(seq)?
+            .ok_or_else(|| corrupt(format!("no stored group holds record {seq}")))?;
+        let mut rewritten = Vec::with_capacity(group.len());
+        for (i, (off, r)) in (0u64..).zip(format::frames(&group)) {
+            let f = r.map_err(|e| corrupt(format!("record {}: {e}", key + i)))?;
+            if key + i == seq {
+                format::encode_frame(&mut rewritten, &f.entry, None);
+            } else {
+                rewritten.extend_from_slice(group.get(off..off + f.len).unwrap_or_default());
+            }
+        }
+        store.write_group(key, &rewritten)?;
+        store.sync()?;
+        Ok(receipt)
     }
 
     /// Commits and syncs everything appended so far (buffered appends included).
@@ -825,7 +982,7 @@ impl Ledger {
     /// rewrite of the store since it was signed).
     pub fn checkpoint(&self, signer: &SignerKey) -> Result<String> {
         self.check_writable()?;
-        let _one_at_a_time = self.checkpoint_lock.lock();
+        let _one_at_a_time = self.maintenance.lock();
         let head = self.visible();
         if let Some(prior) = self.latest_checkpoint()? {
             let prior = parse_own_checkpoint(&prior)?;
@@ -894,14 +1051,8 @@ impl Ledger {
 
 impl Drop for Ledger {
     fn drop(&mut self) {
-        self.core.shutdown();
-        if let Some(h) = self.flusher.take() {
-            let _ = h.join();
-        }
-        if !self.opts.read_only && !self.core.is_poisoned() {
-            if let Err(e) = self.core.flush(true) {
-                tracing::error!(error = %e, "final flush at close failed");
-            }
+        if let Err(e) = self.finish() {
+            tracing::error!(error = %e, "closing the ledger failed; the next open recovers");
         }
     }
 }

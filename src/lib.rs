@@ -15,6 +15,8 @@ mod note;
 mod verify;
 
 #[cfg(all(feature = "store", not(loom)))]
+mod layout;
+#[cfg(all(feature = "store", not(loom)))]
 mod ledger;
 #[cfg(feature = "store")]
 mod store;
@@ -42,7 +44,7 @@ pub use note::{
 pub use verify::{Break, BreakKind, CheckpointCheck, CheckpointStatus, VerifyReport};
 
 #[cfg(all(feature = "store", not(loom)))]
-pub use ledger::{HeadInfo, Ledger, Options, Range, Record};
+pub use ledger::{HeadInfo, Ledger, Options, Range, Record, REDACTION_PREFIX};
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub use store::{FaultPlan, Op};

@@ -374,7 +374,7 @@ fn second_opener_gets_already_open() {
 
 /// Runs `edit` on the stored group holding record `seq`, with the ledger closed.
 fn edit_group(dir: &Path, seq: u64, edit: impl FnOnce(&mut Vec<u8>)) {
-    let db = sled::open(dir).unwrap();
+    let db = sled::open(chainlog::Ledger::store_path(dir).unwrap()).unwrap();
     let records = db.open_tree("records").unwrap();
     let (key, value) = records
         .range(..=seq.to_be_bytes())

@@ -231,7 +231,7 @@ fn signing_refuses_a_tree_that_does_not_extend_the_kept_checkpoint() {
     lb.close().unwrap();
     // Plant a's checkpoint as b's kept one, as a rollback of b's store would.
     {
-        let db = sled::open(&b).unwrap();
+        let db = sled::open(Ledger::store_path(&b).unwrap()).unwrap();
         db.insert(b"checkpoint", note_a.as_bytes()).unwrap();
         db.flush().unwrap();
     }

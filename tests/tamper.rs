@@ -51,7 +51,7 @@ fn tampered(
     let dir = tempfile::tempdir().unwrap();
     build(dir.path());
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = sled::open(Ledger::store_path(dir.path()).unwrap()).unwrap();
         let mut g = load(&db);
         edit(&mut g);
         store(&db, &g);
@@ -253,7 +253,7 @@ fn planted_records_beyond_head_are_reported_and_discarded_at_open() {
         let r = l.append(b"continues").unwrap();
         assert_eq!(r.seq, N);
         drop(l);
-        let db = sled::open(dir.path()).unwrap();
+        let db = sled::open(Ledger::store_path(dir.path()).unwrap()).unwrap();
         let g = load(&db);
         let total: usize = g.iter().map(|(_, f)| f.len()).sum();
         assert_eq!(total as u64, N + 1, "planted record still stored");
@@ -265,7 +265,7 @@ fn tampered_head_record_fails_open_closed() {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path());
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = sled::open(Ledger::store_path(dir.path()).unwrap()).unwrap();
         let mut g = load(&db);
         forge(frame_mut(&mut g, N - 1), |e| e.timestamp += 1);
         store(&db, &g);

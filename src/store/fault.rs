@@ -163,4 +163,11 @@ impl<S: Store> Store for FaultStore<S> {
         self.check(Op::Write)?;
         self.inner.write_checkpoint(note)
     }
+    fn purge_pending(&self) -> Result<bool> {
+        self.inner.purge_pending()
+    }
+    fn set_purge_pending(&self) -> Result<()> {
+        self.check(Op::Write)?;
+        self.inner.set_purge_pending()
+    }
 }

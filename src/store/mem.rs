@@ -14,6 +14,7 @@ struct Inner {
     groups: BTreeMap<u64, Value>,
     nodes: BTreeMap<u64, Value>,
     checkpoint: Option<Vec<u8>>,
+    purge: bool,
     synced_head: Option<Vec<u8>>,
 }
 
@@ -114,6 +115,13 @@ impl Store for MemStore {
     }
     fn write_checkpoint(&self, note: &[u8]) -> Result<()> {
         self.inner.lock().checkpoint = Some(note.to_vec());
+        Ok(())
+    }
+    fn purge_pending(&self) -> Result<bool> {
+        Ok(self.inner.lock().purge)
+    }
+    fn set_purge_pending(&self) -> Result<()> {
+        self.inner.lock().purge = true;
         Ok(())
     }
 }

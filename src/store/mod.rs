@@ -60,6 +60,11 @@ pub(crate) trait Store: Send + Sync {
     fn read_checkpoint(&self) -> Result<Option<Vec<u8>>>;
     /// Replaces the latest signed checkpoint.
     fn write_checkpoint(&self, note: &[u8]) -> Result<()>;
+    /// Whether a redaction left payload bytes in superseded store space, to be purged
+    /// by rewriting the store.
+    fn purge_pending(&self) -> Result<bool>;
+    /// Records that a purge is pending (before the redaction that needs it).
+    fn set_purge_pending(&self) -> Result<()>;
 }
 
 impl<S: Store + ?Sized> Store for Box<S> {
@@ -107,5 +112,11 @@ impl<S: Store + ?Sized> Store for Box<S> {
     }
     fn write_checkpoint(&self, note: &[u8]) -> Result<()> {
         (**self).write_checkpoint(note)
+    }
+    fn purge_pending(&self) -> Result<bool> {
+        (**self).purge_pending()
+    }
+    fn set_purge_pending(&self) -> Result<()> {
+        (**self).set_purge_pending()
     }
 }

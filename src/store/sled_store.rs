@@ -20,6 +20,8 @@ const NODES_TREE: &[u8] = b"nodes";
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 /// How long to wait for a closing sled instance of this process to release its lock.
 const SLED_LOCK_WAIT: Duration = Duration::from_secs(5);
+/// Key in sled's default tree that marks a purge as pending.
+const PURGE_KEY: &[u8] = b"purge";
 /// sled's data file inside its directory; the file the device sync must reach.
 const SLED_DATA_FILE: &str = "db";
 
@@ -205,6 +207,19 @@ impl Store for SledStore {
         self.db
             .insert(CHECKPOINT_KEY, note)
             .map_err(|e| sled_err("writing the latest checkpoint", e))?;
+        Ok(())
+    }
+
+    fn purge_pending(&self) -> Result<bool> {
+        self.db
+            .contains_key(PURGE_KEY)
+            .map_err(|e| sled_err("reading the purge mark", e))
+    }
+
+    fn set_purge_pending(&self) -> Result<()> {
+        self.db
+            .insert(PURGE_KEY, &[1u8][..])
+            .map_err(|e| sled_err("writing the purge mark", e))?;
         Ok(())
     }
 }

@@ -34,12 +34,15 @@ pub enum Error {
     NotFound { seq: u64, len: u64 },
     /// An argument is invalid; the text says which and why.
     InvalidArgument { detail: String },
+    /// Importing would fork the ledger (or leave a gap): refused, nothing written.
+    WouldFork { detail: String },
 }
 
 /// Shorthand for `Result<T, chainlog::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
     pub(crate) fn io(op: &'static str, source: io::Error) -> Error {
         Error::Io { op, source }
     }
@@ -82,6 +85,7 @@ impl fmt::Display for Error {
                 len - 1
             ),
             Error::InvalidArgument { detail } => write!(f, "invalid argument: {detail}"),
+            Error::WouldFork { detail } => write!(f, "would fork: {detail}; nothing was written"),
         }
     }
 }

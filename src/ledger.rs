@@ -111,7 +111,7 @@ impl From<Head> for HeadInfo {
     }
 }
 
-type DynCore = Core<Box<dyn Store>>;
+pub(crate) type DynCore = Core<Box<dyn Store>>;
 
 /// A tamper-evident, append-only ledger in one directory. `Send + Sync`: share it
 /// with `Arc` across threads.
@@ -222,7 +222,7 @@ fn random_bytes<const N: usize>() -> Result<[u8; N]> {
 }
 
 /// A tree read failed: the read's own error, or stored hashes that do not fit together.
-fn tree_error(e: TreeError<Error>, doing: &str) -> Error {
+pub(crate) fn tree_error(e: TreeError<Error>, doing: &str) -> Error {
     match e {
         TreeError::Read(e) => e,
         other => Error::Corrupt {
@@ -688,7 +688,7 @@ impl Ledger {
     }
 
     /// The committed head, after committing any buffered appends.
-    fn visible(&self) -> Head {
+    pub(crate) fn visible(&self) -> Head {
         if !self.opts.read_only
             && !self.core.is_poisoned()
             && self.core.tip() != self.core.committed()
@@ -712,6 +712,10 @@ impl Ledger {
     /// True when the ledger holds no record.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    pub(crate) fn core(&self) -> &DynCore {
+        &self.core
     }
 
     /// The ledger's hash algorithm.
@@ -805,11 +809,11 @@ impl Ledger {
                 Some((k, value)) => *k == key && *value == expected,
             };
             if !ok {
-                first_break = Some(Break {
-                    seq: key,
-                    kind: BreakKind::TreeMismatch,
-                    detail: format!("the stored Merkle nodes of the group at record {key} do not match its records"),
-                });
+                first_break = Some(Break::new(
+                    key,
+                    BreakKind::TreeMismatch,
+                    format!("the stored Merkle nodes of the group at record {key} do not match its records"),
+                ));
                 break;
             }
         }
@@ -905,7 +909,7 @@ impl Ledger {
         )
     }
 
-    fn tree_reader(&self, size: u64) -> TreeReader<'_, dyn Store> {
+    pub(crate) fn tree_reader(&self, size: u64) -> TreeReader<'_, dyn Store> {
         TreeReader::new(&*self.core.store, self.core.config.alg, size)
     }
 
@@ -1027,23 +1031,23 @@ impl Ledger {
         self.core.with_quiescent(|committed| {
             let stored = store.read_head()?;
             if stored.as_deref() != Some(&committed.to_bytes()[..]) {
-                return Ok(Some(Break {
-                    seq: committed.next_seq,
-                    kind: BreakKind::HeadMismatch,
-                    detail: "the stored head differs from the head this ledger committed".into(),
-                }));
+                return Ok(Some(Break::new(
+                    committed.next_seq,
+                    BreakKind::HeadMismatch,
+                    "the stored head differs from the head this ledger committed",
+                )));
             }
             match store.groups_from(committed.next_seq).next() {
                 None => Ok(None),
                 Some(Err(e)) => Err(e),
-                Some(Ok((k, _))) => Ok(Some(Break {
-                    seq: k,
-                    kind: BreakKind::BeyondHead,
-                    detail: format!(
+                Some(Ok((k, _))) => Ok(Some(Break::new(
+                    k,
+                    BreakKind::BeyondHead,
+                    format!(
                         "records stored from {k}, beyond the head ({} records)",
                         committed.next_seq
                     ),
-                })),
+                ))),
             }
         })
     }
@@ -1162,7 +1166,7 @@ impl<'a> Range<'a> {
 
 /// Checks a record's own integrity: its hash over its fields, its payload against the
 /// commitment, and its algorithm.
-fn check_record(f: &FrameRef<'_>, alg: HashAlg) -> Result<()> {
+pub(crate) fn check_record(f: &FrameRef<'_>, alg: HashAlg) -> Result<()> {
     let seq = f.entry.seq;
     if f.entry.alg != alg {
         return Err(corrupt(format!(

@@ -8,6 +8,7 @@
 
 mod checkpoint;
 mod error;
+mod export;
 pub mod format;
 mod hash;
 mod merkle;
@@ -22,6 +23,8 @@ mod ledger;
 mod store;
 #[cfg(feature = "store")]
 mod sync;
+#[cfg(all(feature = "store", not(loom)))]
+mod transfer;
 #[cfg(feature = "store")]
 mod tree;
 #[cfg(feature = "store")]
@@ -29,6 +32,10 @@ mod writer;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use error::{Error, Result};
+pub use export::{
+    export_header_len, verify_export, EmbeddedCheckpoint, ExportCheck, ExportHeader, ExportReader,
+    ExportReport, ExportTrailer,
+};
 pub use format::FrameError;
 pub use hash::{to_hex, Hash, HashAlg, HASH_LEN};
 pub use merkle::{
@@ -48,6 +55,8 @@ pub use ledger::{HeadInfo, Ledger, Options, Range, Record, REDACTION_PREFIX};
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub use store::{FaultPlan, Op};
+#[cfg(all(feature = "store", not(loom)))]
+pub use transfer::{ExportOptions, ExportSummary, ImportSummary};
 #[cfg(feature = "store")]
 pub use writer::{Durability, FailurePolicy, Health, Metrics, Receipt};
 

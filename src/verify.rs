@@ -47,6 +47,18 @@ pub enum BreakKind {
     GroupKeyMismatch,
     /// Stored Merkle nodes, or the head's tree, disagree with the records.
     TreeMismatch,
+    /// An export's header is malformed or fails its CRC.
+    BadHeader,
+    /// An export's trailer is malformed or fails its CRC.
+    BadTrailer,
+    /// An export's trailer disagrees with its records (count, last hash, size, root).
+    TrailerMismatch,
+    /// Bytes follow an export's trailer.
+    TrailingData,
+    /// A checkpoint's signature does not verify with the keys given.
+    BadSignature,
+    /// An export's checkpoint names another size, root or origin than its records give.
+    CheckpointMismatch,
 }
 
 impl BreakKind {
@@ -73,6 +85,12 @@ impl BreakKind {
             BreakKind::BeyondHead => "beyond_head",
             BreakKind::GroupKeyMismatch => "group_key_mismatch",
             BreakKind::TreeMismatch => "tree_mismatch",
+            BreakKind::BadHeader => "bad_header",
+            BreakKind::BadTrailer => "bad_trailer",
+            BreakKind::TrailerMismatch => "trailer_mismatch",
+            BreakKind::TrailingData => "trailing_data",
+            BreakKind::BadSignature => "bad_signature",
+            BreakKind::CheckpointMismatch => "checkpoint_mismatch",
         }
     }
 }
@@ -91,11 +109,35 @@ pub struct Break {
     pub seq: u64,
     pub kind: BreakKind,
     pub detail: String,
+    /// Byte offset in an export file where the break is (exports only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+impl Break {
+    pub fn new(seq: u64, kind: BreakKind, detail: impl Into<String>) -> Break {
+        Break {
+            seq,
+            kind,
+            detail: detail.into(),
+            offset: None,
+        }
+    }
+
+    /// The same break, located at byte `offset` of an export.
+    pub fn at(mut self, offset: u64) -> Break {
+        self.offset = Some(offset);
+        self
+    }
 }
 
 impl fmt::Display for Break {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} at record {}: {}", self.kind, self.seq, self.detail)
+        write!(f, "{} at record {}", self.kind, self.seq)?;
+        if let Some(o) = self.offset {
+            write!(f, " (byte {o})")?;
+        }
+        write!(f, ": {}", self.detail)
     }
 }
 
@@ -115,6 +157,29 @@ pub enum CheckpointStatus {
     BadSignature,
     /// The checkpoint names another log.
     WrongOrigin,
+    /// The checkpoint's tree ends before the export's first record, so the export alone
+    /// cannot show it extends that tree.
+    NotCovered,
+}
+
+impl CheckpointStatus {
+    /// The snake_case name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckpointStatus::Consistent => "consistent",
+            CheckpointStatus::Truncated => "truncated",
+            CheckpointStatus::Forked => "forked",
+            CheckpointStatus::BadSignature => "bad_signature",
+            CheckpointStatus::WrongOrigin => "wrong_origin",
+            CheckpointStatus::NotCovered => "not_covered",
+        }
+    }
+}
+
+impl fmt::Display for CheckpointStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The comparison of a ledger with a trusted checkpoint, with both tree heads.
@@ -187,6 +252,37 @@ impl ChainVerifier {
         }
     }
 
+    /// A verifier that expects record `start` next, after a record with hash `prev_hash`
+    /// and timestamp `prev_ts`, over a tree whose first `start` leaves are `tree`.
+    pub fn resume(
+        alg: HashAlg,
+        genesis_prev: Hash,
+        prev_hash: Hash,
+        prev_ts: u64,
+        tree: Frontier,
+    ) -> Self {
+        ChainVerifier {
+            alg,
+            genesis_prev,
+            next_seq: tree.size(),
+            prev_hash,
+            prev_ts,
+            redacted: 0,
+            tree,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// The hash of the last record checked (or the starting predecessor).
+    pub fn last_hash(&self) -> Hash {
+        self.prev_hash
+    }
+
+    /// The Merkle tree over every record up to the last one checked.
+    pub fn tree(&self) -> &Frontier {
+        &self.tree
+    }
+
     /// The stored-level node hashes the records checked since the last call complete,
     /// concatenated: what the ledger must have stored for them.
     pub fn take_nodes(&mut self) -> Vec<u8> {
@@ -202,7 +298,7 @@ impl ChainVerifier {
     }
 
     fn brk(&self, seq: u64, kind: BreakKind, detail: String) -> Break {
-        Break { seq, kind, detail }
+        Break::new(seq, kind, detail)
     }
 
     /// A frame that failed to decode where record `next_seq` was expected.
@@ -302,11 +398,7 @@ impl ChainVerifier {
                     nodes.extend_from_slice(h.as_bytes());
                 }
             })
-            .map_err(|e| Break {
-                seq,
-                kind: BreakKind::TreeMismatch,
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| Break::new(seq, BreakKind::TreeMismatch, e.to_string()))?;
         self.prev_hash = computed;
         self.prev_ts = e.timestamp;
         self.next_seq += 1;

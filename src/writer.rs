@@ -158,6 +158,29 @@ impl Pending {
     }
 }
 
+impl State {
+    /// Moves the tip past a record just placed in the pending group: the record hash
+    /// joins the tree, and the node hashes it completes join that group's node value.
+    fn advance(&mut self, hash: Hash, ts: u64) -> Result<()> {
+        let nodes = &mut self.pending.current_nodes;
+        self.tip
+            .tree
+            .push_with(hash, |level, node| {
+                if level >= format::STORED_NODE_MIN_LEVEL {
+                    nodes.extend_from_slice(node.as_bytes());
+                }
+            })
+            // Unreachable: callers check the size against MAX_TREE_SIZE first.
+            .map_err(|e| Error::InvalidArgument {
+                detail: e.to_string(),
+            })?;
+        self.tip.next_seq += 1;
+        self.tip.last_hash = hash;
+        self.tip.last_timestamp = ts;
+        Ok(())
+    }
+}
+
 struct State {
     /// The sequenced tip: what the next record links to.
     tip: Head,
@@ -338,20 +361,7 @@ impl<S: Store> Core<S> {
                 let len = format::PRESENT_FRAME_OVERHEAD + p.payload.len();
                 let buf = st.pending.frame_buffer(seq, len);
                 let hash = format::encode_frame(buf, &entry, Some((&p.salt, p.payload)));
-                // The node hashes this leaf completes belong to the group it went into.
-                let nodes = &mut st.pending.current_nodes;
-                let pushed = st.tip.tree.push_with(hash, |level, node| {
-                    if level >= format::STORED_NODE_MIN_LEVEL {
-                        nodes.extend_from_slice(node.as_bytes());
-                    }
-                });
-                // Unreachable: the size was checked against MAX_TREE_SIZE above.
-                pushed.map_err(|e| Error::InvalidArgument {
-                    detail: e.to_string(),
-                })?;
-                st.tip.next_seq = seq + 1;
-                st.tip.last_hash = hash;
-                st.tip.last_timestamp = ts;
+                st.advance(hash, ts)?;
                 receipts.push(Receipt {
                     seq,
                     hash,
@@ -359,16 +369,79 @@ impl<S: Store> Core<S> {
                 });
             }
         }
+        self.settle(st, durability)?;
+        Ok(receipts)
+    }
+
+    /// Waits as `durability` asks for everything sequenced so far.
+    fn settle<'a>(&'a self, st: MutexGuard<'a, State>, durability: Durability) -> Result<()> {
         let target = st.tip.next_seq;
         match durability {
-            Durability::Sync => self.wait_covered(st, target, true)?,
-            Durability::Buffered => {
-                if st.pending.bytes >= BUFFER_LIMIT {
-                    self.wait_covered(st, target, false)?;
-                }
+            Durability::Sync => self.wait_covered(st, target, true),
+            Durability::Buffered if st.pending.bytes >= BUFFER_LIMIT => {
+                self.wait_covered(st, target, false)
+            }
+            Durability::Buffered => Ok(()),
+        }
+    }
+
+    /// Appends frames made elsewhere (an import), unchanged. Each must continue the chain
+    /// exactly: the next sequence number, the tip's hash as predecessor, no earlier
+    /// timestamp, this ledger's algorithm and a hash matching its fields. All are checked
+    /// before any is taken; a frame that does not fit fails the whole call and nothing is
+    /// appended.
+    pub fn append_frames(&self, frames: &[u8], durability: Durability) -> Result<u64> {
+        let mut st = self.state.lock();
+        if let Some(reason) = &st.poisoned {
+            return Err(Error::Poisoned {
+                reason: reason.clone(),
+            });
+        }
+        let (mut seq, mut prev, mut ts) =
+            (st.tip.next_seq, st.tip.last_hash, st.tip.last_timestamp);
+        let mut count = 0u64;
+        for (off, r) in format::frames(frames) {
+            let f = r.map_err(|e| Error::Corrupt {
+                detail: format!("imported frame at byte {off}: {e}"),
+            })?;
+            let e = &f.entry;
+            let fits = e.seq == seq
+                && e.prev == prev
+                && e.timestamp >= ts
+                && e.alg == self.config.alg
+                && e.hash() == f.stored_hash;
+            if !fits {
+                return Err(Error::WouldFork {
+                    detail: format!(
+                        "imported record {} does not continue the ledger at record {seq} (hash {prev})",
+                        e.seq
+                    ),
+                });
+            }
+            seq += 1;
+            prev = f.stored_hash;
+            ts = e.timestamp;
+            count += 1;
+        }
+        if st.tip.next_seq.saturating_add(count) > MAX_TREE_SIZE {
+            return Err(Error::InvalidArgument {
+                detail: format!("the ledger cannot grow past {MAX_TREE_SIZE} records"),
+            });
+        }
+        {
+            let st = &mut *st;
+            for (off, r) in format::frames(frames) {
+                // Every frame decoded and fitted above.
+                let Ok(f) = r else { break };
+                let raw = frames.get(off..off + f.len).unwrap_or_default();
+                st.pending
+                    .frame_buffer(f.entry.seq, f.len)
+                    .extend_from_slice(raw);
+                st.advance(f.stored_hash, f.entry.timestamp)?;
             }
         }
-        Ok(receipts)
+        self.settle(st, durability)?;
+        Ok(count)
     }
 
     /// Waits until every record below `target` is committed (and durable, if `durable`),

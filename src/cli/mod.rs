@@ -117,7 +117,8 @@ pub enum Cmd {
     VerifyProof {
         /// Proof JSON file; `-` or nothing reads stdin.
         file: Option<PathBuf>,
-        /// Trusted root hash, 64 hex digits.
+        /// Trusted root hash, 64 hex digits. A root alone does not pin the tree size
+        /// (proofs for several sizes can share one path); a checkpoint does.
         #[arg(long, value_name = "HEX", value_parser = parse_hash,
               required_unless_present = "checkpoint", conflicts_with = "checkpoint")]
         root: Option<Hash>,

@@ -1,0 +1,756 @@
+//! Export files: a header, the records as stored frames, a trailer (docs/FORMAT.md,
+//! "Export file"). Reading is streamed and verifies as it goes, in memory independent
+//! of the number of records; it needs no storage engine.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
+
+use std::io::{self, Read};
+
+use serde::Serialize;
+
+use crate::checkpoint::Checkpoint;
+use crate::format::{
+    self, Config, CRC_LEN, FORMAT_VERSION, LEN_LEN, MAX_FRAME_LEN, REDACTED_FRAME_LEN,
+};
+use crate::hash::{to_hex, Hash, HashAlg, HASH_LEN};
+use crate::merkle::Frontier;
+use crate::note::VerifierKey;
+use crate::verify::{Break, BreakKind, ChainVerifier, CheckpointCheck, CheckpointStatus};
+
+/// First bytes of an export file.
+pub const EXPORT_MAGIC: &[u8; 8] = b"CLEXPORT";
+/// First bytes of an export trailer.
+pub const TRAILER_MAGIC: &[u8; 8] = b"CLTRAILR";
+
+pub const X_MAGIC: usize = 0;
+pub const X_VERSION: usize = X_MAGIC + 8;
+pub const X_ALG: usize = X_VERSION + 1;
+pub const X_LEDGER_ID: usize = X_ALG + 1;
+pub const X_FROM: usize = X_LEDGER_ID + 16;
+pub const X_COUNT: usize = X_FROM + 8;
+pub const X_PREV_HASH: usize = X_COUNT + 8;
+pub const X_PREV_TS: usize = X_PREV_HASH + HASH_LEN;
+/// The tree frontier at size `from`: popcount(from) hashes, then the CRC.
+pub const X_FRONTIER: usize = X_PREV_TS + 8;
+/// Header length with an empty frontier; add 32 per frontier hash.
+pub const HEADER_BASE_LEN: usize = X_FRONTIER + CRC_LEN;
+
+pub const T_MAGIC: usize = 0;
+pub const T_COUNT: usize = T_MAGIC + 8;
+pub const T_LAST_HASH: usize = T_COUNT + 8;
+pub const T_TREE_SIZE: usize = T_LAST_HASH + HASH_LEN;
+pub const T_ROOT: usize = T_TREE_SIZE + 8;
+/// Length of the signed checkpoint note that follows (0: none).
+pub const T_NOTE_LEN: usize = T_ROOT + HASH_LEN;
+pub const T_NOTE: usize = T_NOTE_LEN + 4;
+/// Largest checkpoint note a trailer may carry.
+pub const MAX_TRAILER_NOTE: usize = 1 << 20;
+
+/// Length of an export header whose first record is `from`.
+pub fn export_header_len(from: u64) -> usize {
+    HEADER_BASE_LEN + HASH_LEN * from.count_ones() as usize
+}
+
+/// What an export's header says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportHeader {
+    pub alg: HashAlg,
+    pub ledger_id: [u8; 16],
+    /// Sequence number of the first record.
+    pub from: u64,
+    /// Number of records.
+    pub count: u64,
+    /// Hash of record `from - 1` (the genesis predecessor when `from` is 0).
+    pub prev_hash: Hash,
+    /// Timestamp of record `from - 1` (0 when `from` is 0).
+    pub prev_timestamp: u64,
+    /// The Merkle tree over records `0..from`.
+    pub tree: Frontier,
+}
+
+impl ExportHeader {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let frontier = self.tree.to_bytes();
+        let mut b = Vec::with_capacity(HEADER_BASE_LEN + frontier.len());
+        b.extend_from_slice(EXPORT_MAGIC);
+        b.push(FORMAT_VERSION);
+        b.push(self.alg.id());
+        b.extend_from_slice(&self.ledger_id);
+        b.extend_from_slice(&self.from.to_be_bytes());
+        b.extend_from_slice(&self.count.to_be_bytes());
+        b.extend_from_slice(self.prev_hash.as_bytes());
+        b.extend_from_slice(&self.prev_timestamp.to_be_bytes());
+        // The frontier's own size prefix is `from`, already written.
+        b.extend_from_slice(frontier.get(8..).unwrap_or_default());
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    /// The checkpoint origin of the ledger this export comes from.
+    pub fn origin(&self) -> String {
+        format!("chainlog/{}", to_hex(&self.ledger_id))
+    }
+
+    pub fn genesis_prev(&self) -> Hash {
+        Config {
+            alg: self.alg,
+            ledger_id: self.ledger_id,
+            created: 0,
+        }
+        .genesis_prev()
+    }
+}
+
+/// What an export's trailer says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportTrailer {
+    pub count: u64,
+    pub last_hash: Hash,
+    pub tree_size: u64,
+    pub root: Hash,
+    /// A signed checkpoint (C2SP signed note) of `tree_size` and `root`.
+    pub checkpoint: Option<String>,
+}
+
+impl ExportTrailer {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let note = self.checkpoint.as_deref().unwrap_or_default().as_bytes();
+        let mut b = Vec::with_capacity(T_NOTE + note.len() + CRC_LEN);
+        b.extend_from_slice(TRAILER_MAGIC);
+        b.extend_from_slice(&self.count.to_be_bytes());
+        b.extend_from_slice(self.last_hash.as_bytes());
+        b.extend_from_slice(&self.tree_size.to_be_bytes());
+        b.extend_from_slice(self.root.as_bytes());
+        // Notes are bounded by MAX_TRAILER_NOTE, which fits u32.
+        b.extend_from_slice(&(note.len() as u32).to_be_bytes());
+        b.extend_from_slice(note);
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_be_bytes());
+        b
+    }
+}
+
+/// The embedded checkpoint as the verifier found it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct EmbeddedCheckpoint {
+    pub size: u64,
+    pub root: Hash,
+    /// Whether its signature verified with one of the keys given (false when none was).
+    pub signature_verified: bool,
+    /// Names of the keys whose signatures verified.
+    pub signed_by: Vec<String>,
+}
+
+/// What `verify_export` found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExportReport {
+    pub hash: Option<HashAlg>,
+    /// Hex ledger identity from the header.
+    pub ledger_id: Option<String>,
+    pub from: u64,
+    /// Records the header announces.
+    pub count: u64,
+    pub records_checked: u64,
+    pub redacted: u64,
+    pub tree_size: u64,
+    pub root: Option<Hash>,
+    pub last_hash: Option<Hash>,
+    pub bytes: u64,
+    pub checkpoint: Option<EmbeddedCheckpoint>,
+    /// The comparison with a trusted earlier checkpoint, when one was given.
+    pub trusted: Option<CheckpointCheck>,
+    pub first_break: Option<Break>,
+}
+
+impl ExportReport {
+    /// True when the file verified completely and any trusted checkpoint is consistent.
+    pub fn is_ok(&self) -> bool {
+        self.first_break.is_none()
+            && self
+                .trusted
+                .as_ref()
+                .is_none_or(|c| c.status == CheckpointStatus::Consistent)
+    }
+}
+
+/// What to check an export against.
+#[derive(Default)]
+pub struct ExportCheck<'a> {
+    /// Keys the embedded checkpoint (and the trusted one) must verify with. With none, the
+    /// embedded checkpoint is compared with the records but its signature is unchecked.
+    pub keys: &'a [VerifierKey],
+    /// An earlier checkpoint (signed note) the export must be consistent with.
+    pub trusted: Option<&'a str>,
+}
+
+/// Counts bytes read, so breaks can name their offset.
+struct Counted<R> {
+    inner: R,
+    pos: u64,
+}
+
+impl<R: Read> Counted<R> {
+    /// Reads exactly `buf.len()` bytes; `Ok(false)` at a clean or partial end of input.
+    fn fill(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        let mut got = 0;
+        while got < buf.len() {
+            match self.inner.read(buf.get_mut(got..).unwrap_or_default()) {
+                Ok(0) => {
+                    self.pos += got as u64;
+                    return Ok(false);
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.pos += got as u64;
+        Ok(true)
+    }
+}
+
+fn be_u64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(b.get(at..at + 8).unwrap_or(&[0; 8]));
+    u64::from_be_bytes(a)
+}
+
+fn be_u32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(b.get(at..at + 4).unwrap_or(&[0; 4]));
+    u32::from_be_bytes(a)
+}
+
+fn hash_at(b: &[u8], at: usize) -> Hash {
+    let mut h = [0u8; HASH_LEN];
+    h.copy_from_slice(b.get(at..at + HASH_LEN).unwrap_or(&[0; HASH_LEN]));
+    Hash(h)
+}
+
+fn crc_ok(b: &[u8]) -> bool {
+    let n = b.len().saturating_sub(CRC_LEN);
+    crc32fast::hash(b.get(..n).unwrap_or_default()) == be_u32(b, n)
+}
+
+/// Reads an export, verifying everything as it streams: frames are handed out only
+/// once checked, so an importer never sees an unverified record.
+pub struct ExportReader<R> {
+    input: Counted<R>,
+    header: ExportHeader,
+    chain: ChainVerifier,
+    buf: Vec<u8>,
+    read: u64,
+    /// The root when the tree passed the trusted checkpoint's size, if inside the export.
+    watch_size: Option<u64>,
+    watched_root: Option<Hash>,
+}
+
+fn header_break(offset: u64, detail: impl Into<String>) -> Break {
+    Break::new(0, BreakKind::BadHeader, detail).at(offset)
+}
+
+impl<R: Read> ExportReader<R> {
+    /// Reads and checks the header.
+    pub fn new(input: R) -> io::Result<Result<ExportReader<R>, Break>> {
+        let mut input = Counted {
+            inner: input,
+            pos: 0,
+        };
+        let mut fixed = vec![0u8; X_FRONTIER];
+        if !input.fill(&mut fixed)? {
+            return Ok(Err(header_break(
+                input.pos,
+                "the file ends inside the header",
+            )));
+        }
+        if fixed.get(X_MAGIC..X_VERSION) != Some(&EXPORT_MAGIC[..]) {
+            return Ok(Err(header_break(0, "not a chainlog export (bad magic)")));
+        }
+        let version = fixed.get(X_VERSION).copied().unwrap_or_default();
+        if version != FORMAT_VERSION {
+            return Ok(Err(header_break(
+                X_VERSION as u64,
+                format!("unsupported export version 0x{version:02x}"),
+            )));
+        }
+        let from = be_u64(&fixed, X_FROM);
+        let k = from.count_ones() as usize;
+        let mut rest = vec![0u8; HASH_LEN * k + CRC_LEN];
+        if !input.fill(&mut rest)? {
+            return Ok(Err(header_break(
+                input.pos,
+                "the file ends inside the header",
+            )));
+        }
+        fixed.extend_from_slice(&rest);
+        let bytes = fixed;
+        if !crc_ok(&bytes) {
+            return Ok(Err(header_break(
+                (bytes.len() - CRC_LEN) as u64,
+                "header CRC mismatch",
+            )));
+        }
+        let alg_id = bytes.get(X_ALG).copied().unwrap_or_default();
+        let Some(alg) = HashAlg::from_id(alg_id) else {
+            return Ok(Err(header_break(
+                X_ALG as u64,
+                format!("unknown hash algorithm id 0x{alg_id:02x}"),
+            )));
+        };
+        let mut frontier = from.to_be_bytes().to_vec();
+        frontier.extend_from_slice(
+            bytes
+                .get(X_FRONTIER..bytes.len() - CRC_LEN)
+                .unwrap_or_default(),
+        );
+        let tree = match Frontier::from_bytes(alg, &frontier) {
+            Ok(t) => t,
+            Err(e) => {
+                return Ok(Err(header_break(
+                    X_FRONTIER as u64,
+                    format!("tree frontier: {e}"),
+                )))
+            }
+        };
+        let mut ledger_id = [0u8; 16];
+        ledger_id.copy_from_slice(bytes.get(X_LEDGER_ID..X_FROM).unwrap_or(&[0; 16]));
+        let header = ExportHeader {
+            alg,
+            ledger_id,
+            from,
+            count: be_u64(&bytes, X_COUNT),
+            prev_hash: hash_at(&bytes, X_PREV_HASH),
+            prev_timestamp: be_u64(&bytes, X_PREV_TS),
+            tree,
+        };
+        if from.checked_add(header.count).is_none() {
+            return Ok(Err(header_break(X_COUNT as u64, "record range overflows")));
+        }
+        let genesis = header.genesis_prev();
+        if from == 0 && (header.prev_hash != genesis || header.prev_timestamp != 0) {
+            return Ok(Err(Break::new(
+                0,
+                BreakKind::GenesisMismatch,
+                "an export from record 0 must start from the genesis predecessor",
+            )
+            .at(X_PREV_HASH as u64)));
+        }
+        let chain = ChainVerifier::resume(
+            alg,
+            genesis,
+            header.prev_hash,
+            header.prev_timestamp,
+            header.tree.clone(),
+        );
+        Ok(Ok(ExportReader {
+            input,
+            header,
+            chain,
+            buf: Vec::new(),
+            read: 0,
+            watch_size: None,
+            watched_root: None,
+        }))
+    }
+
+    pub fn header(&self) -> &ExportHeader {
+        &self.header
+    }
+
+    /// Records the root at tree size `size` when the stream passes it.
+    fn watch(&mut self, size: u64) {
+        self.watch_size = Some(size);
+        if self.header.tree.size() == size {
+            self.watched_root = Some(self.header.tree.root());
+        }
+    }
+
+    pub fn records_read(&self) -> u64 {
+        self.read
+    }
+
+    pub fn redacted(&self) -> u64 {
+        self.chain.redacted()
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.input.pos
+    }
+
+    /// The next record's frame bytes, checked; `None` after the last one.
+    pub fn next_frame(&mut self) -> io::Result<Result<Option<&[u8]>, Break>> {
+        if self.read >= self.header.count {
+            return Ok(Ok(None));
+        }
+        let seq = self.chain.next_seq();
+        let at = self.input.pos;
+        let mut len_bytes = [0u8; LEN_LEN];
+        if !self.input.fill(&mut len_bytes)? {
+            return Ok(Err(Break::new(
+                seq,
+                BreakKind::Truncated,
+                format!(
+                    "the file ends before record {seq} ({} of {} read)",
+                    self.read, self.header.count
+                ),
+            )
+            .at(at)));
+        }
+        let len = u32::from_be_bytes(len_bytes) as usize;
+        if !(REDACTED_FRAME_LEN..=MAX_FRAME_LEN).contains(&len) {
+            return Ok(Err(Break::new(
+                seq,
+                BreakKind::Malformed,
+                format!("frame length {len} is outside {REDACTED_FRAME_LEN}..={MAX_FRAME_LEN}"),
+            )
+            .at(at)));
+        }
+        self.buf.clear();
+        self.buf.extend_from_slice(&len_bytes);
+        self.buf.resize(len, 0);
+        if !self
+            .input
+            .fill(self.buf.get_mut(LEN_LEN..).unwrap_or_default())?
+        {
+            return Ok(Err(Break::new(
+                seq,
+                BreakKind::Truncated,
+                format!("the file ends inside record {seq}"),
+            )
+            .at(at)));
+        }
+        let f = match format::decode_frame(&self.buf) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(self.chain.frame_error(&e).at(at))),
+        };
+        if let Err(b) = self.chain.push(&f) {
+            return Ok(Err(b.at(at)));
+        }
+        // Stored-node bookkeeping is for stores; an export has none.
+        let _ = self.chain.take_nodes();
+        self.read += 1;
+        if Some(self.chain.tree().size()) == self.watch_size {
+            self.watched_root = Some(self.chain.tree().root());
+        }
+        Ok(Ok(Some(&self.buf)))
+    }
+
+    /// Reads and checks the trailer and the end of the file, after the last record.
+    pub fn finish(
+        &mut self,
+        keys: &[VerifierKey],
+    ) -> io::Result<Result<(ExportTrailer, Option<EmbeddedCheckpoint>), Break>> {
+        let end_seq = self.chain.next_seq();
+        let at = self.input.pos;
+        let trailer_break =
+            |kind: BreakKind, off: u64, d: String| Break::new(end_seq, kind, d).at(off);
+        let mut fixed = vec![0u8; T_NOTE];
+        if !self.input.fill(&mut fixed)? {
+            return Ok(Err(trailer_break(
+                BreakKind::Truncated,
+                at,
+                "the file ends inside the trailer".into(),
+            )));
+        }
+        if fixed.get(T_MAGIC..T_COUNT) != Some(&TRAILER_MAGIC[..]) {
+            return Ok(Err(trailer_break(
+                BreakKind::BadTrailer,
+                at,
+                "no trailer where the header's record count ends (bad trailer magic)".into(),
+            )));
+        }
+        let note_len = be_u32(&fixed, T_NOTE_LEN) as usize;
+        if note_len > MAX_TRAILER_NOTE {
+            return Ok(Err(trailer_break(
+                BreakKind::BadTrailer,
+                at + T_NOTE_LEN as u64,
+                format!("checkpoint note of {note_len} bytes exceeds {MAX_TRAILER_NOTE}"),
+            )));
+        }
+        let mut rest = vec![0u8; note_len + CRC_LEN];
+        if !self.input.fill(&mut rest)? {
+            return Ok(Err(trailer_break(
+                BreakKind::Truncated,
+                self.input.pos,
+                "the file ends inside the trailer".into(),
+            )));
+        }
+        fixed.extend_from_slice(&rest);
+        let t = fixed;
+        if !crc_ok(&t) {
+            return Ok(Err(trailer_break(
+                BreakKind::BadTrailer,
+                at + (t.len() - CRC_LEN) as u64,
+                "trailer CRC mismatch".into(),
+            )));
+        }
+        let mut probe = [0u8; 1];
+        if self.input.fill(&mut probe)? {
+            return Ok(Err(trailer_break(
+                BreakKind::TrailingData,
+                self.input.pos - 1,
+                "bytes follow the trailer".into(),
+            )));
+        }
+        let note = t.get(T_NOTE..T_NOTE + note_len).unwrap_or_default();
+        let checkpoint = if note.is_empty() {
+            None
+        } else {
+            match String::from_utf8(note.to_vec()) {
+                Ok(s) => Some(s),
+                Err(_) => {
+                    return Ok(Err(trailer_break(
+                        BreakKind::BadTrailer,
+                        at + T_NOTE as u64,
+                        "the checkpoint note is not UTF-8".into(),
+                    )))
+                }
+            }
+        };
+        let trailer = ExportTrailer {
+            count: be_u64(&t, T_COUNT),
+            last_hash: hash_at(&t, T_LAST_HASH),
+            tree_size: be_u64(&t, T_TREE_SIZE),
+            root: hash_at(&t, T_ROOT),
+            checkpoint,
+        };
+        let tree = self.chain.tree();
+        let mismatch = if trailer.count != self.read {
+            Some(format!(
+                "trailer says {} records, the file holds {}",
+                trailer.count, self.read
+            ))
+        } else if trailer.last_hash != self.chain.last_hash() {
+            Some(format!(
+                "trailer's last hash {} is not the last record's {}",
+                trailer.last_hash,
+                self.chain.last_hash()
+            ))
+        } else if trailer.tree_size != tree.size() {
+            Some(format!(
+                "trailer's tree size {} is not {}",
+                trailer.tree_size,
+                tree.size()
+            ))
+        } else if trailer.root != tree.root() {
+            Some(format!(
+                "trailer's root {} is not the records' root {}",
+                trailer.root,
+                tree.root()
+            ))
+        } else {
+            None
+        };
+        if let Some(d) = mismatch {
+            return Ok(Err(trailer_break(BreakKind::TrailerMismatch, at, d)));
+        }
+        let embedded = match &trailer.checkpoint {
+            None => None,
+            Some(note) => match self.check_embedded(note, keys, &trailer) {
+                Ok(e) => Some(e),
+                Err(d) => {
+                    let kind = if d.0 {
+                        BreakKind::BadSignature
+                    } else {
+                        BreakKind::CheckpointMismatch
+                    };
+                    return Ok(Err(trailer_break(kind, at + T_NOTE as u64, d.1)));
+                }
+            },
+        };
+        Ok(Ok((trailer, embedded)))
+    }
+
+    /// Checks the trailer's checkpoint; the error says whether the signature failed.
+    fn check_embedded(
+        &self,
+        note: &str,
+        keys: &[VerifierKey],
+        t: &ExportTrailer,
+    ) -> Result<EmbeddedCheckpoint, (bool, String)> {
+        let (cp, signed_by) = if keys.is_empty() {
+            let body = note
+                .split_once("\n\n")
+                .map(|(b, _)| format!("{b}\n"))
+                .ok_or((false, "the checkpoint is not a signed note".to_string()))?;
+            let cp =
+                Checkpoint::parse_body(&body).map_err(|e| (false, format!("checkpoint: {e}")))?;
+            (cp, Vec::new())
+        } else {
+            let (cp, opened) = Checkpoint::open(note, keys)
+                .map_err(|e| (true, format!("checkpoint signature: {e}")))?;
+            (cp, opened.verified.into_iter().map(|s| s.name).collect())
+        };
+        let origin = self.header.origin();
+        if cp.origin != origin {
+            return Err((
+                false,
+                format!(
+                    "the checkpoint is for {:?}, the export for {origin:?}",
+                    cp.origin
+                ),
+            ));
+        }
+        if cp.size != t.tree_size || cp.root != t.root {
+            return Err((
+                false,
+                format!(
+                    "the checkpoint says {} records with root {}, the export {} with root {}",
+                    cp.size, cp.root, t.tree_size, t.root
+                ),
+            ));
+        }
+        Ok(EmbeddedCheckpoint {
+            size: cp.size,
+            root: cp.root,
+            signature_verified: !signed_by.is_empty(),
+            signed_by,
+        })
+    }
+}
+
+/// Verifies an export read from `input`: every frame, link, hash and commitment, the
+/// count, the root against the trailer, the embedded checkpoint (its signature when keys
+/// are given) and, given a trusted earlier checkpoint, that the export extends it.
+/// I/O errors are errors; everything wrong with the bytes is a break in the report.
+pub fn verify_export<R: Read>(
+    input: R,
+    check: &ExportCheck<'_>,
+    mut progress: impl FnMut(u64),
+) -> io::Result<ExportReport> {
+    let mut report = ExportReport {
+        hash: None,
+        ledger_id: None,
+        from: 0,
+        count: 0,
+        records_checked: 0,
+        redacted: 0,
+        tree_size: 0,
+        root: None,
+        last_hash: None,
+        bytes: 0,
+        checkpoint: None,
+        trusted: None,
+        first_break: None,
+    };
+    let mut reader = match ExportReader::new(input)? {
+        Ok(r) => r,
+        Err(b) => {
+            report.first_break = Some(b);
+            return Ok(report);
+        }
+    };
+    let h = reader.header().clone();
+    report.hash = Some(h.alg);
+    report.ledger_id = Some(to_hex(&h.ledger_id));
+    report.from = h.from;
+    report.count = h.count;
+    // The trusted checkpoint is opened first so the stream can note the root at its size.
+    let trusted = check
+        .trusted
+        .map(|note| (note, Checkpoint::open(note, check.keys)));
+    if let Some((_, Ok((cp, _)))) = &trusted {
+        reader.watch(cp.size);
+    }
+    loop {
+        match reader.next_frame()? {
+            Ok(Some(_)) => {
+                if reader.records_read().is_multiple_of(65_536) {
+                    progress(reader.records_read());
+                }
+            }
+            Ok(None) => break,
+            Err(b) => {
+                report.first_break = Some(b);
+                break;
+            }
+        }
+    }
+    report.records_checked = reader.records_read();
+    report.redacted = reader.redacted();
+    if report.first_break.is_none() {
+        match reader.finish(check.keys)? {
+            Ok((t, embedded)) => {
+                report.tree_size = t.tree_size;
+                report.root = Some(t.root);
+                report.last_hash = Some(t.last_hash);
+                report.checkpoint = embedded;
+            }
+            Err(b) => report.first_break = Some(b),
+        }
+    }
+    progress(reader.records_read());
+    report.bytes = reader.offset();
+    if let Some((_, opened)) = trusted {
+        report.trusted = Some(trusted_check(&h, &reader, opened, report.root));
+    }
+    Ok(report)
+}
+
+fn trusted_check<R: Read>(
+    h: &ExportHeader,
+    reader: &ExportReader<R>,
+    opened: Result<(Checkpoint, crate::note::OpenedNote), crate::checkpoint::CheckpointError>,
+    root: Option<Hash>,
+) -> CheckpointCheck {
+    let end = h.from + reader.records_read();
+    let mut c = CheckpointCheck {
+        status: CheckpointStatus::BadSignature,
+        detail: String::new(),
+        checkpoint_size: 0,
+        checkpoint_root: None,
+        ledger_size: end,
+        ledger_root: root.unwrap_or_default(),
+    };
+    let cp = match opened {
+        Ok((cp, _)) => cp,
+        Err(e) => {
+            c.detail = format!("the trusted checkpoint does not verify: {e}");
+            return c;
+        }
+    };
+    c.checkpoint_size = cp.size;
+    c.checkpoint_root = Some(cp.root);
+    if cp.origin != h.origin() {
+        c.status = CheckpointStatus::WrongOrigin;
+        c.detail = format!(
+            "the checkpoint is for {:?}, the export for {:?}",
+            cp.origin,
+            h.origin()
+        );
+    } else if cp.size > end {
+        c.status = CheckpointStatus::Truncated;
+        c.detail = format!(
+            "the checkpoint covers {} records but the export ends at {end}",
+            cp.size
+        );
+    } else if cp.size < h.from {
+        c.status = CheckpointStatus::NotCovered;
+        c.detail = format!(
+            "the checkpoint's tree ({} records) ends before the export's first record ({}); export from {} or earlier to check it",
+            cp.size, h.from, cp.size
+        );
+    } else {
+        match reader.watched_root {
+            Some(r) if r == cp.root => {
+                c.status = CheckpointStatus::Consistent;
+                c.detail = format!(
+                    "the export ({end} records) extends the checkpoint ({} records)",
+                    cp.size
+                );
+            }
+            Some(r) => {
+                c.status = CheckpointStatus::Forked;
+                c.detail = format!(
+                    "at {} records the checkpoint's root is {} but the export's is {r}",
+                    cp.size, cp.root
+                );
+            }
+            None => {
+                c.status = CheckpointStatus::Truncated;
+                c.detail = "the export stopped before reaching the checkpoint's size".into();
+            }
+        }
+    }
+    c
+}

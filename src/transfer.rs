@@ -1,0 +1,412 @@
+//! Export to and import from export files (docs/FORMAT.md, "Export file").
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::checkpoint::Checkpoint;
+use crate::error::{Error, Result};
+use crate::export::{verify_export, ExportCheck, ExportHeader, ExportReader, ExportTrailer};
+use crate::format::{self, Config};
+use crate::hash::Hash;
+use crate::ledger::{check_record, tree_error, Ledger, Options};
+use crate::merkle::Frontier;
+use crate::note::{SignerKey, VerifierKey};
+use crate::writer::Durability;
+
+/// What to export.
+#[derive(Default)]
+pub struct ExportOptions<'a> {
+    /// First record (0 by default).
+    pub from: u64,
+    /// End of the range, exclusive (the current length when `None`).
+    pub to: Option<u64>,
+    /// Signs a checkpoint of the export's tree into the trailer.
+    pub signer: Option<&'a SignerKey>,
+    /// Records to write redacted (payload and salt left out); the store is not touched.
+    pub redact: &'a [u64],
+}
+
+/// What an export wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExportSummary {
+    pub from: u64,
+    pub to: u64,
+    pub records: u64,
+    /// Records written redacted (already redacted in the store, or by request).
+    pub redacted: u64,
+    pub root: Hash,
+    pub bytes: u64,
+    pub signed: bool,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ImportSummary {
+    /// Records in the file.
+    pub records_in_file: u64,
+    /// Records appended (those the ledger did not hold yet).
+    pub imported: u64,
+    pub created: bool,
+    pub len: u64,
+    pub root: Hash,
+}
+
+fn write_err(e: std::io::Error) -> Error {
+    Error::io("writing the export", e)
+}
+
+fn read_err(e: std::io::Error) -> Error {
+    Error::io("reading the export", e)
+}
+
+/// Counts bytes on their way out.
+struct CountingWriter<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl Ledger {
+    /// Streams records `from..to` to `out` as an export file: header, frames exactly as
+    /// stored (or redacted on request), trailer with count, last hash, tree size, root and
+    /// optionally a signed checkpoint. Every record is checked on the way out. Memory use
+    /// does not depend on the ledger's size. `progress` gets the records written so far.
+    pub fn export<W: Write>(
+        &self,
+        out: W,
+        opts: &ExportOptions<'_>,
+        mut progress: impl FnMut(u64),
+    ) -> Result<ExportSummary> {
+        let len = self.visible().next_seq;
+        let from = opts.from;
+        let to = opts.to.unwrap_or(len);
+        if from > to || to > len {
+            return Err(Error::InvalidArgument {
+                detail: format!("export range {from}..{to} is not within 0..{len}"),
+            });
+        }
+        let redact: BTreeSet<u64> = opts.redact.iter().copied().collect();
+        if let Some(bad) = redact.iter().find(|s| !(from..to).contains(*s)) {
+            return Err(Error::InvalidArgument {
+                detail: format!("record {bad} to redact is outside the export range {from}..{to}"),
+            });
+        }
+        let alg = self.hash_alg();
+        let (prev_hash, prev_timestamp) = if from == 0 {
+            (self.genesis_prev(), 0)
+        } else {
+            let r = self.get(from - 1)?;
+            (r.hash, r.timestamp)
+        };
+        let tree = Frontier::load(alg, from, &self.tree_reader(from))
+            .map_err(|e| tree_error(e, "reading the tree at the export's start"))?;
+        let header = ExportHeader {
+            alg,
+            ledger_id: self.ledger_id(),
+            from,
+            count: to - from,
+            prev_hash,
+            prev_timestamp,
+            tree: tree.clone(),
+        };
+        let mut w = CountingWriter {
+            inner: BufWriter::with_capacity(1 << 20, out),
+            bytes: 0,
+        };
+        w.write_all(&header.to_bytes()).map_err(write_err)?;
+        let mut running = tree;
+        let mut last = prev_hash;
+        let mut redacted = 0u64;
+        let mut scratch = Vec::new();
+        self.for_each_frame(from, to, |seq, f, raw| {
+            check_record(f, alg)?;
+            let bytes = if f.body.is_some() && redact.contains(&seq) {
+                scratch.clear();
+                format::encode_frame(&mut scratch, &f.entry, None);
+                &scratch[..]
+            } else {
+                raw
+            };
+            if bytes.len() == format::REDACTED_FRAME_LEN {
+                redacted += 1;
+            }
+            w.write_all(bytes).map_err(write_err)?;
+            running
+                .push(f.stored_hash)
+                .map_err(|e| Error::InvalidArgument {
+                    detail: e.to_string(),
+                })?;
+            last = f.stored_hash;
+            if (seq - from + 1).is_multiple_of(65_536) {
+                progress(seq - from + 1);
+            }
+            Ok(())
+        })?;
+        let root = running.root();
+        // The records' own root must be the one the stored tree gives.
+        if root != self.root_at(to)? {
+            return Err(Error::Corrupt {
+                detail: format!("the stored tree's root at {to} is not the root of the records"),
+            });
+        }
+        let checkpoint = match opts.signer {
+            None => None,
+            Some(key) => Some(
+                Checkpoint {
+                    origin: self.origin(),
+                    size: to,
+                    root,
+                    extensions: Vec::new(),
+                }
+                .sign(key)
+                .map_err(|e| Error::InvalidArgument {
+                    detail: format!("signing the export's checkpoint: {e}"),
+                })?,
+            ),
+        };
+        let trailer = ExportTrailer {
+            count: to - from,
+            last_hash: last,
+            tree_size: to,
+            root,
+            checkpoint,
+        };
+        w.write_all(&trailer.to_bytes()).map_err(write_err)?;
+        w.flush().map_err(write_err)?;
+        progress(to - from);
+        Ok(ExportSummary {
+            from,
+            to,
+            records: to - from,
+            redacted,
+            root,
+            bytes: w.bytes,
+            signed: opts.signer.is_some(),
+        })
+    }
+
+    /// Calls `f(seq, frame, raw bytes)` for records `from..to` in order, reading each
+    /// stored group once and stepping over earlier records by length.
+    fn for_each_frame(
+        &self,
+        from: u64,
+        to: u64,
+        mut f: impl FnMut(u64, &format::FrameRef<'_>, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        if from >= to {
+            return Ok(());
+        }
+        let store = &self.core().store;
+        let corrupt = |d: String| Error::Corrupt { detail: d };
+        let start = match store.group_at_or_before(from)? {
+            Some((k, _)) => k,
+            None => return Err(corrupt(format!("no stored group holds record {from}"))),
+        };
+        let mut next = start;
+        for g in store.groups_from(start) {
+            let (key, group) = g?;
+            if key != next {
+                return Err(corrupt(format!(
+                    "record group {key} does not continue at record {next}"
+                )));
+            }
+            let mut rest: &[u8] = &group;
+            while !rest.is_empty() {
+                if next >= to {
+                    return Ok(());
+                }
+                if next < from {
+                    let len = format::frame_len(rest)
+                        .map_err(|e| corrupt(format!("record {next}: {e}")))?;
+                    rest = rest.get(len..).unwrap_or_default();
+                } else {
+                    let fr = format::decode_frame(rest)
+                        .map_err(|e| corrupt(format!("record {next}: {e}")))?;
+                    if fr.entry.seq != next {
+                        return Err(corrupt(format!(
+                            "found record {} where {next} belongs",
+                            fr.entry.seq
+                        )));
+                    }
+                    let raw = rest.get(..fr.len).unwrap_or_default();
+                    f(next, &fr, raw)?;
+                    rest = rest.get(fr.len..).unwrap_or_default();
+                }
+                next += 1;
+            }
+            if next >= to {
+                return Ok(());
+            }
+        }
+        Err(corrupt(format!("record {next} is missing")))
+    }
+
+    /// Imports an export file into the ledger at `dir`: verifies the whole file first
+    /// (signature too, when `keys` are given), then either creates a ledger continuing the
+    /// same chain (same identity, records, tree) or, when `dir` holds one, appends what
+    /// the file adds. Anything but a consistent extension is refused with
+    /// [`Error::WouldFork`] and nothing is written.
+    pub fn import(
+        file: impl AsRef<Path>,
+        dir: impl AsRef<Path>,
+        opts: Options,
+        keys: &[VerifierKey],
+        mut progress: impl FnMut(u64),
+    ) -> Result<ImportSummary> {
+        let (file, dir) = (file.as_ref(), dir.as_ref());
+        let open = || {
+            File::open(file)
+                .map(|f| BufReader::with_capacity(1 << 20, f))
+                .map_err(read_err)
+        };
+        let check = ExportCheck {
+            keys,
+            trusted: None,
+        };
+        let report = verify_export(open()?, &check, |_| {}).map_err(read_err)?;
+        if let Some(b) = &report.first_break {
+            return Err(Error::Corrupt {
+                detail: format!("the export does not verify: {b}"),
+            });
+        }
+        let root = report.root.unwrap_or_default();
+        let mut reader = match ExportReader::new(open()?).map_err(read_err)? {
+            Ok(r) => r,
+            Err(b) => {
+                return Err(Error::Corrupt {
+                    detail: format!("the export changed while importing: {b}"),
+                })
+            }
+        };
+        let h = reader.header().clone();
+        let to = h.from + h.count;
+        let created = !dir.join(crate::layout::CURRENT).exists();
+        let ledger = if created {
+            if h.from != 0 {
+                return Err(Error::WouldFork {
+                    detail: format!(
+                        "the export starts at record {}; only an export from record 0 can create a ledger",
+                        h.from
+                    ),
+                });
+            }
+            let config = Config {
+                alg: h.alg,
+                ledger_id: h.ledger_id,
+                created: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+                    .unwrap_or(0),
+            };
+            Ledger::create_with(dir, opts, &config)?
+        } else {
+            Ledger::open(dir, opts)?
+        };
+        if ledger.hash_alg() != h.alg || ledger.ledger_id() != h.ledger_id {
+            return Err(Error::WouldFork {
+                detail: "the export comes from another ledger (identity or hash algorithm differ)"
+                    .into(),
+            });
+        }
+        let head = ledger.visible();
+        let len = head.next_seq;
+        if len < h.from {
+            return Err(Error::WouldFork {
+                detail: format!(
+                    "the export starts at record {} but the ledger ends at {len}: a gap",
+                    h.from
+                ),
+            });
+        }
+        if len == h.from && (h.prev_hash != head.last_hash || h.tree.root() != head.root()) {
+            return Err(Error::WouldFork {
+                detail: format!(
+                    "the export continues a different record {} than the ledger's last",
+                    len.saturating_sub(1)
+                ),
+            });
+        }
+        if len > to {
+            // The ledger already holds more: fine only if it holds these very records.
+            let ours = ledger.root_at(to)?;
+            if ours != root {
+                return Err(Error::WouldFork {
+                    detail: format!(
+                        "at {to} records the export's root is {root} but the ledger's is {ours}"
+                    ),
+                });
+            }
+        }
+        let mut batch = Vec::with_capacity(1 << 20);
+        let mut imported = 0u64;
+        loop {
+            let seq = h.from + reader.records_read();
+            let frame = match reader.next_frame().map_err(read_err)? {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(b) => {
+                    return Err(Error::Corrupt {
+                        detail: format!("the export changed while importing: {b}"),
+                    })
+                }
+            };
+            if seq < len {
+                // Records the ledger holds must be the same ones.
+                if seq + 1 == len {
+                    let f = format::decode_frame(frame).map_err(|e| Error::Corrupt {
+                        detail: e.to_string(),
+                    })?;
+                    if f.stored_hash != head.last_hash {
+                        return Err(Error::WouldFork {
+                            detail: format!(
+                                "record {seq} differs between the export and the ledger"
+                            ),
+                        });
+                    }
+                }
+                continue;
+            }
+            batch.extend_from_slice(frame);
+            if batch.len() >= 1 << 20 {
+                imported += ledger.core().append_frames(&batch, Durability::Buffered)?;
+                batch.clear();
+                progress(imported);
+            }
+        }
+        reader
+            .finish(keys)
+            .map_err(read_err)?
+            .map_err(|b| Error::Corrupt {
+                detail: format!("the export changed while importing: {b}"),
+            })?;
+        if !batch.is_empty() {
+            imported += ledger.core().append_frames(&batch, Durability::Buffered)?;
+        }
+        ledger.flush()?;
+        progress(imported);
+        let len = ledger.len();
+        let root = ledger.root_at(len)?;
+        ledger.close()?;
+        Ok(ImportSummary {
+            records_in_file: h.count,
+            imported,
+            created,
+            len,
+            root,
+        })
+    }
+}

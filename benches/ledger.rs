@@ -12,7 +12,7 @@ use std::sync::{Arc, Barrier, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chainlog::{Durability, Ledger, Options};
+use chainlog::{verify_export, Durability, ExportCheck, ExportOptions, Ledger, Options};
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
@@ -204,6 +204,32 @@ fn bench_reads(c: &mut Criterion) {
             let report = ledger.verify().expect("verify");
             assert!(report.is_ok(), "{report:?}");
             report.records_checked
+        })
+    });
+    g.finish();
+
+    // Export streams to a sink (the file system is not what is measured); verify_export
+    // reads back from memory.
+    let mut g = c.benchmark_group("export");
+    g.sampling_mode(SamplingMode::Flat);
+    g.throughput(Throughput::Elements(READ_RECORDS));
+    g.bench_function(BenchmarkId::new("records", READ_RECORDS), |b| {
+        let ledger = ledger();
+        b.iter(|| {
+            ledger
+                .export(std::io::sink(), &ExportOptions::default(), |_| {})
+                .expect("export")
+        })
+    });
+    let mut file = Vec::new();
+    ledger()
+        .export(&mut file, &ExportOptions::default(), |_| {})
+        .expect("export");
+    g.bench_function(BenchmarkId::new("verify_export", READ_RECORDS), |b| {
+        b.iter(|| {
+            let r = verify_export(&file[..], &ExportCheck::default(), |_| {}).expect("read");
+            assert!(r.is_ok(), "{r:?}");
+            r.records_checked
         })
     });
     g.finish();

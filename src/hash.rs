@@ -89,14 +89,36 @@ impl HashAlg {
         }
     }
 
+    /// Hashes one contiguous input (cheaper than a streaming hasher for short inputs).
+    fn hash_one(self, input: &[u8]) -> Hash {
+        match self {
+            HashAlg::Blake3 => Hash(*blake3::hash(input).as_bytes()),
+            HashAlg::Sha256 => {
+                use sha2::Digest;
+                Hash(sha2::Sha256::digest(input).into())
+            }
+        }
+    }
+
     /// RFC 9162 §2.1.1 leaf hash `H(0x00 ‖ entry)`; for a record, `entry` is its entry bytes.
     pub fn leaf(self, entry: &[u8]) -> Hash {
-        self.hash_parts(&[&[TAG_LEAF], entry])
+        // Record entries are 86 bytes: hash them from one stack buffer.
+        let mut buf = [TAG_LEAF; 128];
+        match buf.get_mut(1..=entry.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(entry);
+                self.hash_one(buf.get(..=entry.len()).unwrap_or_default())
+            }
+            None => self.hash_parts(&[&[TAG_LEAF], entry]),
+        }
     }
 
     /// RFC 9162 §2.1.1 interior node hash `H(0x01 ‖ left ‖ right)`.
     pub fn node(self, left: &Hash, right: &Hash) -> Hash {
-        self.hash_parts(&[&[TAG_NODE], &left.0, &right.0])
+        let mut buf = [TAG_NODE; 1 + 2 * HASH_LEN];
+        buf[1..=HASH_LEN].copy_from_slice(&left.0);
+        buf[1 + HASH_LEN..].copy_from_slice(&right.0);
+        self.hash_one(&buf)
     }
 
     /// Salted payload commitment `H(0x02 ‖ salt ‖ payload)`.

@@ -257,6 +257,55 @@ fn format_md_tables_match_the_constants() {
 }
 
 #[test]
+fn format_md_export_tables_match_the_constants() {
+    use chainlog::export_header_len;
+    let header = doc_table("Export file", 1);
+    let names = [
+        "magic",
+        "version",
+        "algorithm",
+        "ledger",
+        "from",
+        "count",
+        "prev_hash",
+        "prev_ts",
+        "frontier",
+    ];
+    let offsets: Vec<usize> = names.iter().map(|n| offset_of(&header, n)).collect();
+    assert_eq!(offsets, vec![0, 8, 9, 10, 26, 34, 42, 74, 82]);
+    assert_eq!(export_header_len(0), 86);
+    assert_eq!(export_header_len(5), 86 + 64);
+    let trailer = doc_table("Export file", 2);
+    let names = [
+        "magic",
+        "count",
+        "last_hash",
+        "tree_size",
+        "root",
+        "note_len",
+        "note",
+    ];
+    let offsets: Vec<usize> = names.iter().map(|n| offset_of(&trailer, n)).collect();
+    assert_eq!(offsets, vec![0, 8, 16, 48, 56, 88, 92]);
+    // The documented offsets are the ones the writer uses.
+    let dir = tempfile::tempdir().unwrap();
+    let l = chainlog::Ledger::create(dir.path(), chainlog::Options::default()).unwrap();
+    l.append(b"x").unwrap();
+    let mut out = Vec::new();
+    l.export(&mut out, &chainlog::ExportOptions::default(), |_| {})
+        .unwrap();
+    assert_eq!(&out[..8], b"CLEXPORT");
+    assert_eq!(u64::from_be_bytes(out[34..42].try_into().unwrap()), 1);
+    let t = export_header_len(0) + format::frame_len(&out[86..]).unwrap();
+    assert_eq!(&out[t..t + 8], b"CLTRAILR");
+    assert_eq!(
+        u64::from_be_bytes(out[t + 48..t + 56].try_into().unwrap()),
+        1
+    );
+    assert_eq!(&out[t + 56..t + 88], l.root_at(1).unwrap().as_bytes());
+}
+
+#[test]
 fn format_md_lists_the_golden_vectors() {
     let doc =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/FORMAT.md")).unwrap();

@@ -16,6 +16,9 @@ use crate::merkle::Frontier;
 use crate::note::VerifierKey;
 use crate::verify::{Break, BreakKind, ChainVerifier, CheckpointCheck, CheckpointStatus};
 
+/// Progress callbacks come every this many records.
+pub(crate) const PROGRESS_EVERY: u64 = 8192;
+
 /// First bytes of an export file.
 pub const EXPORT_MAGIC: &[u8; 8] = b"CLEXPORT";
 /// First bytes of an export trailer.
@@ -545,6 +548,14 @@ impl<R: Read> ExportReader<R> {
             return Ok(Err(trailer_break(BreakKind::TrailerMismatch, at, d)));
         }
         let embedded = match &trailer.checkpoint {
+            // Keys given mean the reader wants to know who vouches for the file.
+            None if !keys.is_empty() => {
+                return Ok(Err(trailer_break(
+                    BreakKind::BadSignature,
+                    at + T_NOTE_LEN as u64,
+                    "the export carries no signed checkpoint to verify with the keys given".into(),
+                )))
+            }
             None => None,
             Some(note) => match self.check_embedded(note, keys, &trailer) {
                 Ok(e) => Some(e),
@@ -655,7 +666,7 @@ pub fn verify_export<R: Read>(
     loop {
         match reader.next_frame()? {
             Ok(Some(_)) => {
-                if reader.records_read().is_multiple_of(65_536) {
+                if reader.records_read().is_multiple_of(PROGRESS_EVERY) {
                     progress(reader.records_read());
                 }
             }

@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
-use crate::export::{verify_export, ExportCheck, ExportHeader, ExportReader, ExportTrailer};
+use crate::export::{
+    verify_export, ExportCheck, ExportHeader, ExportReader, ExportTrailer, PROGRESS_EVERY,
+};
 use crate::format::{self, Config};
 use crate::hash::Hash;
 use crate::ledger::{check_record, tree_error, Ledger, Options};
@@ -151,7 +153,7 @@ impl Ledger {
                     detail: e.to_string(),
                 })?;
             last = f.stored_hash;
-            if (seq - from + 1).is_multiple_of(65_536) {
+            if (seq - from + 1).is_multiple_of(PROGRESS_EVERY) {
                 progress(seq - from + 1);
             }
             Ok(())
@@ -256,7 +258,7 @@ impl Ledger {
     }
 
     /// Imports an export file into the ledger at `dir`: verifies the whole file first
-    /// (signature too, when `keys` are given), then either creates a ledger continuing the
+    /// (with `keys` given, it must carry a checkpoint signed by one of them), then either creates a ledger continuing the
     /// same chain (same identity, records, tree) or, when `dir` holds one, appends what
     /// the file adds. Anything but a consistent extension is refused with
     /// [`Error::WouldFork`] and nothing is written.
@@ -277,7 +279,8 @@ impl Ledger {
             keys,
             trusted: None,
         };
-        let report = verify_export(open()?, &check, |_| {}).map_err(read_err)?;
+        // Progress counts the verifying pass, then the appending pass.
+        let report = verify_export(open()?, &check, &mut progress).map_err(read_err)?;
         if let Some(b) = &report.first_break {
             return Err(Error::Corrupt {
                 detail: format!("the export does not verify: {b}"),

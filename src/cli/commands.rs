@@ -12,7 +12,7 @@ use chainlog::{
 use serde::Serialize;
 
 use super::output::{hex, Out, RecordView, Utc};
-use super::{at_dir, at_seq, demo, proofs, Cli, Cmd, Failure, Outcome};
+use super::{at_dir, at_seq, demo, proofs, transfer, Cli, Cmd, Failure, Outcome};
 
 /// Stdin lines are appended in batches of at most this many lines...
 const BATCH_LINES: usize = 1000;
@@ -65,6 +65,33 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 hash: hash.into(),
             },
         ),
+        Cmd::Export {
+            dir,
+            file,
+            from,
+            to,
+            key,
+            redact,
+        } => transfer::export(
+            &mut out,
+            transfer::ExportArgs {
+                dir,
+                file,
+                from,
+                to,
+                key,
+                redact,
+            },
+        ),
+        Cmd::VerifyExport {
+            file,
+            checkpoint,
+            pub_key,
+        } => transfer::verify_export(&mut out, &file, checkpoint.as_deref(), pub_key.as_deref()),
+        Cmd::Import { file, dir, pub_key } => {
+            transfer::import(&mut out, &file, &dir, pub_key.as_deref())
+        }
+        Cmd::Redact { dir, seq, reason } => transfer::redact(&mut out, &dir, seq, &reason),
         Cmd::Demo {
             dir,
             threads,
@@ -106,7 +133,7 @@ fn open(dir: &Path, opts: Options) -> Result<Ledger, Failure> {
 
 /// Reading commands open read-only: no recovery writes, no flush thread, and a damaged
 /// ledger can still be looked at (every record read is checked regardless).
-fn open_read_only(dir: &Path) -> Result<Ledger, Failure> {
+pub(super) fn open_read_only(dir: &Path) -> Result<Ledger, Failure> {
     open(
         dir,
         Options {

@@ -4,7 +4,9 @@ mod bench;
 mod commands;
 mod demo;
 mod output;
+mod progress;
 mod proofs;
+mod transfer;
 
 use std::fmt;
 use std::io::{self, Write};
@@ -133,6 +135,56 @@ pub enum Cmd {
         #[arg(long, value_enum, default_value_t = HashArg::Blake3)]
         hash: HashArg,
     },
+    /// Write records FROM..TO of the ledger in DIR to the export file OUT, which must not
+    /// exist yet (written as OUT.tmp, synced, then renamed).
+    Export {
+        dir: PathBuf,
+        #[arg(value_name = "OUT")]
+        file: PathBuf,
+        /// First record to export.
+        #[arg(long, value_name = "SEQ", default_value_t = 0)]
+        from: u64,
+        /// End of the range, exclusive (default: all records).
+        #[arg(long, value_name = "SEQ")]
+        to: Option<u64>,
+        /// Signer key file (PREFIX.key): signs a checkpoint of the export into it.
+        #[arg(long, value_name = "KEY_FILE")]
+        key: Option<PathBuf>,
+        /// Records to write without their payload (the store is not changed).
+        #[arg(long, value_name = "SEQ,...", value_delimiter = ',')]
+        redact: Vec<u64>,
+    },
+    /// Check every record, link and the trailer of an export file; exit 1 on a break.
+    ///
+    /// With --pub, the embedded checkpoint's signature must verify with that key. With
+    /// --checkpoint too, the export must extend that earlier trusted checkpoint.
+    VerifyExport {
+        file: PathBuf,
+        /// A trusted earlier checkpoint note (from `chainlog checkpoint`); needs --pub.
+        #[arg(long, value_name = "NOTE_FILE", requires = "pub_key")]
+        checkpoint: Option<PathBuf>,
+        /// Verifier key file (PREFIX.pub) the checkpoints must be signed with.
+        #[arg(long = "pub", value_name = "PUB_FILE")]
+        pub_key: Option<PathBuf>,
+    },
+    /// Import an export file into DIR: create the ledger, or append what the file adds.
+    /// Exit 1, writing nothing, if the file does not verify or would fork the ledger.
+    Import {
+        file: PathBuf,
+        dir: PathBuf,
+        /// Verifier key file (PREFIX.pub) the embedded checkpoint must be signed with.
+        #[arg(long = "pub", value_name = "PUB_FILE")]
+        pub_key: Option<PathBuf>,
+    },
+    /// Remove record SEQ's payload (its commitment and hash stay) and append a redaction
+    /// record saying why; the payload bytes are purged from the store files on close.
+    Redact {
+        dir: PathBuf,
+        seq: u64,
+        /// Why, recorded in the redaction record (no control characters).
+        #[arg(long)]
+        reason: String,
+    },
     /// Append synthetic audit-log records from several threads, then verify.
     Demo {
         /// Ledger directory; a temporary one (removed afterwards) when omitted.
@@ -213,12 +265,13 @@ pub struct Failure {
 }
 
 impl Failure {
-    /// A library error; corruption is an integrity failure, anything else an error.
+    /// A library error; corruption, and an import refused because it would fork the
+    /// ledger, are integrity failures, anything else an error.
     pub fn ledger(e: &chainlog::Error, at: impl Into<String>) -> Failure {
         Failure {
             what: e.to_string(),
             at: at.into(),
-            integrity: e.is_corruption(),
+            integrity: e.is_corruption() || matches!(e, chainlog::Error::WouldFork { .. }),
         }
     }
 

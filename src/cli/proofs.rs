@@ -22,7 +22,7 @@ const MAX_PROOF_FILE: u64 = 1 << 20;
 
 /// `PREFIX` with `suffix` appended to its last component (`log` → `log.key`), keeping
 /// any dots the prefix already has, which `Path::with_extension` would replace.
-fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
+pub(super) fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
     let mut s = OsString::from(prefix.as_os_str());
     s.push(suffix);
     PathBuf::from(s)
@@ -56,11 +56,11 @@ fn read_key_text(path: &Path, what: &str) -> Result<String, Failure> {
     Ok(text.trim().to_owned())
 }
 
-fn path_at(path: &Path) -> String {
+pub(super) fn path_at(path: &Path) -> String {
     format!("file {}", path.display())
 }
 
-fn read_signer(path: &Path) -> Result<SignerKey, Failure> {
+pub(super) fn read_signer(path: &Path) -> Result<SignerKey, Failure> {
     let text = read_key_text(path, "signer key file")?;
     // NoteError never echoes the key text, so the secret stays out of the message.
     SignerKey::parse(&text)

@@ -1,0 +1,423 @@
+//! End-to-end tests of `export`, `verify-export`, `import` and `redact` in the `chainlog`
+//! binary: the real executable, real ledgers in temporary directories, outputs checked
+//! against `stats`, `prove`, `get` and `verify` and against the files' bytes.
+#![cfg(feature = "cli")]
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn code(self, want: i32) -> Run {
+        assert_eq!(
+            self.code,
+            Some(want),
+            "stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    fn ok(self) -> Run {
+        self.code(0)
+    }
+
+    /// Success with nothing at all on stderr: no progress bar, no warning.
+    fn quiet_ok(self) -> Run {
+        let r = self.ok();
+        assert_eq!(r.stderr, "", "stderr must be empty on success");
+        r
+    }
+
+    /// The single JSON object the command printed.
+    fn one(&self) -> Value {
+        let lines: Vec<&str> = self.stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "expected one JSON line: {:?}", self.stdout);
+        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("bad JSON {:?}: {e}", lines[0]))
+    }
+}
+
+fn run<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let out = Command::new(env!("CARGO_BIN_EXE_chainlog"))
+        .args(args)
+        .env_remove("CHAINLOG_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chainlog");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
+
+/// Record `i`'s payload: distinct, and no payload is a substring of another.
+fn payload(tag: &str, i: usize) -> String {
+    format!("<{tag}-payload-{i:04}>")
+}
+
+/// Appends records `from..to` tagged `tag`, as one batch.
+fn append(dir: &Path, tag: &str, from: usize, to: usize) {
+    let payloads: Vec<String> = (from..to).map(|i| payload(tag, i)).collect();
+    let mut args = vec!["append".to_owned(), p(dir).to_owned()];
+    args.extend(payloads);
+    run(args).ok();
+}
+
+/// A new ledger at `tmp/name` with `n` records tagged `name`.
+fn ledger(tmp: &Path, name: &str, n: usize) -> PathBuf {
+    let dir = tmp.join(name);
+    run(["init", p(&dir)]).ok();
+    append(&dir, name, 0, n);
+    dir
+}
+
+/// `keygen NAME --out tmp/NAME`: the .key and .pub paths.
+fn keygen(tmp: &Path, name: &str) -> (PathBuf, PathBuf) {
+    run(["keygen", name, "--out", p(&tmp.join(name))]).ok();
+    (
+        tmp.join(format!("{name}.key")),
+        tmp.join(format!("{name}.pub")),
+    )
+}
+
+fn stats(dir: &Path) -> Value {
+    run(["stats", p(dir), "--json"]).ok().one()
+}
+
+/// The ledger's Merkle root over all its records, from an inclusion proof.
+fn root(dir: &Path) -> Value {
+    run(["prove", p(dir), "0", "--json"]).ok().one()["root"].clone()
+}
+
+fn export(dir: &Path, out: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["export", p(dir), p(out), "--json"];
+    args.extend_from_slice(extra);
+    run(args)
+}
+
+fn verify_export(file: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["verify-export", p(file), "--json"];
+    args.extend_from_slice(extra);
+    run(args)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if contains(&fs::read(&path).unwrap(), needle) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}{suffix}", p(path)))
+}
+
+#[test]
+fn export_verify_import_continue_and_check_against_an_earlier_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = ledger(tmp.path(), "a", 20);
+    let (key, pub_key) = keygen(tmp.path(), "signer");
+    // The checkpoint a verifier holds from before the copy was made.
+    let note = tmp.path().join("a-at-20.note");
+    let r = run(["checkpoint", p(&a), "--key", p(&key)]).ok();
+    fs::write(&note, &r.stdout).unwrap();
+
+    let a_stats = stats(&a);
+    let a_root = root(&a);
+    let out1 = tmp.path().join("a.export");
+    let e = export(&a, &out1, &["--key", p(&key)]).quiet_ok().one();
+    assert_eq!(e["records"], 20);
+    assert_eq!((e["from"].clone(), e["to"].clone()), (0.into(), 20.into()));
+    assert_eq!(e["redacted"], 0);
+    assert_eq!(e["signed"], true);
+    assert_eq!(e["root"], a_root);
+    assert_eq!(e["path"], p(&out1));
+    assert_eq!(e["bytes"], fs::metadata(&out1).unwrap().len());
+    assert!(!with_suffix(&out1, ".tmp").exists());
+
+    let v = verify_export(&out1, &["--pub", p(&pub_key)])
+        .quiet_ok()
+        .one();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["first_break"], Value::Null);
+    assert_eq!(v["records_checked"], a_stats["len"]);
+    assert_eq!(v["count"], a_stats["len"]);
+    assert_eq!(v["tree_size"], a_stats["len"]);
+    assert_eq!(v["last_hash"], a_stats["head_hash"]);
+    assert_eq!(v["ledger_id"], a_stats["ledger_id"]);
+    assert_eq!(v["root"], a_root);
+    assert_eq!(v["redacted"], 0);
+    assert_eq!(v["bytes"], e["bytes"]);
+    assert_eq!(v["checkpoint"]["signature_verified"], true);
+    assert_eq!(v["checkpoint"]["signed_by"], serde_json::json!(["signer"]));
+    assert_eq!(v["checkpoint"]["root"], a_root);
+
+    // Import into a new directory: the same ledger, identity and head included.
+    let b = tmp.path().join("b");
+    let i = run(["import", p(&out1), p(&b), "--pub", p(&pub_key), "--json"])
+        .quiet_ok()
+        .one();
+    assert_eq!(i["created"], true);
+    assert_eq!(i["imported"], 20);
+    assert_eq!(i["records_in_file"], 20);
+    assert_eq!(i["len"], 20);
+    assert_eq!(i["root"], a_root);
+    run(["verify", p(&b)]).ok();
+    let b_stats = stats(&b);
+    for field in ["len", "head_hash", "ledger_id", "hash"] {
+        assert_eq!(b_stats[field], a_stats[field], "{field}");
+    }
+
+    // The copy goes on by itself, and its export still extends the old checkpoint.
+    append(&b, "b", 20, 25);
+    assert_eq!(stats(&b)["len"], 25);
+    let b_root = root(&b);
+    let out2 = tmp.path().join("b.export");
+    export(&b, &out2, &["--key", p(&key)]).quiet_ok();
+    let v = verify_export(&out2, &["--checkpoint", p(&note), "--pub", p(&pub_key)])
+        .quiet_ok()
+        .one();
+    assert_eq!(v["ok"], true);
+    let t = &v["trusted"];
+    assert_eq!(t["status"], "consistent");
+    assert_eq!(t["checkpoint_size"], 20);
+    assert_eq!(t["checkpoint_root"], a_root);
+    assert_eq!(t["ledger_size"], 25);
+    assert_eq!(t["ledger_root"], b_root);
+
+    // Importing that export into the original appends just the new records.
+    let i = run(["import", p(&out2), p(&a), "--json"]).quiet_ok().one();
+    assert_eq!(
+        (i["created"].clone(), i["imported"].clone()),
+        (false.into(), 5.into())
+    );
+    assert_eq!(stats(&a)["head_hash"], stats(&b)["head_hash"]);
+
+    // An export that starts after the checkpoint's tree cannot show it extends it.
+    let out3 = tmp.path().join("b-tail.export");
+    export(&b, &out3, &["--from", "21", "--key", p(&key)]).quiet_ok();
+    let v = verify_export(&out3, &["--checkpoint", p(&note), "--pub", p(&pub_key)])
+        .code(1)
+        .one();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["first_break"], Value::Null);
+    assert_eq!(v["trusted"]["status"], "not_covered");
+}
+
+#[test]
+fn damaged_exports_and_wrong_keys_fail_with_exit_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = ledger(tmp.path(), "t", 40);
+    let (key, pub_key) = keygen(tmp.path(), "signer");
+    let (_, other_pub) = keygen(tmp.path(), "other");
+    let good = tmp.path().join("good.export");
+    export(&dir, &good, &["--key", p(&key)]).quiet_ok();
+    let bytes = fs::read(&good).unwrap();
+    verify_export(&good, &["--pub", p(&pub_key)]).quiet_ok();
+
+    // One byte flipped in the middle: the break names its kind and a byte offset at or
+    // before the flipped byte (the start of the record holding it).
+    let mid = bytes.len() / 2;
+    let mut flipped = bytes.clone();
+    flipped[mid] ^= 0x01;
+    let tampered = tmp.path().join("tampered.export");
+    fs::write(&tampered, &flipped).unwrap();
+    let v = verify_export(&tampered, &[]).code(1).one();
+    assert_eq!(v["ok"], false);
+    let b = &v["first_break"];
+    assert!(b["kind"].is_string(), "{v}");
+    let offset = b["offset"].as_u64().expect("a byte offset");
+    assert!(
+        offset <= mid as u64 && offset > 0,
+        "offset {offset}, flipped {mid}"
+    );
+    assert!(b["seq"].as_u64().unwrap() < 40);
+
+    // Signed by another key than the one the verifier trusts.
+    let v = verify_export(&good, &["--pub", p(&other_pub)])
+        .code(1)
+        .one();
+    assert_eq!(v["first_break"]["kind"], "bad_signature");
+
+    // Cut inside a record and inside the trailer.
+    for (name, len) in [("half", bytes.len() / 2), ("short", bytes.len() - 10)] {
+        let cut = tmp.path().join(format!("{name}.export"));
+        fs::write(&cut, &bytes[..len]).unwrap();
+        let v = verify_export(&cut, &[]).code(1).one();
+        assert_eq!(v["first_break"]["kind"], "truncated", "{name}: {v}");
+        assert!(v["first_break"]["offset"].as_u64().unwrap() <= len as u64);
+    }
+
+    // A file that does not verify is not imported: nothing is created.
+    let target = tmp.path().join("never");
+    let r = run(["import", p(&tampered), p(&target)]).code(1);
+    assert!(r.stderr.starts_with("chainlog: "), "{}", r.stderr);
+    assert!(!target.exists());
+
+    // A key but no signature to check: intact chain, yet not what was asked for.
+    let unsigned = tmp.path().join("unsigned.export");
+    export(&dir, &unsigned, &[]).quiet_ok();
+    verify_export(&unsigned, &[]).quiet_ok();
+    let v = verify_export(&unsigned, &["--pub", p(&pub_key)])
+        .code(1)
+        .one();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["first_break"]["kind"], "bad_signature", "{v}");
+}
+
+#[test]
+fn import_into_a_diverged_ledger_is_refused_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = ledger(tmp.path(), "a", 10);
+    let base = tmp.path().join("base.export");
+    export(&a, &base, &[]).quiet_ok();
+    let b = tmp.path().join("b");
+    run(["import", p(&base), p(&b)]).quiet_ok();
+    // Same first 10 records, then each goes its own way.
+    append(&a, "a", 10, 13);
+    append(&b, "b", 10, 13);
+    let diverged = tmp.path().join("a13.export");
+    export(&a, &diverged, &[]).quiet_ok();
+
+    let before = stats(&b);
+    let r = run(["import", p(&diverged), p(&b), "--json"]).code(1);
+    assert!(r.stderr.contains("would fork"), "{}", r.stderr);
+    assert_eq!(r.stdout, "");
+    let after = stats(&b);
+    for field in ["len", "head_hash", "head_timestamp", "ledger_id"] {
+        assert_eq!(after[field], before[field], "{field}");
+    }
+    run(["verify", p(&b)]).ok();
+}
+
+#[test]
+fn export_can_leave_out_chosen_payloads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = ledger(tmp.path(), "r", 8);
+    let out = tmp.path().join("redacted.export");
+    let e = export(&dir, &out, &["--redact", "3,5"]).quiet_ok().one();
+    assert_eq!(e["redacted"], 2);
+    assert_eq!(e["records"], 8);
+    let bytes = fs::read(&out).unwrap();
+    for i in [3, 5] {
+        assert!(!contains(&bytes, payload("r", i).as_bytes()), "record {i}");
+    }
+    for i in [2, 4, 6] {
+        assert!(contains(&bytes, payload("r", i).as_bytes()), "record {i}");
+    }
+    let v = verify_export(&out, &[]).quiet_ok().one();
+    assert_eq!(v["redacted"], 2);
+    assert_eq!(v["records_checked"], 8);
+    assert_eq!(v["root"], root(&dir));
+    // The ledger itself keeps the payloads.
+    let g = run(["get", p(&dir), "3", "--json"]).ok().one();
+    assert_eq!(g["redacted"], false);
+    assert_eq!(g["payload"], payload("r", 3));
+}
+
+#[test]
+fn redact_removes_the_payload_from_every_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = ledger(tmp.path(), "g", 10);
+    let secret = payload("g", 7);
+    // The search must be able to find a payload, or its absence below proves nothing.
+    assert!(!files_containing(&dir, secret.as_bytes()).is_empty());
+    let root_before = root(&dir);
+
+    let r = run(["redact", p(&dir), "7", "--reason", "gdpr", "--json"])
+        .quiet_ok()
+        .one();
+    assert_eq!(r["redacted_seq"], 7);
+    assert_eq!(r["reason"], "gdpr");
+    assert_eq!(r["seq"], 10);
+    let redaction = run(["get", p(&dir), "10", "--json"]).ok().one();
+    assert_eq!(r["hash"], redaction["hash"]);
+    assert!(
+        redaction["payload"]
+            .as_str()
+            .unwrap()
+            .contains("reason=gdpr"),
+        "{redaction}"
+    );
+
+    let g = run(["get", p(&dir), "7", "--json"]).ok().one();
+    assert_eq!(g["redacted"], true);
+    assert_eq!(g["payload"], Value::Null);
+    let v = run(["verify", p(&dir), "--json"]).ok().one();
+    assert_eq!(v["redacted"], 1);
+    assert_eq!(v["ok"], true);
+    // The tree over the first 10 records is unchanged by the redaction.
+    let p10 = run(["prove", p(&dir), "0", "--size", "10", "--json"])
+        .ok()
+        .one();
+    assert_eq!(p10["root"], root_before);
+
+    assert_eq!(
+        files_containing(&dir, secret.as_bytes()),
+        Vec::<PathBuf>::new()
+    );
+    assert!(!files_containing(&dir, payload("g", 6).as_bytes()).is_empty());
+
+    // Twice is an error, and the reason may not hide control characters.
+    run(["redact", p(&dir), "7", "--reason", "again"]).code(2);
+    run(["redact", p(&dir), "6", "--reason", "a\nb"]).code(2);
+    assert_eq!(stats(&dir)["len"], 11);
+}
+
+#[test]
+fn export_never_overwrites_and_a_failed_export_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = ledger(tmp.path(), "o", 5);
+    let out = tmp.path().join("exists.export");
+    fs::write(&out, "keep me").unwrap();
+    let r = export(&dir, &out, &[]).code(2);
+    assert!(r.stderr.contains("already exists"), "{}", r.stderr);
+    assert_eq!(fs::read_to_string(&out).unwrap(), "keep me");
+    assert!(!with_suffix(&out, ".tmp").exists());
+
+    // Refused by the library after the temporary file was created.
+    for bad in [
+        &["--redact", "9"][..],
+        &["--to", "6"],
+        &["--from", "4", "--to", "2"],
+    ] {
+        let out = tmp.path().join("failed.export");
+        let r = export(&dir, &out, bad).code(2);
+        assert!(r.stderr.starts_with("chainlog: "), "{bad:?}: {}", r.stderr);
+        assert!(!out.exists(), "{bad:?}");
+        assert!(!with_suffix(&out, ".tmp").exists(), "{bad:?}");
+    }
+}

@@ -800,6 +800,12 @@ impl Ledger {
             }
             // The stored tree nodes must be exactly those the group's records complete.
             let expected = v.take_nodes();
+            // A failed read is an error, not a missing value: never a tamper report.
+            if matches!(nodes.peek(), Some(Err(_))) {
+                if let Some(Err(e)) = nodes.next() {
+                    return Err(e);
+                }
+            }
             let stored = match nodes.next_if(|n| matches!(n, Ok((k, _)) if *k <= key)) {
                 Some(n) => Some(n?),
                 None => None,

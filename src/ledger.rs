@@ -941,6 +941,18 @@ impl Ledger {
 
     /// An inclusion proof (RFC 9162 §2.1.3) of record `seq` in the tree of `tree_size`
     /// records (the current size when `None`).
+    ///
+    /// ```
+    /// # use chainlog::{Ledger, Options};
+    /// # let dir = tempfile::tempdir()?;
+    /// let ledger = Ledger::create(dir.path(), Options::default())?;
+    /// ledger.append_batch(&["a", "b", "c", "d", "e"])?;
+    /// let proof = ledger.prove_inclusion(3, None)?;
+    /// // Anyone holding a trusted root checks it with pure code (no store needed).
+    /// assert_eq!(proof.root, ledger.root_at(5)?);
+    /// proof.verify(ledger.hash_alg())?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn prove_inclusion(&self, seq: u64, tree_size: Option<u64>) -> Result<InclusionProof> {
         let len = self.visible().next_seq;
         let size = tree_size.unwrap_or(len);
@@ -988,6 +1000,19 @@ impl Ledger {
     }
 
     /// Signs a checkpoint of the current tree with `signer` and keeps it as the latest.
+    ///
+    /// ```
+    /// # use chainlog::{CheckpointStatus, Ledger, Options, SignerKey};
+    /// # let dir = tempfile::tempdir()?;
+    /// let ledger = Ledger::create(dir.path(), Options::default())?;
+    /// let key = SignerKey::from_random("auditor")?;
+    /// ledger.append(b"before")?;
+    /// let note = ledger.checkpoint(&key)?; // hand this to someone who keeps it
+    /// ledger.append(b"after")?;
+    /// let report = ledger.verify_against(&note, &[key.verifier()])?;
+    /// assert_eq!(report.checkpoint.unwrap().status, CheckpointStatus::Consistent);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     /// Refuses when the tree does not extend the latest checkpoint kept (a rollback or
     /// rewrite of the store since it was signed).
     pub fn checkpoint(&self, signer: &SignerKey) -> Result<String> {

@@ -87,6 +87,22 @@ impl Ledger {
     /// stored (or redacted on request), trailer with count, last hash, tree size, root and
     /// optionally a signed checkpoint. Every record is checked on the way out. Memory use
     /// does not depend on the ledger's size. `progress` gets the records written so far.
+    ///
+    /// ```
+    /// # use chainlog::{verify_export, ExportCheck, ExportOptions, Ledger, Options, SignerKey};
+    /// # let dir = tempfile::tempdir()?;
+    /// let ledger = Ledger::create(dir.path(), Options::default())?;
+    /// ledger.append_batch(&["x", "y", "z"])?;
+    /// let key = SignerKey::from_random("exporter")?;
+    /// let mut file = Vec::new();
+    /// ledger.export(&mut file, &ExportOptions { signer: Some(&key), ..Default::default() }, |_| {})?;
+    /// // The receiving side needs only the file and the verifier key.
+    /// let keys = [key.verifier()];
+    /// let report = verify_export(&file[..], &ExportCheck { keys: &keys, trusted: None }, |_| {})?;
+    /// assert!(report.is_ok());
+    /// assert_eq!(report.records_checked, 3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn export<W: Write>(
         &self,
         out: W,

@@ -155,6 +155,9 @@ pub struct ExportReport {
     pub count: u64,
     pub records_checked: u64,
     pub redacted: u64,
+    /// Redacted records no redaction record in the file names: redacted for this export
+    /// (`export --redact`), or by redaction records outside its range.
+    pub unrecorded_redactions: u64,
     pub tree_size: u64,
     pub root: Option<Hash>,
     pub last_hash: Option<Hash>,
@@ -627,7 +630,17 @@ impl<R: Read> ExportReader<R> {
 pub fn verify_export<R: Read>(
     input: R,
     check: &ExportCheck<'_>,
+    progress: impl FnMut(u64),
+) -> io::Result<ExportReport> {
+    verify_export_with(input, check, progress, |_| {})
+}
+
+/// [`verify_export`], calling `on_frame` with each record's frame once it has been checked.
+pub(crate) fn verify_export_with<R: Read>(
+    input: R,
+    check: &ExportCheck<'_>,
     mut progress: impl FnMut(u64),
+    mut on_frame: impl FnMut(&[u8]),
 ) -> io::Result<ExportReport> {
     let mut report = ExportReport {
         hash: None,
@@ -636,6 +649,7 @@ pub fn verify_export<R: Read>(
         count: 0,
         records_checked: 0,
         redacted: 0,
+        unrecorded_redactions: 0,
         tree_size: 0,
         root: None,
         last_hash: None,
@@ -665,7 +679,8 @@ pub fn verify_export<R: Read>(
     }
     loop {
         match reader.next_frame()? {
-            Ok(Some(_)) => {
+            Ok(Some(frame)) => {
+                on_frame(frame);
                 if reader.records_read().is_multiple_of(PROGRESS_EVERY) {
                     progress(reader.records_read());
                 }
@@ -679,6 +694,7 @@ pub fn verify_export<R: Read>(
     }
     report.records_checked = reader.records_read();
     report.redacted = reader.redacted();
+    report.unrecorded_redactions = reader.chain.unrecorded_redactions().len() as u64;
     if report.first_break.is_none() {
         match reader.finish(check.keys)? {
             Ok((t, embedded)) => {

@@ -254,7 +254,7 @@ pub fn decode_frame(buf: &[u8]) -> Result<FrameRef<'_>, FrameError> {
         BODY_REDACTED => REDACTED_FRAME_LEN as u64,
         _ => return Err(FrameError::BadBodyTag { tag }),
     };
-    if expected_len != len as u64 {
+    if expected_len != len as u64 || payload_len as usize > MAX_PAYLOAD {
         return Err(FrameError::LengthMismatch {
             frame_len: len,
             payload_len: u64::from(payload_len),
@@ -317,6 +317,20 @@ impl<'a> Iterator for Frames<'a> {
         }
         Some((at, r))
     }
+}
+
+/// The start of a redaction record's payload; the rest is
+/// `seq=<n> hash=<record hash, 64 lowercase hex> reason=<text>`.
+pub const REDACTION_PREFIX: &str = "chainlog-redaction/1 ";
+
+/// The record a redaction record's payload names: its sequence number and hash.
+pub fn parse_redaction(payload: &[u8]) -> Option<(u64, Hash)> {
+    let rest = payload.strip_prefix(REDACTION_PREFIX.as_bytes())?;
+    let rest = std::str::from_utf8(rest).ok()?;
+    let mut words = rest.splitn(3, ' ');
+    let seq = words.next()?.strip_prefix("seq=")?.parse().ok()?;
+    let hash = Hash::from_hex(words.next()?.strip_prefix("hash=")?)?;
+    Some((seq, hash))
 }
 
 // ---- configuration: written once at creation ----

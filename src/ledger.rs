@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
-use crate::format::{self, Config, FrameRef, Head};
+use crate::format::{self, Config, FrameRef, Head, REDACTION_PREFIX};
 use crate::hash::{Hash, HashAlg, HASH_LEN};
 use crate::layout;
 use crate::merkle::{self, ConsistencyProof, Frontier, InclusionProof, TreeError};
@@ -247,10 +247,6 @@ fn parse_own_checkpoint(note: &str) -> Result<Checkpoint> {
     Checkpoint::parse_body(&body).map_err(|e| corrupt(format!("the stored latest checkpoint: {e}")))
 }
 
-/// The start of a redaction record's payload; the rest is
-/// `seq=<n> hash=<record hash hex> reason=<text>`.
-pub const REDACTION_PREFIX: &str = "chainlog-redaction/1 ";
-
 /// What open-time recovery found.
 struct Recovered {
     head: Head,
@@ -329,6 +325,15 @@ fn recover(core: &DynCore, repair: bool) -> Result<Recovered> {
             if repair {
                 let kept = group.get(..keep).unwrap_or_default();
                 store.write_group(key, kept)?;
+            }
+        }
+        // Tree reads take the node value at or before a leaf: one keyed after the last
+        // group would shadow that group's nodes. Commits never write one.
+        if let Some((k, _)) = store.nodes_at_or_before(last)? {
+            if k > key {
+                return Err(corrupt(format!(
+                    "a stored Merkle node value at record {k} belongs to no group (the last group starts at {key})"
+                )));
             }
         }
     }
@@ -620,8 +625,11 @@ impl Ledger {
         if let Some(h) = self.flusher.take() {
             let _ = h.join();
         }
-        if self.opts.read_only || self.core.is_poisoned() {
+        if self.opts.read_only {
             return Ok(());
+        }
+        if let Health::Poisoned { reason } = self.core.health() {
+            return Err(Error::Poisoned { reason });
         }
         self.core.flush(true)?;
         if self.core.store.purge_pending()? {
@@ -654,6 +662,15 @@ impl Ledger {
         if record.is_redacted() {
             return Err(Error::InvalidArgument {
                 detail: format!("record {seq} is already redacted"),
+            });
+        }
+        if record
+            .payload
+            .as_deref()
+            .is_some_and(|p| p.starts_with(REDACTION_PREFIX.as_bytes()))
+        {
+            return Err(Error::InvalidArgument {
+                detail: format!("record {seq} is a redaction record; those stay readable"),
             });
         }
         // The audit trail first: the redaction is on record before anything is removed.
@@ -824,7 +841,32 @@ impl Ledger {
             }
         }
         if first_break.is_none() {
+            // A node value keyed inside the records but after the last group's key is
+            // no group's: it would shadow real nodes when the tree is read.
+            match nodes.next() {
+                Some(Err(e)) => return Err(e),
+                Some(Ok((k, _))) if k < head.next_seq => {
+                    first_break = Some(Break::new(
+                        k,
+                        BreakKind::TreeMismatch,
+                        format!("a stored Merkle node value at record {k} belongs to no group"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if first_break.is_none() {
             first_break = v.finish(&head).err();
+        }
+        if first_break.is_none() {
+            // In a store, payloads are removed only by `redact`, which records it first.
+            if let Some(&seq) = v.unrecorded_redactions().first() {
+                first_break = Some(Break::new(
+                    seq,
+                    BreakKind::UnrecordedRedaction,
+                    "the payload was removed but no redaction record names this record",
+                ));
+            }
         }
         if first_break.is_none() {
             first_break = self.check_stored_head()?;
@@ -1017,6 +1059,10 @@ impl Ledger {
     /// rewrite of the store since it was signed).
     pub fn checkpoint(&self, signer: &SignerKey) -> Result<String> {
         self.check_writable()?;
+        // A poisoned ledger's tree may not be what the store will hold after reopen.
+        if let Health::Poisoned { reason } = self.health() {
+            return Err(Error::Poisoned { reason });
+        }
         let _one_at_a_time = self.maintenance.lock();
         let head = self.visible();
         if let Some(prior) = self.latest_checkpoint()? {

@@ -51,7 +51,9 @@ pub use note::{
 pub use verify::{Break, BreakKind, CheckpointCheck, CheckpointStatus, VerifyReport};
 
 #[cfg(all(feature = "store", not(loom)))]
-pub use ledger::{HeadInfo, Ledger, Options, Range, Record, REDACTION_PREFIX};
+pub use format::REDACTION_PREFIX;
+#[cfg(all(feature = "store", not(loom)))]
+pub use ledger::{HeadInfo, Ledger, Options, Range, Record};
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub use store::{FaultPlan, Op};

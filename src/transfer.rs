@@ -1,8 +1,8 @@
 //! Export to and import from export files (docs/FORMAT.md, "Export file").
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::fs::{self, File};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use serde::Serialize;
@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::export::{
-    verify_export, ExportCheck, ExportHeader, ExportReader, ExportTrailer, PROGRESS_EVERY,
+    verify_export_with, ExportCheck, ExportHeader, ExportReader, ExportTrailer, PROGRESS_EVERY,
 };
 use crate::format::{self, Config};
 use crate::hash::Hash;
@@ -286,34 +286,91 @@ impl Ledger {
         mut progress: impl FnMut(u64),
     ) -> Result<ImportSummary> {
         let (file, dir) = (file.as_ref(), dir.as_ref());
-        let open = || {
-            File::open(file)
-                .map(|f| BufReader::with_capacity(1 << 20, f))
-                .map_err(read_err)
-        };
+        if opts.read_only {
+            return Err(Error::InvalidArgument {
+                detail: "an import writes; it cannot use a read-only open".into(),
+            });
+        }
+        let mut f = File::open(file).map_err(read_err)?;
+        // Two passes over one handle: a pipe or a file swapped between them cannot show
+        // the second pass other bytes than the first verified.
+        if !f.metadata().map_err(read_err)?.is_file() {
+            return Err(Error::InvalidArgument {
+                detail: format!("{} is not a regular file", file.display()),
+            });
+        }
         let check = ExportCheck {
             keys,
             trusted: None,
         };
-        // Progress counts the verifying pass, then the appending pass.
-        let report = verify_export(open()?, &check, &mut progress).map_err(read_err)?;
+        // Pass 1 verifies everything and keeps each record's hash (32 bytes a record).
+        let mut hashes = Vec::new();
+        let report = verify_export_with(
+            BufReader::with_capacity(1 << 20, &mut f),
+            &check,
+            &mut progress,
+            |frame| hashes.push(frame_hash(frame)),
+        )
+        .map_err(read_err)?;
         if let Some(b) = &report.first_break {
             return Err(Error::Corrupt {
                 detail: format!("the export does not verify: {b}"),
             });
         }
-        let root = report.root.unwrap_or_default();
-        let mut reader = match ExportReader::new(open()?).map_err(read_err)? {
-            Ok(r) => r,
-            Err(b) => {
-                return Err(Error::Corrupt {
-                    detail: format!("the export changed while importing: {b}"),
+        f.seek(SeekFrom::Start(0)).map_err(read_err)?;
+        let created = !dir.join(crate::layout::CURRENT).exists();
+        let existed = dir.exists();
+        let mut made = false;
+        let r = Self::import_pass(
+            BufReader::with_capacity(1 << 20, f),
+            dir,
+            opts,
+            (&hashes, report.root.unwrap_or_default()),
+            created,
+            &mut made,
+            progress,
+        );
+        // Only a ledger this call created is removed (create refuses a non-empty
+        // directory, so it held nothing else).
+        if r.is_err() && made {
+            // Nothing of this half-made ledger may open later as if it were whole.
+            let _ = if existed {
+                fs::read_dir(dir).map(|entries| {
+                    for e in entries.flatten() {
+                        let p = e.path();
+                        let _ = if p.is_dir() {
+                            fs::remove_dir_all(&p)
+                        } else {
+                            fs::remove_file(&p)
+                        };
+                    }
                 })
-            }
+            } else {
+                fs::remove_dir_all(dir)
+            };
+        }
+        r
+    }
+
+    /// The appending pass of `import`: every frame must have the hash pass 1 verified.
+    fn import_pass<R: Read>(
+        input: R,
+        dir: &Path,
+        opts: Options,
+        (hashes, root): (&[Hash], Hash),
+        created: bool,
+        made: &mut bool,
+        mut progress: impl FnMut(u64),
+    ) -> Result<ImportSummary> {
+        let changed = |d: String| Error::Corrupt {
+            detail: format!("the export changed while importing: {d}"),
+        };
+        let mut reader = match ExportReader::new(input).map_err(read_err)? {
+            Ok(r) => r,
+            Err(b) => return Err(changed(b.to_string())),
         };
         let h = reader.header().clone();
         let to = h.from + h.count;
-        let created = !dir.join(crate::layout::CURRENT).exists();
         let ledger = if created {
             if h.from != 0 {
                 return Err(Error::WouldFork {
@@ -331,7 +388,9 @@ impl Ledger {
                     .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
                     .unwrap_or(0),
             };
-            Ledger::create_with(dir, opts, &config)?
+            let l = Ledger::create_with(dir, opts, &config)?;
+            *made = true;
+            l
         } else {
             Ledger::open(dir, opts)?
         };
@@ -373,29 +432,23 @@ impl Ledger {
         let mut batch = Vec::with_capacity(1 << 20);
         let mut imported = 0u64;
         loop {
-            let seq = h.from + reader.records_read();
+            let i = reader.records_read() as usize;
+            let seq = h.from + i as u64;
             let frame = match reader.next_frame().map_err(read_err)? {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
-                Err(b) => {
-                    return Err(Error::Corrupt {
-                        detail: format!("the export changed while importing: {b}"),
-                    })
-                }
+                Err(b) => return Err(changed(b.to_string())),
             };
+            let hash = frame_hash(frame);
+            if hashes.get(i) != Some(&hash) {
+                return Err(changed(format!("record {seq} is not the one verified")));
+            }
             if seq < len {
                 // Records the ledger holds must be the same ones.
-                if seq + 1 == len {
-                    let f = format::decode_frame(frame).map_err(|e| Error::Corrupt {
-                        detail: e.to_string(),
-                    })?;
-                    if f.stored_hash != head.last_hash {
-                        return Err(Error::WouldFork {
-                            detail: format!(
-                                "record {seq} differs between the export and the ledger"
-                            ),
-                        });
-                    }
+                if seq + 1 == len && hash != head.last_hash {
+                    return Err(Error::WouldFork {
+                        detail: format!("record {seq} differs between the export and the ledger"),
+                    });
                 }
                 continue;
             }
@@ -406,12 +459,6 @@ impl Ledger {
                 progress(imported);
             }
         }
-        reader
-            .finish(keys)
-            .map_err(read_err)?
-            .map_err(|b| Error::Corrupt {
-                detail: format!("the export changed while importing: {b}"),
-            })?;
         if !batch.is_empty() {
             imported += ledger.core().append_frames(&batch, Durability::Buffered)?;
         }
@@ -428,4 +475,13 @@ impl Ledger {
             root,
         })
     }
+}
+
+/// The stored record hash of a checked frame.
+fn frame_hash(frame: &[u8]) -> Hash {
+    let mut h = [0u8; crate::hash::HASH_LEN];
+    if let Some(b) = frame.get(format::F_HASH..format::F_HASH + crate::hash::HASH_LEN) {
+        h.copy_from_slice(b);
+    }
+    Hash(h)
 }

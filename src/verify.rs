@@ -47,6 +47,8 @@ pub enum BreakKind {
     GroupKeyMismatch,
     /// Stored Merkle nodes, or the head's tree, disagree with the records.
     TreeMismatch,
+    /// A stored record's payload is gone but no redaction record names it.
+    UnrecordedRedaction,
     /// An export's header is malformed or fails its CRC.
     BadHeader,
     /// An export's trailer is malformed or fails its CRC.
@@ -85,6 +87,7 @@ impl BreakKind {
             BreakKind::BeyondHead => "beyond_head",
             BreakKind::GroupKeyMismatch => "group_key_mismatch",
             BreakKind::TreeMismatch => "tree_mismatch",
+            BreakKind::UnrecordedRedaction => "unrecorded_redaction",
             BreakKind::BadHeader => "bad_header",
             BreakKind::BadTrailer => "bad_trailer",
             BreakKind::TrailerMismatch => "trailer_mismatch",
@@ -235,6 +238,9 @@ pub(crate) struct ChainVerifier {
     tree: Frontier,
     /// Stored-level node hashes completed since the last `take_nodes`.
     nodes: Vec<u8>,
+    /// Redacted records seen, and the records redaction records name.
+    redacted_seqs: Vec<(u64, Hash)>,
+    named: std::collections::HashMap<u64, Hash>,
 }
 
 impl ChainVerifier {
@@ -249,6 +255,8 @@ impl ChainVerifier {
             redacted: 0,
             tree: Frontier::new(alg),
             nodes: Vec::new(),
+            redacted_seqs: Vec::new(),
+            named: Default::default(),
         }
     }
 
@@ -270,7 +278,18 @@ impl ChainVerifier {
             redacted: 0,
             tree,
             nodes: Vec::new(),
+            redacted_seqs: Vec::new(),
+            named: Default::default(),
         }
+    }
+
+    /// Redacted records no redaction record seen so far names (with their hash).
+    pub fn unrecorded_redactions(&self) -> Vec<u64> {
+        self.redacted_seqs
+            .iter()
+            .filter(|(s, h)| self.named.get(s) != Some(h))
+            .map(|(s, _)| *s)
+            .collect()
     }
 
     /// The hash of the last record checked (or the starting predecessor).
@@ -349,8 +368,12 @@ impl ChainVerifier {
                     "payload and salt do not match the record's commitment".into(),
                 ));
             }
+            if let Some((s, h)) = format::parse_redaction(payload) {
+                self.named.insert(s, h);
+            }
         } else {
             self.redacted += 1;
+            self.redacted_seqs.push((seq, computed));
         }
         if seq == 0 {
             if e.prev != self.genesis_prev {

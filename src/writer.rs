@@ -500,7 +500,7 @@ impl<S: Store> Core<S> {
 
         let mut st = self.state.lock();
         st.committing = false;
-        match &r {
+        let r = match r {
             Ok(()) => {
                 if !groups.is_empty() {
                     bump(&self.counters.group_commits, 1);
@@ -510,44 +510,63 @@ impl<S: Store> Core<S> {
                     st.durable = new.clone();
                 }
                 st.committed = new;
+                Ok(())
             }
-            Err(e) => self.poison(&mut st, e),
-        }
+            Err((e, stored)) => {
+                // Readers see what the store holds now, or, when that is unknown, only
+                // what is known durable.
+                st.committed = stored.unwrap_or_else(|| st.durable.clone());
+                self.poison(&mut st, &e);
+                Err(e)
+            }
+        };
         self.cond.notify_all();
         (st, r)
     }
 
     /// The I/O of one group commit, outside the lock. `sync_from` is the durable head
-    /// before this commit when a device sync is wanted.
+    /// before this commit when a device sync is wanted. A failure comes with the head the
+    /// store holds afterwards, when that is known.
     fn commit(
         &self,
         groups: &[PendingGroup],
         expected: &Head,
         new: &Head,
         sync_from: Option<&Head>,
-    ) -> Result<()> {
+    ) -> Result<(), (Error, Option<Head>)> {
         let new_bytes = new.to_bytes();
         if !groups.is_empty() {
             let expected_bytes = expected.to_bytes();
-            let stored = self.read_head()?;
+            let stored = self.read_head().map_err(|e| (e, Some(expected.clone())))?;
             if stored.as_deref() != Some(&expected_bytes[..]) {
-                return Err(Error::HeadConflict {
+                let e = Error::HeadConflict {
                     detail: format!(
                         "the stored head is not the one this writer committed (expected {} records ending {})",
                         expected.next_seq, expected.last_hash
                     ),
-                });
+                };
+                return Err((e, None));
             }
             for g in groups {
-                self.store.write_group(g.key, &g.frames)?;
-                if !g.nodes.is_empty() {
-                    self.store.write_nodes(g.key, &g.nodes)?;
-                }
-            }
-            if !self.store.cas_head(Some(&expected_bytes), &new_bytes)? {
-                return Err(Error::HeadConflict {
-                    detail: "the head changed during the commit; nothing was appended".into(),
+                let w = self.store.write_group(g.key, &g.frames).and_then(|()| {
+                    if g.nodes.is_empty() {
+                        Ok(())
+                    } else {
+                        self.store.write_nodes(g.key, &g.nodes)
+                    }
                 });
+                w.map_err(|e| (e, Some(expected.clone())))?;
+            }
+            match self.store.cas_head(Some(&expected_bytes), &new_bytes) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let e = Error::HeadConflict {
+                        detail: "the head changed during the commit; nothing was appended".into(),
+                    };
+                    return Err((e, None));
+                }
+                // Whether a failed CAS took effect is unknown.
+                Err(e) => return Err((e, None)),
             }
         }
         if let Some(durable_before) = sync_from {
@@ -556,10 +575,14 @@ impl<S: Store> Core<S> {
                     // The device state is unknown: move the head back to what is known
                     // durable so the records this sync failed to cover are not adopted.
                     // Best effort; the ledger is poisoned either way.
-                    let _ = self
+                    let rolled_back = self
                         .store
                         .cas_head(Some(&new_bytes), &durable_before.to_bytes());
-                    return Err(e);
+                    let stored = match rolled_back {
+                        Ok(true) => Some(durable_before.clone()),
+                        _ => None,
+                    };
+                    return Err((e, stored));
                 }
                 bump(&self.counters.device_syncs, 1);
             }

@@ -548,3 +548,62 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn import_refuses_pipes_read_only_opens_and_leaves_nothing_half_made() {
+    let root = tempfile::tempdir().unwrap();
+    let src = build(&root.path().join("src"), 50);
+    let file = root.path().join("x.export");
+    src.export(
+        std::fs::File::create(&file).unwrap(),
+        &ExportOptions::default(),
+        |_| {},
+    )
+    .unwrap();
+    // Not a regular file: two passes could see different bytes.
+    let r = Ledger::import(
+        root.path(),
+        root.path().join("a"),
+        Options::default(),
+        &[],
+        |_| {},
+    );
+    assert!(
+        matches!(
+            r,
+            Err(Error::InvalidArgument { .. }) | Err(Error::Io { .. })
+        ),
+        "{r:?}"
+    );
+    // A read-only open cannot import.
+    let dst = root.path().join("dst");
+    drop(build(&dst, 0));
+    let r = Ledger::import(
+        &file,
+        &dst,
+        Options {
+            read_only: true,
+            ..Options::default()
+        },
+        &[],
+        |_| {},
+    );
+    assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{r:?}");
+    assert_eq!(Ledger::open(&dst, Options::default()).unwrap().len(), 0);
+    // Keys that do not match: refused before anything is created.
+    let key = SignerKey::from_random("k").unwrap();
+    let signed = root.path().join("signed.export");
+    src.export(
+        std::fs::File::create(&signed).unwrap(),
+        &ExportOptions {
+            signer: Some(&key),
+            ..Default::default()
+        },
+        |_| {},
+    )
+    .unwrap();
+    let wrong = [SignerKey::from_random("k").unwrap().verifier()];
+    let fresh = root.path().join("fresh");
+    assert!(Ledger::import(&signed, &fresh, Options::default(), &wrong, |_| {}).is_err());
+    assert!(!fresh.exists(), "a refused import left a directory");
+}

@@ -226,3 +226,31 @@ fn read_faults_error_without_poisoning() {
     );
     assert_recovers(dir.path(), &expected);
 }
+
+#[test]
+fn a_poisoned_ledger_refuses_to_checkpoint_or_close_cleanly_and_shows_only_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected = seeded(dir.path());
+    {
+        let l =
+            Ledger::open_with_faults(dir.path(), Options::default(), FaultPlan::nth(Op::Sync, 1))
+                .unwrap();
+        for i in 0..5 {
+            l.append_with(format!("buffered {i}").as_bytes(), Durability::Buffered)
+                .unwrap();
+        }
+        // Reading commits the buffered records (no sync); the next durable append's sync
+        // fails, and the head goes back to the last durable one.
+        assert_eq!(l.len(), expected.len() as u64 + 5);
+        assert!(l.append(b"durable").is_err());
+        assert_eq!(
+            l.len(),
+            expected.len() as u64,
+            "readers must see what the store holds"
+        );
+        let key = chainlog::SignerKey::from_random("k").unwrap();
+        assert!(matches!(l.checkpoint(&key), Err(Error::Poisoned { .. })));
+        assert!(matches!(l.close(), Err(Error::Poisoned { .. })));
+    }
+    assert_recovers(dir.path(), &expected);
+}

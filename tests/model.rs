@@ -98,8 +98,17 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Range(a, b) => {
                 let n = m.records.len() + 1;
                 let (a, b) = (a % n, b % n);
-                let got: Vec<_> = l.range(a as u64..b as u64).map(|r| r.unwrap().hash).collect();
-                let want: Vec<_> = m.records.get(a..b.max(a)).unwrap_or_default().iter().map(|r| r.1).collect();
+                let got: Vec<_> = l
+                    .range(a as u64..b as u64)
+                    .map(|r| r.unwrap().hash)
+                    .collect();
+                let want: Vec<_> = m
+                    .records
+                    .get(a..b.max(a))
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|r| r.1)
+                    .collect();
                 prop_assert_eq!(got, want);
             }
             Op::Verify => {
@@ -120,21 +129,42 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Checkpoint => checkpoints.push(l.checkpoint(&key).unwrap()),
             Op::Redact(i) => {
-                let live: Vec<usize> = (0..m.records.len()).filter(|&j| m.records[j].0.is_some()).collect();
+                let live: Vec<usize> = (0..m.records.len())
+                    .filter(|&j| m.records[j].0.is_some())
+                    .collect();
                 if live.is_empty() {
                     continue;
                 }
                 let i = live[i % live.len()];
                 let r = l.redact(i as u64, "model").unwrap();
-                let text = format!("{REDACTION_PREFIX}seq={i} hash={} reason=model", m.records[i].1);
+                let text = format!(
+                    "{REDACTION_PREFIX}seq={i} hash={} reason=model",
+                    m.records[i].1
+                );
                 m.records[i].0 = None;
                 prop_assert_eq!(r.seq, m.records.len() as u64);
                 m.records.push((Some(text.into_bytes()), r.hash));
             }
             Op::ExportImport => {
                 let file = tmp.path().join(format!("step{step}.export"));
-                l.export(std::fs::File::create(&file).unwrap(), &ExportOptions { signer: Some(&key), ..Default::default() }, |_| {}).unwrap();
-                let rep = verify_export(std::fs::File::open(&file).unwrap(), &ExportCheck { keys: &keys, trusted: checkpoints.last().map(|s| s.as_str()) }, |_| {}).unwrap();
+                l.export(
+                    std::fs::File::create(&file).unwrap(),
+                    &ExportOptions {
+                        signer: Some(&key),
+                        ..Default::default()
+                    },
+                    |_| {},
+                )
+                .unwrap();
+                let rep = verify_export(
+                    std::fs::File::open(&file).unwrap(),
+                    &ExportCheck {
+                        keys: &keys,
+                        trusted: checkpoints.last().map(|s| s.as_str()),
+                    },
+                    |_| {},
+                )
+                .unwrap();
                 prop_assert!(rep.is_ok(), "{:?}", rep);
                 // Into a fresh ledger: the same chain. Into the live one: nothing new.
                 let copy = tmp.path().join(format!("copy{step}"));

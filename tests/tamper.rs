@@ -287,3 +287,54 @@ fn tampered_head_record_fails_open_closed() {
         BreakKind::HeadMismatch
     );
 }
+
+#[test]
+fn a_node_value_belonging_to_no_group_is_caught() {
+    // Shadowing real tree nodes with a value keyed after the last group could make a
+    // rewritten tree look consistent with an old checkpoint.
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    let last_key;
+    {
+        let db = sled::open(Ledger::store_path(dir.path()).unwrap()).unwrap();
+        last_key = load(&db).last().unwrap().0;
+        let nodes = db.open_tree("nodes").unwrap();
+        nodes
+            .insert((last_key + 1).to_be_bytes(), vec![7u8; 96])
+            .unwrap();
+        db.flush().unwrap();
+    }
+    match Ledger::open(dir.path(), Options::default()) {
+        Err(e @ Error::Corrupt { .. }) => {
+            assert!(e.to_string().contains("belongs to no group"), "{e}")
+        }
+        other => panic!("open must fail closed, got {other:?}"),
+    }
+    let l = Ledger::open(
+        dir.path(),
+        Options {
+            read_only: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let b = l.verify().unwrap().first_break.unwrap();
+    assert_eq!(
+        (b.kind, b.seq),
+        (BreakKind::TreeMismatch, last_key + 1),
+        "{b}"
+    );
+}
+
+#[test]
+fn a_payload_stripped_without_a_redaction_record_is_caught() {
+    let (_d, rep) = tampered(|g| {
+        let f = frame_mut(g, AT);
+        let e = decode_frame(f).unwrap().entry;
+        let mut out = Vec::new();
+        encode_frame(&mut out, &e, None);
+        *f = out;
+    });
+    assert_break(&rep, BreakKind::UnrecordedRedaction, AT);
+    assert_eq!(rep.redacted, 1);
+}

@@ -1,12 +1,15 @@
 //! The production store: sled 0.34.7, plus the device sync sled does not do itself.
 
-use std::fs::File;
+use std::collections::HashSet;
+use std::ffi::OsString;
+use std::fs::{self, File};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{Group, GroupIter, Store};
 use crate::error::{Error, Result};
+use crate::sync::Mutex;
 
 /// Key of the configuration value in sled's default tree.
 const CONFIG_KEY: &[u8] = b"config";
@@ -24,6 +27,8 @@ const SLED_LOCK_WAIT: Duration = Duration::from_secs(5);
 const PURGE_KEY: &[u8] = b"purge";
 /// sled's data file inside its directory; the file the device sync must reach.
 const SLED_DATA_FILE: &str = "db";
+/// sled's directory of large log items.
+const BLOBS_DIR: &str = "blobs";
 
 pub(crate) struct SledStore {
     db: sled::Db,
@@ -32,6 +37,11 @@ pub(crate) struct SledStore {
     /// A handle on sled's data file: `sled::Db::flush` only issues `sync_file_range`,
     /// which is not a durability barrier, so every sync ends with `fdatasync` on this.
     data_file: File,
+    /// sled writes log items over a quarter segment (whole-page rewrites of packed
+    /// groups among them) to files in `blobs/` and never syncs them: they are synced
+    /// here, once each. Names already synced:
+    synced_blobs: Mutex<HashSet<OsString>>,
+    blobs_dir: PathBuf,
 }
 
 fn sled_err(op: &'static str, e: sled::Error) -> Error {
@@ -85,12 +95,19 @@ impl SledStore {
             .map_err(|e| sled_err("opening the nodes tree", e))?;
         let data_file = File::open(dir.join(SLED_DATA_FILE))
             .map_err(|e| Error::io("opening sled's data file for sync", e))?;
-        Ok(SledStore {
+        // The files sled just created (data file, conf, blobs/) must survive a crash too.
+        sync_dir(dir)?;
+        let store = SledStore {
             db,
             records,
             nodes,
             data_file,
-        })
+            synced_blobs: Mutex::new(HashSet::new()),
+            blobs_dir: dir.join(BLOBS_DIR),
+        };
+        // Blobs from earlier sessions may never have been synced either.
+        store.sync_blobs()?;
+        Ok(store)
     }
 
     fn group(kv: sled::Result<(sled::IVec, sled::IVec)>) -> Result<Group> {
@@ -99,6 +116,48 @@ impl SledStore {
             detail: format!("record group key of {} bytes (expected 8)", k.len()),
         })?;
         Ok((u64::from_be_bytes(key), v))
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("syncing a store directory", e))
+}
+
+impl SledStore {
+    /// fdatasyncs every blob file not synced yet, then the blob directory if any was new.
+    fn sync_blobs(&self) -> Result<()> {
+        let entries = match fs::read_dir(&self.blobs_dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("listing sled's blob files", e)),
+        };
+        let mut synced = self.synced_blobs.lock();
+        let mut present = HashSet::with_capacity(synced.len());
+        let mut new = false;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("listing sled's blob files", e))?;
+            let name = entry.file_name();
+            if !synced.contains(&name) {
+                match File::open(entry.path()) {
+                    Ok(f) => f
+                        .sync_data()
+                        .map_err(|e| Error::io("fdatasync of a sled blob file", e))?,
+                    // sled removed it meanwhile (its blob GC): nothing to sync.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(Error::io("opening a sled blob file", e)),
+                }
+                new = true;
+            }
+            present.insert(name);
+        }
+        if new {
+            sync_dir(&self.blobs_dir)?;
+        }
+        // Forget blobs sled has deleted, so the set stays the size of the directory.
+        *synced = present;
+        Ok(())
     }
 }
 
@@ -153,6 +212,8 @@ impl Store for SledStore {
 
     fn sync(&self) -> Result<()> {
         self.db.flush().map_err(|e| sled_err("flushing sled", e))?;
+        // Blobs first: the log entries that point at them are synced last.
+        self.sync_blobs()?;
         self.data_file
             .sync_data()
             .map_err(|e| Error::io("fdatasync of sled's data file", e))
@@ -221,5 +282,27 @@ impl Store for SledStore {
             .insert(PURGE_KEY, &[1u8][..])
             .map_err(|e| sled_err("writing the purge mark", e))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_blob_file_is_synced_by_sync() {
+        let d = tempfile::tempdir().unwrap();
+        let s = SledStore::open(d.path(), 8 << 20).unwrap();
+        // Values over a quarter segment go to blob files.
+        for k in 0..4u64 {
+            s.write_group(k, &vec![k as u8; 300 * 1024]).unwrap();
+        }
+        s.sync().unwrap();
+        let on_disk: HashSet<OsString> = fs::read_dir(d.path().join(BLOBS_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(!on_disk.is_empty(), "sled wrote no blob files");
+        assert_eq!(*s.synced_blobs.lock(), on_disk);
     }
 }

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::checkpoint::Checkpoint;
 use crate::format::{
-    self, Config, CRC_LEN, FORMAT_VERSION, LEN_LEN, MAX_FRAME_LEN, REDACTED_FRAME_LEN,
+    self, be_u32, be_u64, hash_at, Config, CRC_LEN, FORMAT_VERSION, LEN_LEN, MAX_FRAME_LEN,
+    REDACTED_FRAME_LEN,
 };
 use crate::hash::{to_hex, Hash, HashAlg, HASH_LEN};
 use crate::merkle::Frontier;
@@ -213,24 +214,6 @@ impl<R: Read> Counted<R> {
         self.pos += got as u64;
         Ok(true)
     }
-}
-
-fn be_u64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(b.get(at..at + 8).unwrap_or(&[0; 8]));
-    u64::from_be_bytes(a)
-}
-
-fn be_u32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(b.get(at..at + 4).unwrap_or(&[0; 4]));
-    u32::from_be_bytes(a)
-}
-
-fn hash_at(b: &[u8], at: usize) -> Hash {
-    let mut h = [0u8; HASH_LEN];
-    h.copy_from_slice(b.get(at..at + HASH_LEN).unwrap_or(&[0; HASH_LEN]));
-    Hash(h)
 }
 
 fn crc_ok(b: &[u8]) -> bool {

@@ -180,7 +180,8 @@ pub fn encode_frame(
     hash
 }
 
-fn be_u32(b: &[u8], at: usize) -> u32 {
+/// Big-endian fields read from a checked-length buffer (zero if out of range).
+pub(crate) fn be_u32(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     if let Some(s) = b.get(at..at + 4) {
         a.copy_from_slice(s);
@@ -188,7 +189,7 @@ fn be_u32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(a)
 }
 
-fn be_u64(b: &[u8], at: usize) -> u64 {
+pub(crate) fn be_u64(b: &[u8], at: usize) -> u64 {
     let mut a = [0u8; 8];
     if let Some(s) = b.get(at..at + 8) {
         a.copy_from_slice(s);
@@ -196,7 +197,7 @@ fn be_u64(b: &[u8], at: usize) -> u64 {
     u64::from_be_bytes(a)
 }
 
-fn hash_at(b: &[u8], at: usize) -> Hash {
+pub(crate) fn hash_at(b: &[u8], at: usize) -> Hash {
     let mut h = [0u8; HASH_LEN];
     if let Some(s) = b.get(at..at + HASH_LEN) {
         h.copy_from_slice(s);

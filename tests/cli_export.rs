@@ -3,6 +3,9 @@
 //! against `stats`, `prove`, `get` and `verify` and against the files' bytes.
 #![cfg(feature = "cli")]
 
+mod common;
+use common::files_containing;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -122,23 +125,6 @@ fn verify_export(file: &Path, extra: &[&str]) -> Run {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Every file under `dir` whose bytes contain `needle`.
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                todo.push(path);
-            } else if contains(&fs::read(&path).unwrap(), needle) {
-                found.push(path);
-            }
-        }
-    }
-    found
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {

@@ -1,9 +1,9 @@
 //! End-to-end tests of the key, checkpoint and proof commands of the `chainlog` binary:
 //! real executable, real ledgers in temporary directories, outputs checked against the
 //! library's own verifiers and against one another.
-// The binary exists only with the `cli` feature (Cargo.toml has no [[test]] entry for
-// this file, so the guard is here).
-#![cfg(feature = "cli")]
+
+mod common;
+use common::copy_dir;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -135,20 +135,6 @@ fn checkpoint(dir: &Path, key: &Path, file: PathBuf) -> PathBuf {
     let r = run(["checkpoint", p(dir), "--key", p(key)]).ok();
     fs::write(&file, &r.stdout).unwrap();
     file
-}
-
-/// Copies a (closed) ledger directory.
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            fs::copy(entry.path(), dest).unwrap();
-        }
-    }
 }
 
 /// Replaces `dir` with the copy at `from`.

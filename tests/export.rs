@@ -2,6 +2,9 @@
 //! class, truncation, dropped/duplicated/reordered records, swapped headers, wrong keys
 //! and checkpoints), range exports, and redacted exports.
 
+mod common;
+use common::{copy_dir, fix_crc};
+
 use std::path::Path;
 
 use chainlog::format::{self, decode_frame};
@@ -43,12 +46,6 @@ fn frame_offsets(bytes: &[u8], header_len: usize, count: u64) -> Vec<usize> {
             start
         })
         .collect()
-}
-
-fn fix_crc(f: &mut [u8]) {
-    let n = f.len() - 4;
-    let crc = crc32fast::hash(&f[..n]);
-    f[n..].copy_from_slice(&crc.to_be_bytes());
 }
 
 struct Fixture {
@@ -535,18 +532,6 @@ fn redacted_exports_leave_the_store_alone() {
     ));
     let first = decode_frame(&b[chainlog::export_header_len(0)..]).unwrap();
     assert_eq!(first.entry.seq, 0);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 #[test]

@@ -2,6 +2,9 @@
 //! `tools/golden_vectors.py` (an implementation written from docs/FORMAT.md alone) and
 //! listed in docs/FORMAT.md. Also decoder round-trip and rejection tests.
 
+mod common;
+use common::fix_crc;
+
 use chainlog::format::{self, decode_frame, encode_frame, Entry, FrameError};
 use chainlog::{Hash, HashAlg};
 
@@ -97,12 +100,6 @@ fn sample() -> Vec<u8> {
     let mut v = Vec::new();
     encode_frame(&mut v, &entry, Some((&salt, b"payload")));
     v
-}
-
-fn fix_crc(f: &mut [u8]) {
-    let n = f.len() - 4;
-    let crc = crc32fast::hash(&f[..n]);
-    f[n..].copy_from_slice(&crc.to_be_bytes());
 }
 
 #[test]

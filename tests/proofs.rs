@@ -3,6 +3,9 @@
 //! wrong indices, sizes and roots are rejected. Plus rollback and truncation detection
 //! against signed checkpoints.
 
+mod common;
+use common::copy_dir;
+
 use std::path::Path;
 
 use chainlog::{
@@ -139,18 +142,6 @@ fn out_of_range_requests_are_errors() {
         Err(Error::InvalidArgument { .. })
     ));
     assert!(matches!(l.root_at(11), Err(Error::InvalidArgument { .. })));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 #[test]

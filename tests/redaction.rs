@@ -1,25 +1,10 @@
 //! Redaction: payload and salt removed in place, commitment kept; every hash, proof and
 //! checkpoint still verifies; the payload bytes leave the store files.
 
-use std::path::Path;
+mod common;
+use common::files_containing;
 
 use chainlog::{CheckpointStatus, Error, Ledger, Options, SignerKey, REDACTION_PREFIX};
-
-fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            hits.extend(files_containing(&p, needle));
-        } else {
-            let bytes = std::fs::read(&p).unwrap();
-            if bytes.windows(needle.len()).any(|w| w == needle) {
-                hits.push(p.display().to_string());
-            }
-        }
-    }
-    hits
-}
 
 fn secret(i: u64) -> Vec<u8> {
     format!(
@@ -98,6 +83,13 @@ fn redacted_records_verify_prove_and_leave_the_store_files() {
 
 #[test]
 fn a_pending_purge_is_finished_at_the_next_open() {
+    // The child redacts and exits without closing the ledger (no destructors run), as a
+    // process that stops between a redaction and its close would.
+    if let Ok(dir) = std::env::var("CHAINLOG_PURGE_CHILD") {
+        let l = Ledger::open(&dir, Options::default()).unwrap();
+        l.redact(9, "stopped before close").unwrap();
+        std::process::exit(0);
+    }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ledger");
     let l = Ledger::create(&dir, Options::default()).unwrap();
@@ -105,30 +97,35 @@ fn a_pending_purge_is_finished_at_the_next_open() {
         .unwrap();
     l.close().unwrap();
     let old_store = Ledger::store_path(&dir).unwrap();
-    // As if the process stopped after a redaction: the frame is redacted in place and the
-    // purge mark set, but the store was not rewritten.
-    {
-        let db = sled::open(&old_store).unwrap();
-        let t = db.open_tree("records").unwrap();
-        let (k, v) = t.iter().next().unwrap().unwrap();
-        let mut out = Vec::new();
-        for (i, (off, f)) in chainlog::format::frames(&v).enumerate() {
-            let f = f.unwrap();
-            if i == 9 {
-                chainlog::format::encode_frame(&mut out, &f.entry, None);
-            } else {
-                out.extend_from_slice(&v[off..off + f.len]);
-            }
-        }
-        t.insert(k, out).unwrap();
-        db.insert(b"purge", &[1u8][..]).unwrap();
-        db.flush().unwrap();
-    }
-    assert!(!files_containing(&dir, b"SECRET-00009").is_empty());
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_pending_purge_is_finished_at_the_next_open",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CHAINLOG_PURGE_CHILD", &dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        Ledger::store_path(&dir).unwrap(),
+        old_store,
+        "the child must not have purged"
+    );
+    assert!(
+        !files_containing(&dir, b"SECRET-00009").is_empty(),
+        "nothing left to purge"
+    );
     let l = Ledger::open(&dir, Options::default()).unwrap();
     assert_ne!(Ledger::store_path(&dir).unwrap(), old_store);
     assert!(!old_store.exists());
     assert!(files_containing(&dir, b"SECRET-00009").is_empty());
     let rep = l.verify().unwrap();
     assert!(rep.is_ok() && rep.redacted == 1, "{rep:?}");
+    assert!(l.get(9).unwrap().is_redacted());
+    assert!(matches!(
+        l.redact(50, "a redaction record stays"),
+        Err(Error::InvalidArgument { .. })
+    ));
 }

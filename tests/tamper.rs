@@ -1,6 +1,9 @@
 //! Tamper matrix: stored records are edited through raw sled access while the ledger is
 //! closed; verification must name the right kind of break at the right record.
 
+mod common;
+use common::fix_crc;
+
 use std::path::Path;
 
 use chainlog::format::{self, decode_frame, encode_frame, Entry};
@@ -73,12 +76,6 @@ fn frame_mut(g: &mut [(u64, Vec<Vec<u8>>)], seq: u64) -> &mut Vec<u8> {
     let (key, frames) = g.iter_mut().rev().find(|(k, _)| *k <= seq).unwrap();
     let i = (seq - *key) as usize;
     &mut frames[i]
-}
-
-fn fix_crc(f: &mut [u8]) {
-    let n = f.len() - 4;
-    let crc = crc32fast::hash(&f[..n]);
-    f[n..].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Re-encodes a frame after changing its entry: a forger who recomputes hash and CRC.

@@ -6,8 +6,7 @@ use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use chainlog::{
-    CheckpointStatus, Durability, Hash, HashAlg, Health, Ledger, Metrics, Options, Receipt,
-    VerifyReport,
+    Durability, Hash, HashAlg, Health, Ledger, Metrics, Options, Receipt, VerifyReport,
 };
 use serde::Serialize;
 
@@ -397,30 +396,7 @@ fn print_verify(out: &mut Out, dir: &Path, report: &VerifyReport) -> Result<(), 
         ))?,
     }
     if let Some(c) = &report.checkpoint {
-        let verdict = if c.status == CheckpointStatus::Consistent {
-            "OK"
-        } else {
-            "FAILED"
-        };
-        let status = serde_json::to_value(c.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_else(|| format!("{:?}", c.status));
-        out.line(format_args!(
-            "checkpoint: {verdict}: {status}: {}",
-            c.detail
-        ))?;
-        match &c.checkpoint_root {
-            Some(root) => out.line(format_args!(
-                "  checkpoint  {} records, root {root}",
-                c.checkpoint_size
-            ))?,
-            None => out.line(format_args!("  checkpoint  (unverified)"))?,
-        }
-        out.line(format_args!(
-            "  ledger      {} records, root {}",
-            c.ledger_size, c.ledger_root
-        ))?;
+        super::output::print_checkpoint_check(out, "checkpoint", "ledger", c)?;
     }
     Ok(())
 }

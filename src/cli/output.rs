@@ -201,3 +201,33 @@ mod tests {
         assert_eq!(Escaped("a\u{1b}[2Jé\n").to_string(), "a\\u{1b}[2Jé\\n");
     }
 }
+
+/// The comparison with a trusted checkpoint, with both tree heads; `subject` names what
+/// was compared (the ledger or an export).
+pub fn print_checkpoint_check(
+    out: &mut Out,
+    label: &str,
+    subject: &str,
+    c: &chainlog::CheckpointCheck,
+) -> Result<(), Failure> {
+    let verdict = if c.status == chainlog::CheckpointStatus::Consistent {
+        "OK"
+    } else {
+        "FAILED"
+    };
+    out.line(format_args!(
+        "{label}: {verdict}: {}: {}",
+        c.status, c.detail
+    ))?;
+    match &c.checkpoint_root {
+        Some(root) => out.line(format_args!(
+            "  checkpoint  {} records, root {root}",
+            c.checkpoint_size
+        ))?,
+        None => out.line(format_args!("  checkpoint  (unverified)"))?,
+    }
+    out.line(format_args!(
+        "  {subject:<10}  {} records, root {}",
+        c.ledger_size, c.ledger_root
+    ))
+}

@@ -252,26 +252,7 @@ fn print_export_report(out: &mut Out, v: &ExportReportView<'_>) -> Result<(), Fa
         None => {}
     }
     if let Some(c) = &r.trusted {
-        let verdict = if c.status == chainlog::CheckpointStatus::Consistent {
-            "OK"
-        } else {
-            "FAILED"
-        };
-        out.line(format_args!(
-            "trusted checkpoint: {verdict}: {}: {}",
-            c.status, c.detail
-        ))?;
-        match &c.checkpoint_root {
-            Some(root) => out.line(format_args!(
-                "  checkpoint  {} records, root {root}",
-                c.checkpoint_size
-            ))?,
-            None => out.line(format_args!("  checkpoint  (unverified)"))?,
-        }
-        out.line(format_args!(
-            "  export      {} records, root {}",
-            c.ledger_size, c.ledger_root
-        ))?;
+        super::output::print_checkpoint_check(out, "trusted checkpoint", "export", c)?;
     }
     match &r.first_break {
         Some(b) => out.line(format_args!("BROKEN: {b}")),

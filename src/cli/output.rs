@@ -181,27 +181,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn utc_matches_known_instants() {
-        assert_eq!(Utc(0).to_string(), "1970-01-01T00:00:00.000000000Z");
-        // 2000-02-29T12:34:56.000000007Z: a leap day in a century leap year.
-        assert_eq!(
-            Utc(951_827_696_000_000_007).to_string(),
-            "2000-02-29T12:34:56.000000007Z"
-        );
-        assert_eq!(Utc(u64::MAX).to_string(), "2554-07-21T23:34:33.709551615Z");
-    }
-
-    #[test]
-    fn escapes_control_characters_only() {
-        assert_eq!(Escaped("a\u{1b}[2Jé\n").to_string(), "a\\u{1b}[2Jé\\n");
-    }
-}
-
 /// The comparison with a trusted checkpoint, with both tree heads; `subject` names what
 /// was compared (the ledger or an export).
 pub fn print_checkpoint_check(
@@ -230,4 +209,25 @@ pub fn print_checkpoint_check(
         "  {subject:<10}  {} records, root {}",
         c.ledger_size, c.ledger_root
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_matches_known_instants() {
+        assert_eq!(Utc(0).to_string(), "1970-01-01T00:00:00.000000000Z");
+        // 2000-02-29T12:34:56.000000007Z: a leap day in a century leap year.
+        assert_eq!(
+            Utc(951_827_696_000_000_007).to_string(),
+            "2000-02-29T12:34:56.000000007Z"
+        );
+        assert_eq!(Utc(u64::MAX).to_string(), "2554-07-21T23:34:33.709551615Z");
+    }
+
+    #[test]
+    fn escapes_control_characters_only() {
+        assert_eq!(Escaped("a\u{1b}[2Jé\n").to_string(), "a\\u{1b}[2Jé\\n");
+    }
 }

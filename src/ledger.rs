@@ -800,6 +800,12 @@ impl Ledger {
     /// Verifies the whole ledger: every frame, hash, commitment, link, timestamp, the
     /// genesis rule, the head, and that nothing is stored beyond the head.
     pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_with_progress(|_| {})
+    }
+
+    /// [`Ledger::verify`], calling `progress` with the records checked so far (every few
+    /// thousand records).
+    pub fn verify_with_progress(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
         let head = self.visible();
         let cfg = &self.core.config;
         let genesis = cfg.genesis_prev();
@@ -815,6 +821,7 @@ impl Ledger {
                 first_break = Some(b);
                 break;
             }
+            progress(v.next_seq());
             // The stored tree nodes must be exactly those the group's records complete.
             let expected = v.take_nodes();
             // A failed read is an error, not a missing value: never a tamper report.
@@ -887,7 +894,17 @@ impl Ledger {
     /// note) that verifies with one of `keys`. A truncated, rolled-back or rewritten
     /// ledger, or a bad signature, fails with both tree heads in the report.
     pub fn verify_against(&self, note: &str, keys: &[VerifierKey]) -> Result<VerifyReport> {
-        let mut report = self.verify()?;
+        self.verify_against_with_progress(note, keys, |_| {})
+    }
+
+    /// [`Ledger::verify_against`] with progress, as [`Ledger::verify_with_progress`].
+    pub fn verify_against_with_progress(
+        &self,
+        note: &str,
+        keys: &[VerifierKey],
+        progress: impl FnMut(u64),
+    ) -> Result<VerifyReport> {
+        let mut report = self.verify_with_progress(progress)?;
         report.checkpoint =
             Some(self.check_checkpoint(note, keys, report.head_len, report.head_root)?);
         Ok(report)

@@ -359,11 +359,17 @@ fn verify(out: &mut Out, dir: &Path, against: Option<(&Path, &Path)>) -> Result<
         Some((note, key)) => Some((proofs::read_note(note)?, proofs::read_verifier(key)?)),
     };
     let ledger = open_read_only(dir)?;
+    let mut progress = super::progress::Progress::new(out.json, "checked");
+    progress.set_total(ledger.len());
+    let update = |n| progress.update(n);
     let report = match &trusted {
-        None => ledger.verify(),
-        Some((note, key)) => ledger.verify_against(note, std::slice::from_ref(key)),
+        None => ledger.verify_with_progress(update),
+        Some((note, key)) => {
+            ledger.verify_against_with_progress(note, std::slice::from_ref(key), update)
+        }
     }
     .map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
+    drop(progress);
     print_verify(out, dir, &report)?;
     Ok(if report.is_ok() {
         Outcome::Ok

@@ -1,4 +1,4 @@
-//! The progress bar shared by `export`, `import` and `verify-export`.
+//! The progress bar shared by `export`, `import`, `verify-export` and `verify`.
 
 use std::io::{self, IsTerminal};
 use std::time::{Duration, Instant};

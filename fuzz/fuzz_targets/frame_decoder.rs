@@ -12,7 +12,11 @@ use libfuzzer_sys::fuzz_target;
 /// Checks one decoded frame against the bytes it came from.
 fn check_frame(buf: &[u8], f: &FrameRef<'_>) {
     assert!(f.len <= buf.len(), "frame longer than its input");
-    assert_eq!(frame_len(buf), Ok(f.len), "frame_len disagrees with decode_frame");
+    assert_eq!(
+        frame_len(buf),
+        Ok(f.len),
+        "frame_len disagrees with decode_frame"
+    );
     let original = &buf[..f.len];
     let mut out = Vec::new();
     let hash = encode_frame(&mut out, &f.entry, f.body);
@@ -27,7 +31,10 @@ fn check_frame(buf: &[u8], f: &FrameRef<'_>) {
             out[F_BODY_TAG..f.len - CRC_LEN],
             original[F_BODY_TAG..f.len - CRC_LEN]
         );
-        assert_ne!(out[F_HASH..F_HASH + HASH_LEN], original[F_HASH..F_HASH + HASH_LEN]);
+        assert_ne!(
+            out[F_HASH..F_HASH + HASH_LEN],
+            original[F_HASH..F_HASH + HASH_LEN]
+        );
     }
     let again = decode_frame(&out).expect("a re-encoded frame must decode");
     assert_eq!(again.entry, f.entry);
@@ -56,7 +63,11 @@ fn check_group(buf: &[u8]) {
         }
     }
     if !failed {
-        assert_eq!(expected_at, buf.len(), "frames stopped early without an error");
+        assert_eq!(
+            expected_at,
+            buf.len(),
+            "frames stopped early without an error"
+        );
     }
 }
 

@@ -31,7 +31,10 @@ fn check_note(data: &[u8], signer: &SignerKey, verifier: &VerifierKey) {
             return;
         }
     };
-    assert!(!opened.verified.is_empty(), "opened without a verified signature");
+    assert!(
+        !opened.verified.is_empty(),
+        "opened without a verified signature"
+    );
     for s in &opened.verified {
         assert_eq!((s.name.as_str(), s.key_id), (KEY_NAME, verifier.key_id()));
     }
@@ -43,12 +46,19 @@ fn check_note(data: &[u8], signer: &SignerKey, verifier: &VerifierKey) {
     }
     assert!(opened.text.ends_with('\n'));
     assert!(data.starts_with(opened.text.as_bytes()));
-    assert_eq!(open_note(data, known).as_ref(), Ok(&opened), "not deterministic");
+    assert_eq!(
+        open_note(data, known).as_ref(),
+        Ok(&opened),
+        "not deterministic"
+    );
     // The signed text is valid note text: signing it again must open to the same text.
     let resigned = sign_note(&opened.text, signer).expect("opened text must be signable");
     let reopened = open_note(&resigned, known).expect("a fresh signature must open");
     assert_eq!(reopened.text, opened.text);
-    match (Checkpoint::open(data, known), Checkpoint::parse_body(&opened.text)) {
+    match (
+        Checkpoint::open(data, known),
+        Checkpoint::parse_body(&opened.text),
+    ) {
         (Ok((c, o)), Ok(body)) => {
             assert_eq!(o, opened);
             assert_eq!(c, body);
@@ -70,7 +80,9 @@ fn check_checkpoint(text: &str, signer: &SignerKey, verifier: &VerifierKey) {
     // Parsing is documented as strict: one encoding per checkpoint.
     assert_eq!(body, text, "parse_body accepted a non-canonical body");
     assert_eq!(Checkpoint::parse_body(&body).as_ref(), Ok(&c));
-    let note = c.sign(signer).expect("a parsed checkpoint must be signable");
+    let note = c
+        .sign(signer)
+        .expect("a parsed checkpoint must be signable");
     let (opened, _) =
         Checkpoint::open(&note, std::slice::from_ref(verifier)).expect("own note must open");
     assert_eq!(opened, c);

@@ -140,7 +140,10 @@ fn real_tree(alg: HashAlg, inp: &mut Input<'_>) {
 
     let old = inp.u64() % (n + 1);
     let old_root = root_from_leaves(alg, &leaves[..old as usize]);
-    assert_eq!(tree_hash(alg, old, &stored).expect("old tree hash"), old_root);
+    assert_eq!(
+        tree_hash(alg, old, &stored).expect("old tree hash"),
+        old_root
+    );
     let cproof = prove_consistency(alg, old, n, &stored).expect("prove consistency");
     verify_consistency(alg, old, n, &old_root, &root, &cproof).expect("genuine consistency");
     verify_consistency(alg, old, n, &old_root, &root, &cproof).expect("re-check");

@@ -101,6 +101,12 @@ pub(crate) fn remove_stale(dir: &Path, live: u64) -> Result<()> {
     Ok(())
 }
 
+/// Whether an entry of a directory without CURRENT can only be left by a creation that
+/// stopped before writing CURRENT (a store directory or a temporary CURRENT).
+pub(crate) fn is_unfinished_creation_entry(name: &str) -> bool {
+    store_number(name).is_some() || name == CURRENT_TMP
+}
+
 /// The directory of store `n`.
 pub(crate) fn store_dir(dir: &Path, n: u64) -> PathBuf {
     dir.join(store_name(n))

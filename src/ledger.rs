@@ -20,6 +20,7 @@ use crate::tree::TreeReader;
 use crate::verify::{
     Break, BreakKind, ChainVerifier, CheckpointCheck, CheckpointStatus, VerifyReport,
 };
+use crate::watermark;
 use crate::writer::{Core, Durability, FailurePolicy, Health, Metrics, Receipt};
 
 /// How to create or open a ledger.
@@ -137,6 +138,10 @@ pub struct Ledger {
     /// Serialises checkpoint signing and redaction (each reads, then writes).
     maintenance: Mutex<()>,
     finished: bool,
+    /// Writes the durable watermark (read-write opens only).
+    marks: Option<Arc<Mutex<watermark::Writer>>>,
+    /// What a read-only open found missing against the watermark; verify reports it.
+    lost: Option<String>,
     /// Declared after `core`, so it runs once sled has closed the store it removes.
     superseded: Superseded,
     _lock: File,
@@ -245,6 +250,58 @@ fn parse_own_checkpoint(note: &str) -> Result<Checkpoint> {
         .map(|(b, _)| format!("{b}\n"))
         .ok_or_else(|| corrupt("the stored latest checkpoint is not a signed note"))?;
     Checkpoint::parse_body(&body).map_err(|e| corrupt(format!("the stored latest checkpoint: {e}")))
+}
+
+/// Records a durable head in the watermark; a failure only weakens later checks, so it
+/// is logged, not fatal.
+fn record_mark(marks: &Mutex<watermark::Writer>, head: &Head) {
+    let mark = watermark::Mark {
+        next_seq: head.next_seq,
+        last_hash: head.last_hash,
+    };
+    if let Err(e) = marks.lock().record(mark) {
+        tracing::error!(error = %e, "recording the durable watermark failed");
+    }
+}
+
+/// Whether the store still holds the head the watermark recorded as durable: at least
+/// as many records, with the same record at the mark. Returns what is wrong, if anything.
+fn check_watermark(core: &DynCore, head: &Head, mark: &watermark::Mark) -> Result<Option<String>> {
+    if mark.next_seq == 0 {
+        return Ok(None);
+    }
+    if head.next_seq < mark.next_seq {
+        return Ok(Some(format!(
+            "the store holds {} records but {} were durable before (damaged or rolled-back storage)",
+            head.next_seq, mark.next_seq
+        )));
+    }
+    let seq = mark.next_seq - 1;
+    let hash = if seq + 1 == head.next_seq {
+        head.last_hash
+    } else {
+        let mut found = None;
+        let (key, group) = core
+            .store
+            .group_at_or_before(seq)?
+            .ok_or_else(|| corrupt(format!("record {seq} is missing")))?;
+        for (i, (_, r)) in (0u64..).zip(format::frames(&group)) {
+            if key + i == seq {
+                found = Some(
+                    r.map_err(|e| corrupt(format!("record {seq}: {e}")))?
+                        .stored_hash,
+                );
+                break;
+            }
+        }
+        found.ok_or_else(|| corrupt(format!("record {seq} is missing")))?
+    };
+    Ok((hash != mark.last_hash).then(|| {
+        format!(
+            "record {seq} was durable with hash {} but the store now has {hash} (rewritten history)",
+            mark.last_hash
+        )
+    }))
 }
 
 /// What open-time recovery found.
@@ -398,13 +455,30 @@ impl Ledger {
     pub(crate) fn create_with(dir: &Path, opts: Options, config: &Config) -> Result<Ledger> {
         fs::create_dir_all(dir).map_err(|e| Error::io("creating the ledger directory", e))?;
         let lock = lock_dir(dir)?;
+        // A directory with no CURRENT but store directories is a creation that stopped
+        // before it finished (CURRENT is written last): it is cleared and done again.
+        let mut unfinished = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| Error::io("listing the ledger directory", e))? {
             let entry = entry.map_err(|e| Error::io("listing the ledger directory", e))?;
-            if entry.file_name() != layout::LOCK_FILE {
-                return Err(Error::AlreadyExists {
-                    path: dir.to_path_buf(),
-                });
+            let name = entry.file_name();
+            if name == layout::LOCK_FILE {
+                continue;
             }
+            if layout::is_unfinished_creation_entry(&name.to_string_lossy()) {
+                unfinished.push(entry.path());
+                continue;
+            }
+            return Err(Error::AlreadyExists {
+                path: dir.to_path_buf(),
+            });
+        }
+        for p in unfinished {
+            let r = if p.is_dir() {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            r.map_err(|e| Error::io("clearing an unfinished creation", e))?;
         }
         if let Err(e) = Self::initialise(dir, &opts, config) {
             // The directory held nothing but the lock file: remove what this attempt
@@ -534,6 +608,17 @@ impl Ledger {
             }
             Err(e) => return Err(e),
         };
+        // The store must still hold what was once recorded durable beside it.
+        let lost = match watermark::read(dir)? {
+            Some((_, mark)) => check_watermark(&core, &rec.head, &mark)?,
+            None => None,
+        };
+        if let Some(detail) = &lost {
+            if !opts.read_only {
+                return Err(corrupt(detail.clone()));
+            }
+            tracing::warn!(%detail, "read-only open: the store lost durable records");
+        }
         core.reset_head(rec.head);
         if !opts.read_only {
             core.counters
@@ -541,17 +626,17 @@ impl Ledger {
                 .fetch_add(rec.discarded, Ordering::Relaxed);
         }
         let core = Arc::new(core);
-        let flusher = if opts.read_only {
-            None
+        let (flusher, marks) = if opts.read_only {
+            (None, None)
         } else {
-            let c = Arc::clone(&core);
+            let marks = Arc::new(Mutex::new(watermark::Writer::open(dir)?));
+            let (c, m) = (Arc::clone(&core), Arc::clone(&marks));
             let interval = opts.flush_interval;
-            Some(
-                thread::Builder::new()
-                    .name("chainlog-flush".into())
-                    .spawn(move || c.run_flusher(interval))
-                    .map_err(|e| Error::io("starting the background flush thread", e))?,
-            )
+            let flusher = thread::Builder::new()
+                .name("chainlog-flush".into())
+                .spawn(move || c.run_flusher(interval, |h| record_mark(&m, h)))
+                .map_err(|e| Error::io("starting the background flush thread", e))?;
+            (Some(flusher), Some(marks))
         };
         Ok(Ledger {
             core,
@@ -561,6 +646,8 @@ impl Ledger {
             live,
             maintenance: Mutex::new(()),
             finished: false,
+            marks,
+            lost,
             superseded: Superseded(None),
             _lock: lock,
         })
@@ -632,6 +719,9 @@ impl Ledger {
             return Err(Error::Poisoned { reason });
         }
         self.core.flush(true)?;
+        if let Some(m) = &self.marks {
+            record_mark(m, &self.core.durable());
+        }
         if self.core.store.purge_pending()? {
             let to = compact(
                 &*self.core.store,
@@ -877,6 +967,15 @@ impl Ledger {
         }
         if first_break.is_none() {
             first_break = self.check_stored_head()?;
+        }
+        if first_break.is_none() {
+            if let Some(detail) = &self.lost {
+                first_break = Some(Break::new(
+                    head.next_seq,
+                    BreakKind::Truncated,
+                    detail.clone(),
+                ));
+            }
         }
         Ok(VerifyReport {
             hash: cfg.alg,

@@ -27,6 +27,8 @@ mod sync;
 mod transfer;
 #[cfg(feature = "store")]
 mod tree;
+#[cfg(all(feature = "store", not(loom)))]
+mod watermark;
 #[cfg(feature = "store")]
 mod writer;
 

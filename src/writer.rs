@@ -680,8 +680,10 @@ impl<S: Store> Core<S> {
     /// Background flush: commits and syncs whatever buffered appends left, every
     /// `interval`, until `shutdown`.
     #[cfg(not(loom))]
-    pub fn run_flusher(&self, interval: Duration) {
+    /// Also hands each new durable head to `on_durable`, outside the lock.
+    pub fn run_flusher(&self, interval: Duration, mut on_durable: impl FnMut(&Head)) {
         let mut st = self.state.lock();
+        let mut reported = st.durable.next_seq;
         loop {
             if st.shutdown {
                 return;
@@ -696,7 +698,19 @@ impl<S: Store> Core<S> {
                 let _ = self.wait_covered(st, target, true);
                 st = self.state.lock();
             }
+            if st.poisoned.is_none() && st.durable.next_seq != reported {
+                let durable = st.durable.clone();
+                drop(st);
+                on_durable(&durable);
+                reported = durable.next_seq;
+                st = self.state.lock();
+            }
         }
+    }
+
+    /// The head as of the last successful device sync.
+    pub fn durable(&self) -> Head {
+        self.state.lock().durable.clone()
     }
 
     pub fn shutdown(&self) {

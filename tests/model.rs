@@ -129,8 +129,16 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Checkpoint => checkpoints.push(l.checkpoint(&key).unwrap()),
             Op::Redact(i) => {
+                // Redaction records themselves stay readable: redacting one is refused.
+                let is_record = |p: &Option<Vec<u8>>| {
+                    p.as_deref()
+                        .is_some_and(|p| p.starts_with(REDACTION_PREFIX.as_bytes()))
+                };
+                if let Some(j) = (0..m.records.len()).find(|&j| is_record(&m.records[j].0)) {
+                    prop_assert!(l.redact(j as u64, "again").is_err());
+                }
                 let live: Vec<usize> = (0..m.records.len())
-                    .filter(|&j| m.records[j].0.is_some())
+                    .filter(|&j| m.records[j].0.is_some() && !is_record(&m.records[j].0))
                     .collect();
                 if live.is_empty() {
                     continue;

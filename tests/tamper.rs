@@ -335,3 +335,72 @@ fn a_payload_stripped_without_a_redaction_record_is_caught() {
     assert_break(&rep, BreakKind::UnrecordedRedaction, AT);
     assert_eq!(rep.redacted, 1);
 }
+
+#[test]
+fn a_store_rolled_back_behind_its_durable_watermark_fails_closed() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("l");
+    build(&dir);
+    let old_store = root.path().join("old-store");
+    common::copy_dir(&Ledger::store_path(&dir).unwrap(), &old_store);
+    {
+        let l = Ledger::open(&dir, Options::default()).unwrap();
+        l.append_batch(&["acknowledged 1", "acknowledged 2"])
+            .unwrap();
+    }
+    // The store alone goes back (as a torn sled log would); the watermark beside it stays.
+    let live = Ledger::store_path(&dir).unwrap();
+    std::fs::remove_dir_all(&live).unwrap();
+    common::copy_dir(&old_store, &live);
+    match Ledger::open(&dir, Options::default()) {
+        Err(e @ Error::Corrupt { .. }) => {
+            assert!(e.to_string().contains("were durable before"), "{e}")
+        }
+        other => panic!("open must fail closed, got {other:?}"),
+    }
+    let l = Ledger::open(
+        &dir,
+        Options {
+            read_only: true,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let b = l.verify().unwrap().first_break.unwrap();
+    assert_eq!((b.kind, b.seq), (BreakKind::Truncated, N), "{b}");
+}
+
+#[test]
+fn leftovers_of_a_crash_are_cleared() {
+    // An unfinished sled snapshot (sled renames it when complete).
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    let store = Ledger::store_path(dir.path()).unwrap();
+    std::fs::write(
+        store.join("snap.00000000001.generating"),
+        b"half a snapshot",
+    )
+    .unwrap();
+    let l = Ledger::open(dir.path(), Options::default()).unwrap();
+    assert!(!store.join("snap.00000000001.generating").exists());
+    assert!(l.verify().unwrap().is_ok());
+    drop(l);
+    // A creation that stopped before CURRENT was written.
+    let half = tempfile::tempdir().unwrap();
+    std::fs::create_dir(half.path().join("store-1")).unwrap();
+    std::fs::write(half.path().join("store-1").join("db"), b"partial").unwrap();
+    assert!(matches!(
+        Ledger::open(half.path(), Options::default()),
+        Err(Error::NotALedger { .. })
+    ));
+    let l = Ledger::create(half.path(), Options::default()).unwrap();
+    assert_eq!(l.append(b"fresh").unwrap().seq, 0);
+    // Anything else in the directory is never cleared.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("notes.txt"), b"mine").unwrap();
+    assert!(matches!(
+        Ledger::create(other.path(), Options::default()),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(other.path().join("notes.txt").exists());
+}

@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io;
+use std::panic;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -67,26 +68,38 @@ impl SledStore {
         // The caller holds chainlog's directory lock, so sled's own lock can only be held
         // by a sled instance of this process that is still shutting down (sled releases
         // it from a background thread after the handle is dropped): wait for that, briefly.
+        remove_unfinished_snapshots(dir)?;
         let deadline = Instant::now() + SLED_LOCK_WAIT;
         let mut pause = Duration::from_millis(1);
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock")
-                        && Instant::now() < deadline =>
-                {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
+        let db =
+            loop {
+                // sled panics on some damage (a deleted blob file, for one): a damaged store
+                // must be an error, never a crash of the program that opens it.
+                let opened = panic::catch_unwind(panic::AssertUnwindSafe(|| config.open()))
+                    .map_err(|p| Error::Corrupt {
+                        detail: format!(
+                            "sled failed while opening {}: {}",
+                            dir.display(),
+                            panic_text(&*p)
+                        ),
+                    })?;
+                match opened {
+                    Ok(db) => break db,
+                    Err(sled::Error::Io(e))
+                        if e.to_string().contains("could not acquire lock")
+                            && Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(50));
+                    }
+                    Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                        return Err(Error::AlreadyOpen {
+                            path: dir.to_path_buf(),
+                        })
+                    }
+                    Err(e) => return Err(sled_err("opening sled", e)),
                 }
-                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                    return Err(Error::AlreadyOpen {
-                        path: dir.to_path_buf(),
-                    })
-                }
-                Err(e) => return Err(sled_err("opening sled", e)),
-            }
-        };
+            };
         let records = db
             .open_tree(RECORDS_TREE)
             .map_err(|e| sled_err("opening the records tree", e))?;
@@ -117,6 +130,37 @@ impl SledStore {
         })?;
         Ok((u64::from_be_bytes(key), v))
     }
+}
+
+/// sled 0.34.7 writes a snapshot at every start as `snap.<lsn>.generating` and renames it
+/// when complete; a process that dies before the rename leaves a file the next start
+/// takes as a snapshot and reports as corruption. The rename is sled's commit, so such
+/// a file is always unfinished: it is removed before sled sees it.
+fn remove_unfinished_snapshots(dir: &Path) -> Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io("listing a store directory", e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing a store directory", e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %name, "removing an unfinished sled snapshot left by a crash");
+            fs::remove_file(entry.path())
+                .map_err(|e| Error::io("removing an unfinished sled snapshot", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The message of a caught panic.
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

@@ -368,12 +368,6 @@ impl ChainVerifier {
                     "payload and salt do not match the record's commitment".into(),
                 ));
             }
-            if let Some((s, h)) = format::parse_redaction(payload) {
-                self.named.insert(s, h);
-            }
-        } else {
-            self.redacted += 1;
-            self.redacted_seqs.push((seq, computed));
         }
         if seq == 0 {
             if e.prev != self.genesis_prev {
@@ -413,6 +407,18 @@ impl ChainVerifier {
                     e.timestamp, self.prev_ts
                 ),
             ));
+        }
+        // Counted only once every check passed, so the counts describe checked records.
+        match f.body {
+            Some((_, payload)) => {
+                if let Some((s, h)) = format::parse_redaction(payload) {
+                    self.named.insert(s, h);
+                }
+            }
+            None => {
+                self.redacted += 1;
+                self.redacted_seqs.push((seq, computed));
+            }
         }
         let nodes = &mut self.nodes;
         self.tree

@@ -687,10 +687,8 @@ impl Ledger {
         durability: Durability,
     ) -> Result<Vec<Receipt>> {
         self.check_writable()?;
-        let prepared = payloads
-            .iter()
-            .map(|p| self.core.prepare(p.as_ref()))
-            .collect::<Result<Vec<_>>>()?;
+        let slices: Vec<&[u8]> = payloads.iter().map(AsRef::as_ref).collect();
+        let prepared = self.core.prepare_all(&slices)?;
         self.core.append(&prepared, durability)
     }
 

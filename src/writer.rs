@@ -271,22 +271,42 @@ impl<S: Store> Core<S> {
 
     /// Salt and commitment for a payload; runs outside the lock.
     pub fn prepare<'a>(&self, payload: &'a [u8]) -> Result<Prepared<'a>> {
-        if payload.len() > format::MAX_PAYLOAD {
+        let mut all = self.prepare_all(std::slice::from_ref(&payload))?;
+        all.pop().ok_or_else(|| Error::InvalidArgument {
+            detail: "nothing to prepare".into(),
+        })
+    }
+
+    /// Salts and commitments for several payloads; runs outside the lock.
+    pub fn prepare_all<'a>(&self, payloads: &[&'a [u8]]) -> Result<Vec<Prepared<'a>>> {
+        if let Some(p) = payloads.iter().find(|p| p.len() > format::MAX_PAYLOAD) {
             return Err(Error::PayloadTooLarge {
-                len: payload.len(),
+                len: p.len(),
                 max: format::MAX_PAYLOAD,
             });
         }
         // Keyed BLAKE3 over a counter is a CSPRNG: salts are unpredictable without the
         // per-open random key, so a redacted low-entropy payload cannot be guessed back.
+        // One output stream per call yields two salts per compression.
         let n = self.salt_counter.fetch_add(1, Ordering::Relaxed);
-        let salt = *blake3::keyed_hash(&self.salt_key, &n.to_be_bytes()).as_bytes();
-        let commitment = self.config.alg.commitment(&salt, payload);
-        Ok(Prepared {
-            salt,
-            commitment,
-            payload,
-        })
+        let mut salts = vec![0u8; HASH_LEN * payloads.len()];
+        blake3::Hasher::new_keyed(&self.salt_key)
+            .update(&n.to_be_bytes())
+            .finalize_xof()
+            .fill(&mut salts);
+        Ok(payloads
+            .iter()
+            .zip(salts.chunks_exact(HASH_LEN))
+            .map(|(payload, s)| {
+                let mut salt = [0u8; HASH_LEN];
+                salt.copy_from_slice(s);
+                Prepared {
+                    commitment: self.config.alg.commitment(&salt, payload),
+                    salt,
+                    payload,
+                }
+            })
+            .collect())
     }
 
     /// Appends prepared payloads contiguously and returns once `durability` holds for all

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chainlog::{CheckpointStatus, Hash, Ledger, Options, SignerKey};
+use chainlog::{Checkpoint, CheckpointStatus, Hash, Ledger, Options, SignerKey};
 
 const CHILD_ENV: &str = "CHAINLOG_CRASH_MAINT_CHILD";
 const TEST: &str = "checkpoints_and_redactions_survive_sigkill";
@@ -144,7 +144,18 @@ fn checkpoints_and_redactions_survive_sigkill() {
                 "kill {kill}: redaction of {seq} lost"
             );
         }
+        // Every acknowledged checkpoint: signed, and the tree still has its root there
+        // (O(log n) each); the newest also through the full `verify_against`.
         for note in &notes {
+            let (cp, _) = Checkpoint::open(note, &vkey).unwrap();
+            assert_eq!(
+                l.root_at(cp.size).unwrap(),
+                cp.root,
+                "kill {kill}: checkpoint at {}",
+                cp.size
+            );
+        }
+        if let Some(note) = notes.last() {
             let c = l.verify_against(note, &vkey).unwrap().checkpoint.unwrap();
             assert_eq!(c.status, CheckpointStatus::Consistent, "kill {kill}: {c:?}");
         }

@@ -1,91 +1,14 @@
 //! End-to-end tests of the `chainlog` binary: the real executable, real ledgers in
 //! temporary directories, outputs parsed and checked against one another.
 
+mod common;
+use common::cli::{p, run, run_with, Run};
+
 use std::ffi::OsStr;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use base64::Engine;
 use serde_json::Value;
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Stdout as JSON lines; every line must parse.
-    fn json(&self) -> Vec<Value> {
-        self.stdout
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
-            .collect()
-    }
-
-    /// The single JSON object a command prints.
-    fn one(&self) -> Value {
-        let mut v = self.json();
-        assert_eq!(v.len(), 1, "expected one JSON line, got {:?}", self.stdout);
-        v.remove(0)
-    }
-
-    fn ok(self) -> Run {
-        assert_eq!(self.code, Some(0), "stderr: {}", self.stderr);
-        self
-    }
-}
-
-fn run_with<I, S>(args: I, stdin: Option<&[u8]>) -> Run
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chainlog"))
-        .args(args)
-        .env_remove("CHAINLOG_LOG")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chainlog");
-    // Written from a thread so a child that prints while reading cannot deadlock us.
-    let writer = stdin.map(|input| {
-        let mut pipe = child.stdin.take().expect("stdin pipe");
-        let input = input.to_vec();
-        std::thread::spawn(move || pipe.write_all(&input))
-    });
-    let out = child.wait_with_output().expect("wait for chainlog");
-    if let Some(w) = writer {
-        match w.join().expect("stdin writer") {
-            // A child that fails before reading closes its stdin; that is not our error.
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            r => r.expect("write stdin"),
-        }
-    }
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn run<I, S>(args: I) -> Run
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    run_with(args, None)
-}
-
-fn p(dir: &Path) -> &str {
-    dir.to_str().expect("temp paths are UTF-8")
-}
 
 fn get_json(dir: &Path, seq: u64) -> Value {
     run(["get", p(dir), &seq.to_string(), "--json"]).ok().one()

@@ -4,73 +4,13 @@
 #![cfg(feature = "cli")]
 
 mod common;
+use common::cli::{p, run, Run};
 use common::files_containing;
 
-use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn code(self, want: i32) -> Run {
-        assert_eq!(
-            self.code,
-            Some(want),
-            "stdout: {}\nstderr: {}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn ok(self) -> Run {
-        self.code(0)
-    }
-
-    /// Success with nothing at all on stderr: no progress bar, no warning.
-    fn quiet_ok(self) -> Run {
-        let r = self.ok();
-        assert_eq!(r.stderr, "", "stderr must be empty on success");
-        r
-    }
-
-    /// The single JSON object the command printed.
-    fn one(&self) -> Value {
-        let lines: Vec<&str> = self.stdout.lines().collect();
-        assert_eq!(lines.len(), 1, "expected one JSON line: {:?}", self.stdout);
-        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("bad JSON {:?}: {e}", lines[0]))
-    }
-}
-
-fn run<I, S>(args: I) -> Run
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let out = Command::new(env!("CARGO_BIN_EXE_chainlog"))
-        .args(args)
-        .env_remove("CHAINLOG_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run chainlog");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("temp paths are UTF-8")
-}
 
 /// Record `i`'s payload: distinct, and no payload is a substring of another.
 fn payload(tag: &str, i: usize) -> String {

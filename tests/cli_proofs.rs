@@ -3,13 +3,11 @@
 //! library's own verifiers and against one another.
 
 mod common;
+use common::cli::{p, run, run_with, Run};
 use common::copy_dir;
 
-use std::ffi::OsStr;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use chainlog::format::{decode_frame, encode_frame, frames};
 use chainlog::{
@@ -17,86 +15,6 @@ use chainlog::{
     InclusionProof, Ledger, SignerKey, VerifierKey,
 };
 use serde_json::Value;
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(self) -> Run {
-        assert_eq!(self.code, Some(0), "stderr: {}", self.stderr);
-        self
-    }
-
-    fn code(self, want: i32) -> Run {
-        assert_eq!(
-            self.code,
-            Some(want),
-            "stdout: {}\nstderr: {}",
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    /// The single JSON object the command printed.
-    fn one(&self) -> Value {
-        let lines: Vec<&str> = self.stdout.lines().collect();
-        assert_eq!(lines.len(), 1, "expected one JSON line: {:?}", self.stdout);
-        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("bad JSON {:?}: {e}", lines[0]))
-    }
-}
-
-fn run_with<I, S>(args: I, stdin: Option<&[u8]>) -> Run
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chainlog"))
-        .args(args)
-        .env_remove("CHAINLOG_LOG")
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn chainlog");
-    // Written from a thread so a child that prints while reading cannot deadlock us.
-    let writer = stdin.map(|input| {
-        let mut pipe = child.stdin.take().expect("stdin pipe");
-        let input = input.to_vec();
-        std::thread::spawn(move || pipe.write_all(&input))
-    });
-    let out = child.wait_with_output().expect("wait for chainlog");
-    if let Some(w) = writer {
-        match w.join().expect("stdin writer") {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            r => r.expect("write stdin"),
-        }
-    }
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-fn run<I, S>(args: I) -> Run
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    run_with(args, None)
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("temp paths are UTF-8")
-}
 
 fn alg_of(hash: &str) -> HashAlg {
     HashAlg::from_name(hash).expect("blake3 or sha256")

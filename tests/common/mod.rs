@@ -40,3 +40,6 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     }
     hits
 }
+
+#[cfg(feature = "cli")]
+pub mod cli;

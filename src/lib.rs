@@ -38,7 +38,7 @@ pub use export::{
     export_header_len, verify_export, EmbeddedCheckpoint, ExportCheck, ExportHeader, ExportReader,
     ExportReport, ExportTrailer,
 };
-pub use format::FrameError;
+pub use format::{FrameError, REDACTION_PREFIX};
 pub use hash::{to_hex, Hash, HashAlg, HASH_LEN};
 pub use merkle::{
     prove_consistency, prove_inclusion, root_from_leaves, split_stored_hash_index,
@@ -52,8 +52,6 @@ pub use note::{
 };
 pub use verify::{Break, BreakKind, CheckpointCheck, CheckpointStatus, VerifyReport};
 
-#[cfg(all(feature = "store", not(loom)))]
-pub use format::REDACTION_PREFIX;
 #[cfg(all(feature = "store", not(loom)))]
 pub use ledger::{HeadInfo, Ledger, Options, Range, Record};
 #[cfg(feature = "fault-injection")]

@@ -280,21 +280,12 @@ fn check_watermark(core: &DynCore, head: &Head, mark: &watermark::Mark) -> Resul
     let hash = if seq + 1 == head.next_seq {
         head.last_hash
     } else {
-        let mut found = None;
-        let (key, group) = core
-            .store
-            .group_at_or_before(seq)?
-            .ok_or_else(|| corrupt(format!("record {seq} is missing")))?;
-        for (i, (_, r)) in (0u64..).zip(format::frames(&group)) {
-            if key + i == seq {
-                found = Some(
-                    r.map_err(|e| corrupt(format!("record {seq}: {e}")))?
-                        .stored_hash,
-                );
-                break;
-            }
-        }
-        found.ok_or_else(|| corrupt(format!("record {seq} is missing")))?
+        // The record hash is the tree's leaf: read it as the tree reader does.
+        let reader = TreeReader::new(&*core.store, core.config.alg, head.next_seq);
+        reader
+            .leaves(seq, seq + 1)?
+            .pop()
+            .ok_or_else(|| corrupt(format!("record {seq} is missing")))?
     };
     Ok((hash != mark.last_hash).then(|| {
         format!(
@@ -794,14 +785,7 @@ impl Ledger {
 
     /// The committed head, after committing any buffered appends.
     pub(crate) fn visible(&self) -> Head {
-        if !self.opts.read_only
-            && !self.core.is_poisoned()
-            && self.core.tip() != self.core.committed()
-        {
-            // A failure here poisons the ledger; readers then see what was committed.
-            let _ = self.core.flush(false);
-        }
-        self.core.committed()
+        self.core.visible(!self.opts.read_only)
     }
 
     /// The head: number of records and the last hash.
@@ -1291,19 +1275,17 @@ impl<'a> Range<'a> {
 
     fn fetch(&mut self) -> Result<()> {
         let store = &self.core.store;
-        if self.groups.is_none() {
-            let key = match store.group_at_or_before(self.next)? {
-                Some((k, _)) => k,
-                None => {
-                    return Err(corrupt(format!(
-                        "no stored group holds record {}",
-                        self.next
-                    )))
+        let next = match self.groups.as_mut() {
+            Some(g) => g.next(),
+            None => {
+                // The first group comes from this lookup; the scan continues after it.
+                let first = store.group_at_or_before(self.next)?;
+                if let Some((k, _)) = &first {
+                    self.groups = Some(store.groups_from(k.saturating_add(1)));
                 }
-            };
-            self.groups = Some(store.groups_from(key));
-        }
-        let next = self.groups.as_mut().and_then(|g| g.next());
+                first.map(Ok)
+            }
+        };
         match next {
             Some(Ok((key, bytes))) => {
                 if self.off < self.buf.len() || (!self.buf.is_empty() && key != self.frame_seq) {

@@ -1188,13 +1188,23 @@ mod tests {
             proof in prop::collection::vec(any::<[u8; 32]>().prop_map(Hash), 0..70),
             root in any::<[u8; 32]>().prop_map(Hash),
         ) {
-            let _ = verify_inclusion(alg, index, size, &root, &proof, &root);
+            let inclusion = verify_inclusion(alg, index, size, &root, &proof, &root);
+            if index >= size {
+                prop_assert!(inclusion.is_err(), "index {} accepted in a tree of {}", index, size);
+            }
             let _ = verify_inclusion(alg, index % size.max(1), size, &root, &proof, &root);
-            let _ = verify_consistency(alg, old, size, &root, &root, &proof);
+            let consistency = verify_consistency(alg, old, size, &root, &root, &proof);
+            if old > size {
+                prop_assert!(consistency.is_err(), "old size {} accepted above {}", old, size);
+            }
             let _ = verify_consistency(alg, old % size.max(1), size, &root, &root, &proof);
             let _ = prove_inclusion(alg, index, size, &Vec::new());
             let _ = prove_consistency(alg, old, size, &Vec::new());
-            let _ = tree_hash(alg, size, &Vec::new());
+            // With nothing stored, only the empty tree (or one past the limit) has no reads.
+            let root_read = tree_hash(alg, size, &Vec::new());
+            if size > 0 {
+                prop_assert!(root_read.is_err(), "a root of {} leaves from no stored hashes", size);
+            }
             let _ = stored_hashes_for_leaf(alg, index, &root, &Vec::new());
         }
 

@@ -52,7 +52,7 @@ impl<'a, S: Store + ?Sized> TreeReader<'a, S> {
     }
 
     /// Record hashes of leaves `lo..hi`, from the groups holding them.
-    fn leaves(&self, lo: u64, hi: u64) -> Result<Vec<Hash>> {
+    pub fn leaves(&self, lo: u64, hi: u64) -> Result<Vec<Hash>> {
         let mut out = Vec::with_capacity(usize::try_from(hi - lo).unwrap_or(0));
         let mut cache = self.group.borrow_mut();
         while lo + (out.len() as u64) < hi {

@@ -290,10 +290,15 @@ impl<S: Store> Core<S> {
         // One output stream per call yields two salts per compression.
         let n = self.salt_counter.fetch_add(1, Ordering::Relaxed);
         let mut salts = vec![0u8; HASH_LEN * payloads.len()];
-        blake3::Hasher::new_keyed(&self.salt_key)
-            .update(&n.to_be_bytes())
-            .finalize_xof()
-            .fill(&mut salts);
+        if payloads.len() == 1 {
+            // One salt: the one-shot keyed hash is cheaper than setting up a stream.
+            salts.copy_from_slice(blake3::keyed_hash(&self.salt_key, &n.to_be_bytes()).as_bytes());
+        } else {
+            blake3::Hasher::new_keyed(&self.salt_key)
+                .update(&n.to_be_bytes())
+                .finalize_xof()
+                .fill(&mut salts);
+        }
         Ok(payloads
             .iter()
             .zip(salts.chunks_exact(HASH_LEN))
@@ -658,9 +663,18 @@ impl<S: Store> Core<S> {
         self.state.lock().committed.clone()
     }
 
-    /// The number of records sequenced, committed or not.
-    pub fn tip(&self) -> Head {
-        self.state.lock().tip.clone()
+    /// The committed head; with `commit`, records sequenced but not yet written (buffered
+    /// appends) are committed first, without a device sync, so readers see their own
+    /// buffered appends. A failure there poisons the ledger; readers then see what the
+    /// store holds.
+    pub fn visible(&self, commit: bool) -> Head {
+        let st = self.state.lock();
+        if commit && st.poisoned.is_none() && st.tip.next_seq != st.committed.next_seq {
+            let target = st.tip.next_seq;
+            let _ = self.wait_covered(st, target, false);
+            return self.committed();
+        }
+        st.committed.clone()
     }
 
     /// Runs `f` with the state locked and no commit in progress, so the store holds
@@ -691,10 +705,6 @@ impl<S: Store> Core<S> {
             records: st.committed.next_seq,
             durable_records: st.durable.next_seq,
         }
-    }
-
-    pub fn is_poisoned(&self) -> bool {
-        self.state.lock().poisoned.is_some()
     }
 
     /// Background flush: commits and syncs whatever buffered appends left, every

@@ -175,8 +175,19 @@ fn bad_crc_is_reported_as_media_corruption() {
 fn random_bytes_never_panic() {
     use proptest::prelude::*;
     proptest!(|(bytes in proptest::collection::vec(any::<u8>(), 0..400))| {
-        let _ = decode_frame(&bytes);
-        for (_, r) in format::frames(&bytes) { let _ = r; }
+        if let Ok(f) = decode_frame(&bytes) {
+            prop_assert!(f.len <= bytes.len());
+            prop_assert_eq!(format::frame_len(&bytes), Ok(f.len));
+        }
+        // The walk moves forward inside the input and stops at its first error.
+        let walked: Vec<_> = format::frames(&bytes).collect();
+        for (i, (off, r)) in walked.iter().enumerate() {
+            prop_assert!(*off < bytes.len());
+            prop_assert!(r.is_ok() || i + 1 == walked.len());
+            if i > 0 {
+                prop_assert!(*off > walked[i - 1].0);
+            }
+        }
     });
 }
 

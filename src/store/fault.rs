@@ -25,9 +25,6 @@ pub enum Op {
 }
 
 impl Op {
-    /// Every operation, for tests that sweep them all.
-    pub const ALL: [Op; 5] = [Op::HeadRead, Op::Write, Op::Cas, Op::Sync, Op::Read];
-
     fn index(self) -> usize {
         match self {
             Op::HeadRead => 0,

@@ -139,7 +139,7 @@ fn failed_sync_gives_no_waiter_ok_and_poisons() {
             // the poisoning: neither may be told Ok.
             assert!(h.join().unwrap().is_err());
         }
-        assert!(core.is_poisoned());
+        assert!(matches!(core.health(), super::Health::Poisoned { .. }));
         let p = core.prepare(b"later").unwrap();
         assert!(matches!(
             core.append(std::slice::from_ref(&p), Durability::Buffered),

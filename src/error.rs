@@ -19,6 +19,9 @@ pub enum Error {
     AlreadyExists { path: PathBuf },
     /// `open` found no ledger in the directory.
     NotALedger { path: PathBuf },
+    /// The directory holds a ledger in storage format 1 (everything in sled);
+    /// `chainlog migrate DIR` (or `Ledger::migrate`) moves it onto the log of record.
+    NeedsMigration { path: PathBuf },
     /// The ledger uses another hash algorithm than the caller expects.
     HashMismatch { expected: HashAlg, found: HashAlg },
     /// Stored data is damaged or inconsistent; the ledger refuses to go on from it.
@@ -66,6 +69,12 @@ impl fmt::Display for Error {
                 write!(f, "{} already holds a ledger or other data", path.display())
             }
             Error::NotALedger { path } => write!(f, "{} holds no chainlog ledger", path.display()),
+            Error::NeedsMigration { path } => write!(
+                f,
+                "{} holds a ledger in storage format 1; run `chainlog migrate {}` to move it onto format 2 (no record hash changes)",
+                path.display(),
+                path.display()
+            ),
             Error::HashMismatch { expected, found } => {
                 write!(f, "the ledger uses {found}, but {expected} was expected")
             }

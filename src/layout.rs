@@ -1,26 +1,22 @@
-//! The ledger directory: a lock file, a `CURRENT` file naming the live store, and the
-//! store directories (`store-<n>`, each a sled database).
-//!
-//! Compaction writes a whole new store and then replaces `CURRENT` atomically (write a
-//! temporary file, sync, rename, sync the directory), so a crash leaves either the old
-//! or the new store live, never a mix; stores `CURRENT` does not name are removed.
+//! The ledger directory (docs/FORMAT.md, *Ledger directory*): the writer's lock file,
+//! the log of record, the derived sled tree; and what storage format 1 kept (a `CURRENT`
+//! file naming the live store directory `store-<n>`), which a migration reads once.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
 /// Held (flock) by the one process that has the ledger open.
 pub(crate) const LOCK_FILE: &str = "chainlog.lock";
-/// Names the live store directory, one line: `store-<n>`.
+/// The log of record's segment files.
+pub(crate) const LOG_DIR: &str = "log";
+/// The derived sled tree.
+pub(crate) const SLED_DIR: &str = "sled";
+/// Format 1 only: names the live store directory, one line: `store-<n>`.
 pub(crate) const CURRENT: &str = "CURRENT";
 const CURRENT_TMP: &str = "CURRENT.tmp";
 const STORE_PREFIX: &str = "store-";
-
-fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> Error {
-    move |e| Error::io(op, e)
-}
 
 /// The number of a store directory name, if it is one.
 fn store_number(name: &str) -> Option<u64> {
@@ -60,51 +56,10 @@ pub(crate) fn current(dir: &Path) -> Result<Option<u64>> {
     Ok(Some(n))
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io("syncing the ledger directory"))
-}
-
-/// Makes store `n` the live one, atomically and durably.
-pub(crate) fn switch_current(dir: &Path, n: u64) -> Result<()> {
-    let tmp = dir.join(CURRENT_TMP);
-    let mut f = File::create(&tmp).map_err(io("writing CURRENT"))?;
-    f.write_all(format!("{}\n", store_name(n)).as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(io("writing CURRENT"))?;
-    fs::rename(&tmp, dir.join(CURRENT)).map_err(io("replacing CURRENT"))?;
-    sync_dir(dir)
-}
-
-/// Removes store directories other than the live one (left by an interrupted
-/// compaction or superseded by a finished one) and a stray temporary CURRENT.
-pub(crate) fn remove_stale(dir: &Path, live: u64) -> Result<()> {
-    for entry in fs::read_dir(dir).map_err(io("listing the ledger directory"))? {
-        let entry = entry.map_err(io("listing the ledger directory"))?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let stale = match store_number(&name) {
-            Some(n) => n != live,
-            None => name == CURRENT_TMP,
-        };
-        if stale {
-            let p = entry.path();
-            if p.is_dir() {
-                fs::remove_dir_all(&p)
-            } else {
-                fs::remove_file(&p)
-            }
-            .map_err(io("removing a superseded store"))?;
-        }
-    }
-    Ok(())
-}
-
-/// Whether an entry of a directory without CURRENT can only be left by a creation that
-/// stopped before writing CURRENT (a store directory or a temporary CURRENT).
-pub(crate) fn is_unfinished_creation_entry(name: &str) -> bool {
-    store_number(name).is_some() || name == CURRENT_TMP
+/// Whether a directory entry is part of a format-1 ledger (`CURRENT`, its temporary, a
+/// store directory).
+pub(crate) fn is_format1_entry(name: &str) -> bool {
+    store_number(name).is_some() || name == CURRENT_TMP || name == CURRENT
 }
 
 /// The directory of store `n`.
@@ -131,7 +86,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         assert_eq!(current(d.path()).unwrap(), None);
         fs::create_dir(store_dir(d.path(), 3)).unwrap();
-        switch_current(d.path(), 3).unwrap();
+        fs::write(d.path().join(CURRENT), "store-3\n").unwrap();
         assert_eq!(current(d.path()).unwrap(), Some(3));
         fs::write(d.path().join(CURRENT), "store-3").unwrap();
         assert!(matches!(current(d.path()), Err(Error::Corrupt { .. })));

@@ -12,16 +12,21 @@ use crate::error::{Error, Result};
 use crate::format::{self, Config, FrameRef, Head, REDACTION_PREFIX};
 use crate::hash::{Hash, HashAlg, HASH_LEN};
 use crate::layout;
-use crate::merkle::{self, ConsistencyProof, Frontier, InclusionProof, TreeError};
+use crate::log::media::FsMedia;
+use crate::log::Log;
+use crate::merkle::{self, ConsistencyProof, InclusionProof, TreeError};
 use crate::note::{SignerKey, VerifierKey};
-use crate::store::{FaultPlan, FaultStore, GroupIter, SledStore, Store, Value};
+use crate::redaction;
+use crate::store::{
+    repair_sled, FaultPlan, FaultStore, GroupIter, LedgerStore, SledStore, Store, Value,
+};
 use crate::sync::{thread, Arc, Mutex, Ordering};
 use crate::tree::TreeReader;
 use crate::verify::{
     Break, BreakKind, ChainVerifier, CheckpointCheck, CheckpointStatus, VerifyReport,
 };
 use crate::watermark;
-use crate::writer::{Core, Durability, FailurePolicy, Health, Metrics, Receipt};
+use crate::writer::{now_nanos, Core, Durability, FailurePolicy, Health, Metrics, Receipt};
 
 /// How to create or open a ledger.
 #[derive(Clone, Debug)]
@@ -130,11 +135,10 @@ pub(crate) type DynCore = Core<Box<dyn Store>>;
 pub struct Ledger {
     // Field order is drop order: the store closes before the directory lock is released.
     core: Arc<DynCore>,
+    store: Arc<LedgerStore>,
     flusher: Option<thread::JoinHandle<()>>,
     opts: Options,
     dir: PathBuf,
-    /// Number of the live store directory (`store-<n>`).
-    live: u64,
     /// Serialises checkpoint signing and redaction (each reads, then writes).
     maintenance: Mutex<()>,
     finished: bool,
@@ -142,64 +146,11 @@ pub struct Ledger {
     marks: Option<Arc<Mutex<watermark::Writer>>>,
     /// What a read-only open found missing against the watermark; verify reports it.
     lost: Option<String>,
-    /// Declared after `core`, so it runs once sled has closed the store it removes.
-    superseded: Superseded,
-    _lock: File,
+    /// The writer's directory lock; readers take none.
+    _lock: Option<File>,
 }
 
-/// A store replaced by compaction at close, removed when dropped.
-struct Superseded(Option<PathBuf>);
-
-impl Drop for Superseded {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            if let Err(e) = fs::remove_dir_all(&p) {
-                tracing::error!(error = %e, path = %p.display(), "removing the superseded store failed; the next open retries");
-            }
-        }
-    }
-}
-
-/// Rewrites the live store `from` into a fresh store `from + 1` and makes that one live.
-/// Only live values are copied, so whatever sled kept of superseded values (redacted
-/// payloads among them) is left behind in the old store, which the caller then removes.
-fn compact(src: &dyn Store, dir: &Path, from: u64, cache_bytes: u64) -> Result<u64> {
-    let to = from + 1;
-    let path = layout::store_dir(dir, to);
-    if path.exists() {
-        fs::remove_dir_all(&path).map_err(|e| Error::io("removing an unfinished compaction", e))?;
-    }
-    let dst = SledStore::open(&path, cache_bytes)?;
-    let config = src
-        .read_config()?
-        .ok_or_else(|| corrupt("the configuration is missing"))?;
-    dst.write_config(&config)?;
-    let head = src
-        .read_head()?
-        .ok_or_else(|| corrupt("the head is missing"))?;
-    if let Some(note) = src.read_checkpoint()? {
-        dst.write_checkpoint(&note)?;
-    }
-    for g in src.groups_from(0) {
-        let (k, v) = g?;
-        dst.write_group(k, &v)?;
-    }
-    for g in src.nodes_from(0) {
-        let (k, v) = g?;
-        dst.write_nodes(k, &v)?;
-    }
-    // The head last: a store without it is not a ledger, whatever else it holds.
-    if !dst.cas_head(None, &head)? {
-        return Err(corrupt("the compacted store already had a head"));
-    }
-    dst.sync()?;
-    drop(dst);
-    layout::switch_current(dir, to)?;
-    tracing::info!(from, to, "store rewritten; superseded values purged");
-    Ok(to)
-}
-
-fn lock_dir(dir: &Path) -> Result<File> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
     let f = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -296,136 +247,30 @@ fn check_watermark(core: &DynCore, head: &Head, mark: &watermark::Mark) -> Resul
 }
 
 /// What open-time recovery found.
-struct Recovered {
-    head: Head,
-    discarded: u64,
-}
 
-/// Validates the head and its record and removes anything stored beyond the head.
-/// Touches only the last group and whatever lies beyond it: time independent of size.
-fn recover(core: &DynCore, repair: bool) -> Result<Recovered> {
-    let store = &core.store;
-    let bytes = core
-        .read_head()?
-        .ok_or_else(|| corrupt("the head is missing"))?;
-    let head = Head::from_bytes(core.config.alg, &bytes).map_err(|e| corrupt(e.to_string()))?;
-    let mut discarded = 0u64;
-    if head.next_seq == 0 {
-        if head.last_hash != core.config.genesis_prev() || head.last_timestamp != 0 {
-            return Err(Error::HeadConflict {
-                detail: "the head of an empty ledger does not hold the genesis predecessor".into(),
-            });
+/// Opens the derived sled tree and brings it in step with the log. sled is never needed
+/// to serve the ledger, so when it cannot be opened or repaired the ledger runs without
+/// it (and the next open tries again).
+fn open_sled(path: &Path, cache_bytes: u64, log: &Log) -> Option<SledStore> {
+    let sled = match SledStore::open(path, cache_bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "the derived sled tree could not be opened; running without it");
+            return None;
         }
-    } else {
-        let last = head.next_seq - 1;
-        let (key, group) = store
-            .group_at_or_before(last)?
-            .ok_or_else(|| Error::HeadConflict {
-                detail: format!(
-                    "the head says {} records but record {last} is missing",
-                    head.next_seq
-                ),
-            })?;
-        let mut keep = None;
-        let mut beyond = 0u64;
-        for (i, (off, r)) in (0u64..).zip(format::frames(&group)) {
-            let seq = key + i;
-            match (r, keep) {
-                (Ok(f), None) => {
-                    if f.entry.seq != seq {
-                        return Err(corrupt(format!(
-                            "record group {key} holds record {} where {seq} belongs",
-                            f.entry.seq
-                        )));
-                    }
-                    if seq == last {
-                        let h = f.entry.hash();
-                        if h != f.stored_hash
-                            || h != head.last_hash
-                            || f.entry.timestamp != head.last_timestamp
-                        {
-                            return Err(Error::HeadConflict {
-                                detail: format!(
-                                    "the head says record {last} has hash {} but the stored record hashes to {h}",
-                                    head.last_hash
-                                ),
-                            });
-                        }
-                        keep = Some(off + f.len);
-                    }
-                }
-                (Err(e), None) => {
-                    return Err(corrupt(format!(
-                        "record {seq} (needed to check the head): {e}"
-                    )))
-                }
-                (_, Some(_)) => beyond += 1,
-            }
+    };
+    match repair_sled(&sled, log, false) {
+        Ok(None) => Some(sled),
+        Ok(Some(what)) => {
+            tracing::warn!(%what, "repaired the derived sled tree");
+            Some(sled)
         }
-        let keep = keep.ok_or_else(|| Error::HeadConflict {
-            detail: format!(
-                "the head says {} records but record {last} is missing",
-                head.next_seq
-            ),
-        })?;
-        if beyond > 0 {
-            discarded += beyond;
-            if repair {
-                let kept = group.get(..keep).unwrap_or_default();
-                store.write_group(key, kept)?;
-            }
-        }
-        // Tree reads take the node value at or before a leaf: one keyed after the last
-        // group would shadow that group's nodes. Commits never write one.
-        if let Some((k, _)) = store.nodes_at_or_before(last)? {
-            if k > key {
-                return Err(corrupt(format!(
-                    "a stored Merkle node value at record {k} belongs to no group (the last group starts at {key})"
-                )));
-            }
+        Err(e) => {
+            tracing::warn!(error = %e, "repairing the derived sled tree failed; running without it");
+            sled.abandon();
+            None
         }
     }
-    let beyond: Vec<(u64, u64)> = store
-        .groups_from(head.next_seq)
-        .map(|g| g.map(|(k, v)| (k, format::frames(&v).count().max(1) as u64)))
-        .collect::<Result<_>>()?;
-    for (k, n) in beyond {
-        discarded += n;
-        if repair {
-            store.remove_group(k)?;
-        }
-    }
-    let stray_nodes: Vec<u64> = store
-        .nodes_from(head.next_seq)
-        .map(|g| g.map(|(k, _)| k))
-        .collect::<Result<_>>()?;
-    if repair {
-        for k in &stray_nodes {
-            store.remove_nodes(*k)?;
-        }
-    }
-    // The head's tree must be the one the stored nodes and records give: O(log n) reads.
-    let reader = TreeReader::new(store, core.config.alg, head.next_seq);
-    let stored_tree = Frontier::load(core.config.alg, head.next_seq, &reader)
-        .map_err(|e| tree_error(e, "checking the head's tree"))?;
-    if stored_tree != head.tree {
-        return Err(Error::HeadConflict {
-            detail: format!(
-                "the head's Merkle root {} is not the root of the stored tree ({})",
-                head.root(),
-                stored_tree.root()
-            ),
-        });
-    }
-    if (discarded > 0 || !stray_nodes.is_empty()) && repair {
-        store.sync()?;
-        tracing::warn!(
-            discarded,
-            head = head.next_seq,
-            "removed records stored beyond the committed head (an interrupted commit); they were never acknowledged"
-        );
-    }
-    Ok(Recovered { head, discarded })
 }
 
 impl Ledger {
@@ -434,10 +279,7 @@ impl Ledger {
         let config = Config {
             alg: opts.hash.unwrap_or_default(),
             ledger_id: random_bytes()?,
-            created: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-                .unwrap_or(0),
+            created: now_nanos(),
         };
         Self::create_with(dir.as_ref(), opts, &config)
     }
@@ -446,8 +288,9 @@ impl Ledger {
     pub(crate) fn create_with(dir: &Path, opts: Options, config: &Config) -> Result<Ledger> {
         fs::create_dir_all(dir).map_err(|e| Error::io("creating the ledger directory", e))?;
         let lock = lock_dir(dir)?;
-        // A directory with no CURRENT but store directories is a creation that stopped
-        // before it finished (CURRENT is written last): it is cleared and done again.
+        // A directory holding only a log directory without its first segment is a
+        // creation that stopped before it finished (the first segment appears last, by
+        // rename): it is cleared and done again.
         let mut unfinished = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| Error::io("listing the ledger directory", e))? {
             let entry = entry.map_err(|e| Error::io("listing the ledger directory", e))?;
@@ -455,7 +298,7 @@ impl Ledger {
             if name == layout::LOCK_FILE {
                 continue;
             }
-            if layout::is_unfinished_creation_entry(&name.to_string_lossy()) {
+            if name == layout::LOG_DIR && !Log::exists(&FsMedia::new(&entry.path()))? {
                 unfinished.push(entry.path());
                 continue;
             }
@@ -464,68 +307,27 @@ impl Ledger {
             });
         }
         for p in unfinished {
-            let r = if p.is_dir() {
-                fs::remove_dir_all(&p)
-            } else {
-                fs::remove_file(&p)
-            };
-            r.map_err(|e| Error::io("clearing an unfinished creation", e))?;
+            fs::remove_dir_all(&p).map_err(|e| Error::io("clearing an unfinished creation", e))?;
         }
-        if let Err(e) = Self::initialise(dir, &opts, config) {
-            // The directory held nothing but the lock file: remove what this attempt
-            // made, so a retry does not find a half-made ledger.
-            if let Ok(entries) = fs::read_dir(dir) {
-                for entry in entries
-                    .flatten()
-                    .filter(|e| e.file_name() != layout::LOCK_FILE)
-                {
-                    let p = entry.path();
-                    let _ = if p.is_dir() {
-                        fs::remove_dir_all(&p)
-                    } else {
-                        fs::remove_file(&p)
-                    };
-                }
-            }
+        let media = FsMedia::new(&dir.join(layout::LOG_DIR));
+        if let Err(e) = Log::create(&media, config) {
+            let _ = fs::remove_dir_all(dir.join(layout::LOG_DIR));
             return Err(e);
         }
         drop(lock);
         Ledger::open(dir, opts)
     }
 
-    /// Writes the configuration and the empty head into store 1, durably, then makes
-    /// it the live store.
-    fn initialise(dir: &Path, opts: &Options, config: &Config) -> Result<()> {
-        let store = SledStore::open(&layout::store_dir(dir, 1), opts.cache_bytes)?;
-        store.write_config(&config.to_bytes())?;
-        if !store.cas_head(None, &Head::empty(config).to_bytes())? {
-            return Err(Error::AlreadyExists {
-                path: dir.to_path_buf(),
-            });
-        }
-        store.sync()?;
-        drop(store);
-        layout::switch_current(dir, 1)
-    }
-
-    /// The directory of the live sled database inside a ledger directory (for tools and
-    /// tests that inspect the store directly).
-    #[doc(hidden)]
-    pub fn store_path(dir: impl AsRef<Path>) -> Result<PathBuf> {
-        let dir = dir.as_ref();
-        let n = layout::current(dir)?.ok_or_else(|| Error::NotALedger {
-            path: dir.to_path_buf(),
-        })?;
-        Ok(layout::store_dir(dir, n))
-    }
-
-    /// Opens an existing ledger, running recovery: the configuration, head and head
-    /// record are checked, and records stored beyond the head are removed and reported.
+    /// Opens an existing ledger. A read-write open takes the directory's one writer
+    /// lock, checks the end of the log (an interrupted commit is left out and reported),
+    /// and brings the derived sled tree in step with the log. A read-only open
+    /// (`Options::read_only`) takes no lock, writes nothing and needs no write
+    /// permission: it sees the records committed when it opened.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Ledger> {
         Self::open_on(dir.as_ref(), opts, None)
     }
 
-    /// Opens with a fault-injecting store around sled, for fault-injection tests.
+    /// Opens with a fault-injecting store around the log, for fault-injection tests.
     #[cfg(feature = "fault-injection")]
     #[doc(hidden)]
     pub fn open_with_faults(
@@ -536,31 +338,58 @@ impl Ledger {
         Self::open_on(dir.as_ref(), opts, Some(plan))
     }
 
+    /// Rebuilds the derived sled tree from the log, whatever state it is in, and reports
+    /// what it did.
+    pub fn repair(dir: impl AsRef<Path>, opts: Options) -> Result<String> {
+        let dir = dir.as_ref();
+        let mut opts = opts;
+        opts.read_only = false;
+        let l = Self::open_on(dir, opts, None)?;
+        let what = {
+            let sled = l.store.sled_handle();
+            match sled.as_ref() {
+                Some(s) => repair_sled(s, l.store.log(), true)?,
+                None => None,
+            }
+        };
+        l.close()?;
+        Ok(what.unwrap_or_else(|| "the derived sled tree could not be opened".into()))
+    }
+
+    /// Whether `dir` holds a ledger (in any storage format).
+    pub(crate) fn exists(dir: &Path) -> Result<bool> {
+        Ok(dir.join(layout::CURRENT).is_file()
+            || Log::exists(&FsMedia::new(&dir.join(layout::LOG_DIR)))?)
+    }
+
+    /// Moves a ledger in storage format 1 (everything in sled) onto the log of record,
+    /// carrying every frame over unchanged (no record hash, root or checkpoint changes).
+    /// Returns the number of records moved.
+    pub fn migrate(dir: impl AsRef<Path>) -> Result<u64> {
+        crate::migrate::migrate(dir.as_ref(), Options::default().cache_bytes)
+    }
+
     fn open_on(dir: &Path, opts: Options, faults: Option<FaultPlan>) -> Result<Ledger> {
-        if !dir.join(layout::CURRENT).is_file() {
+        let log_dir = dir.join(layout::LOG_DIR);
+        let media = FsMedia::new(&log_dir);
+        if !Log::exists(&media)? {
+            if dir.join(layout::CURRENT).is_file() {
+                return Err(Error::NeedsMigration {
+                    path: dir.to_path_buf(),
+                });
+            }
             return Err(Error::NotALedger {
                 path: dir.to_path_buf(),
             });
         }
-        let lock = lock_dir(dir)?;
-        let mut live = layout::current(dir)?.ok_or_else(|| Error::NotALedger {
-            path: dir.to_path_buf(),
-        })?;
-        let mut sled = SledStore::open(&layout::store_dir(dir, live), opts.cache_bytes)?;
-        if !opts.read_only {
-            layout::remove_stale(dir, live)?;
-            if sled.purge_pending()? {
-                // A redaction was not yet purged (the process stopped before closing).
-                live = compact(&sled, dir, live, opts.cache_bytes)?;
-                drop(sled);
-                layout::remove_stale(dir, live)?;
-                sled = SledStore::open(&layout::store_dir(dir, live), opts.cache_bytes)?;
-            }
+        let writable = !opts.read_only;
+        let lock = if writable { Some(lock_dir(dir)?) } else { None };
+        let mark = watermark::read(dir)?.map(|(_, m)| m);
+        if writable {
+            redaction::finish_torn(dir)?;
         }
-        let config_bytes = sled.read_config()?.ok_or_else(|| Error::NotALedger {
-            path: dir.to_path_buf(),
-        })?;
-        let config = Config::from_bytes(&config_bytes).map_err(|e| corrupt(e.to_string()))?;
+        let log = Log::open(Box::new(media), mark.map_or(0, |m| m.next_seq), writable)?;
+        let config = log.config();
         if let Some(expected) = opts.hash {
             if expected != config.alg {
                 return Err(Error::HashMismatch {
@@ -569,57 +398,49 @@ impl Ledger {
                 });
             }
         }
-        let store: Box<dyn Store> = match faults {
-            Some(plan) => Box::new(FaultStore::new(sled, plan)),
-            None => Box::new(sled),
+        let tail = log.tail_report();
+        if tail.uncommitted_bytes && writable {
+            tracing::warn!(
+                records = tail.uncommitted_records,
+                "left out what an interrupted commit wrote after the last commit record; it was never acknowledged"
+            );
+        }
+        let sled = if writable {
+            open_sled(&dir.join(layout::SLED_DIR), opts.cache_bytes, &log)
+        } else {
+            None
         };
-        // The head is provisional until recovery has checked it.
-        let provisional = Head::empty(&config);
-        let mut core = Core::new(
-            store,
+        let head = log.head();
+        let store = Arc::new(LedgerStore::new(log, sled, dir));
+        let boxed: Box<dyn Store> = match faults {
+            Some(plan) => Box::new(FaultStore::new(Arc::clone(&store), plan)),
+            None => Box::new(Arc::clone(&store)),
+        };
+        let core = Core::new(
+            boxed,
             config,
-            provisional,
+            head.clone(),
             opts.failure_policy,
             random_bytes()?,
         );
-        let rec = match recover(&core, !opts.read_only) {
-            Ok(r) => r,
-            Err(e) if opts.read_only => {
-                // Inspection proceeds from the stored head as it is; verify reports the break.
-                tracing::warn!(error = %e, "read-only open: recovery checks failed");
-                let bytes = core
-                    .store
-                    .read_head()?
-                    .ok_or_else(|| corrupt("the head is missing"))?;
-                Recovered {
-                    head: Head::from_bytes(core.config.alg, &bytes)
-                        .map_err(|e| corrupt(e.to_string()))?,
-                    discarded: 0,
-                }
-            }
-            Err(e) => return Err(e),
-        };
-        // The store must still hold what was once recorded durable beside it.
-        let lost = match watermark::read(dir)? {
-            Some((_, mark)) => check_watermark(&core, &rec.head, &mark)?,
+        // The log must still hold what was once recorded durable beside it.
+        let lost = match &mark {
+            Some(mark) => check_watermark(&core, &head, mark)?,
             None => None,
         };
         if let Some(detail) = &lost {
-            if !opts.read_only {
+            if writable {
                 return Err(corrupt(detail.clone()));
             }
-            tracing::warn!(%detail, "read-only open: the store lost durable records");
+            tracing::warn!(%detail, "read-only open: the log lost durable records");
         }
-        core.reset_head(rec.head);
-        if !opts.read_only {
+        if writable {
             core.counters
                 .discarded_beyond_head
-                .fetch_add(rec.discarded, Ordering::Relaxed);
+                .fetch_add(tail.uncommitted_records, Ordering::Relaxed);
         }
         let core = Arc::new(core);
-        let (flusher, marks) = if opts.read_only {
-            (None, None)
-        } else {
+        let (flusher, marks) = if writable {
             let marks = Arc::new(Mutex::new(watermark::Writer::open(dir)?));
             let (c, m) = (Arc::clone(&core), Arc::clone(&marks));
             let interval = opts.flush_interval;
@@ -628,20 +449,25 @@ impl Ledger {
                 .spawn(move || c.run_flusher(interval, |h| record_mark(&m, h)))
                 .map_err(|e| Error::io("starting the background flush thread", e))?;
             (Some(flusher), Some(marks))
+        } else {
+            (None, None)
         };
-        Ok(Ledger {
+        let ledger = Ledger {
             core,
+            store,
             flusher,
             opts,
             dir: dir.to_path_buf(),
-            live,
             maintenance: Mutex::new(()),
             finished: false,
             marks,
             lost,
-            superseded: Superseded(None),
             _lock: lock,
-        })
+        };
+        if writable {
+            redaction::resume(&ledger)?;
+        }
+        Ok(ledger)
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -690,8 +516,8 @@ impl Ledger {
         self.finish()
     }
 
-    /// Stops the flush thread, commits and syncs, and rewrites the store if a
-    /// redaction left payload bytes in superseded space. Runs once.
+    /// Stops the flush thread, commits and syncs, records the durable watermark and
+    /// closes the derived sled tree. Runs once.
     fn finish(&mut self) -> Result<()> {
         if self.finished {
             return Ok(());
@@ -704,31 +530,27 @@ impl Ledger {
         if self.opts.read_only {
             return Ok(());
         }
+        // sled (if still in service) is closed either way; the next open repairs it if it
+        // is not in step with the log.
         if let Health::Poisoned { reason } = self.core.health() {
+            self.store.close_sled();
             return Err(Error::Poisoned { reason });
         }
-        self.core.flush(true)?;
-        if let Some(m) = &self.marks {
-            record_mark(m, &self.core.durable());
+        let flushed = self.core.flush(true);
+        if flushed.is_ok() {
+            if let Some(m) = &self.marks {
+                record_mark(m, &self.core.durable());
+            }
         }
-        if self.core.store.purge_pending()? {
-            let to = compact(
-                &*self.core.store,
-                &self.dir,
-                self.live,
-                self.opts.cache_bytes,
-            )?;
-            self.superseded.0 = Some(layout::store_dir(&self.dir, self.live));
-            self.live = to;
-        }
-        Ok(())
+        self.store.close_sled();
+        flushed
     }
 
     /// Redacts record `seq`: removes its payload and salt and keeps its commitment, so
     /// `verify`, every proof and every checkpoint still verify, and appends a redaction
-    /// record (see docs/FORMAT.md) naming the record and the reason. The payload bytes
-    /// leave the store files when the ledger is closed (the store is rewritten then, or
-    /// at the next open if the process stops first).
+    /// record (see docs/FORMAT.md) naming the record and the reason. The record's frame
+    /// is rewritten in the log before this returns; a redaction stopped by a crash after
+    /// its record became durable is finished by the next read-write open.
     pub fn redact(&self, seq: u64, reason: &str) -> Result<Receipt> {
         self.check_writable()?;
         if reason.chars().any(char::is_control) {
@@ -752,29 +574,38 @@ impl Ledger {
                 detail: format!("record {seq} is a redaction record; those stay readable"),
             });
         }
+        let intent = redaction::Intent {
+            seq,
+            hash: record.hash,
+            size: self.len(),
+            frame: self.store.log().frame_location(seq)?,
+        };
+        redaction::write_intent(&self.dir, &intent)?;
         // The audit trail first: the redaction is on record before anything is removed.
         let payload = format!(
             "{REDACTION_PREFIX}seq={seq} hash={} reason={reason}",
             record.hash
         );
         let receipt = self.append_with(payload.as_bytes(), Durability::Sync)?;
-        let store = &self.core.store;
-        store.set_purge_pending()?;
-        let (key, group) = store
-            .group_at_or_before(seq)?
-            .ok_or_else(|| corrupt(format!("no stored group holds record {seq}")))?;
-        let mut rewritten = Vec::with_capacity(group.len());
-        for (i, (off, r)) in (0u64..).zip(format::frames(&group)) {
-            let f = r.map_err(|e| corrupt(format!("record {}: {e}", key + i)))?;
-            if key + i == seq {
-                format::encode_frame(&mut rewritten, &f.entry, None);
-            } else {
-                rewritten.extend_from_slice(group.get(off..off + f.len).unwrap_or_default());
-            }
-        }
-        store.write_group(key, &rewritten)?;
-        store.sync()?;
+        self.rewrite_redacted(seq)?;
+        redaction::remove_intent(&self.dir)?;
         Ok(receipt)
+    }
+
+    /// Rewrites record `seq`'s frame in the log without its salt and payload.
+    pub(crate) fn rewrite_redacted(&self, seq: u64) -> Result<()> {
+        let r = self.get(seq)?;
+        let entry = format::Entry {
+            alg: self.core.config.alg,
+            seq,
+            timestamp: r.timestamp,
+            prev: r.prev_hash,
+            commitment: r.commitment,
+            payload_len: r.payload_len,
+        };
+        let mut frame = Vec::with_capacity(format::REDACTED_FRAME_LEN);
+        format::encode_frame(&mut frame, &entry, None);
+        self.store.log().redact_frame(seq, &frame)
     }
 
     /// Commits and syncs everything appended so far (buffered appends included).

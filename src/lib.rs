@@ -19,6 +19,12 @@ mod verify;
 mod layout;
 #[cfg(all(feature = "store", not(loom)))]
 mod ledger;
+#[cfg(all(feature = "store", not(loom)))]
+mod log;
+#[cfg(all(feature = "store", not(loom)))]
+mod migrate;
+#[cfg(all(feature = "store", not(loom)))]
+mod redaction;
 #[cfg(feature = "store")]
 mod store;
 #[cfg(feature = "store")]

@@ -21,9 +21,6 @@ mod imp {
         pub fn lock(&self) -> MutexGuard<'_, T> {
             self.0.lock()
         }
-        pub fn get_mut(&mut self) -> &mut T {
-            self.0.get_mut()
-        }
     }
 
     #[derive(Debug, Default)]
@@ -60,9 +57,6 @@ mod imp {
     impl<T> Mutex<T> {
         pub fn new(t: T) -> Self {
             Mutex(loom::sync::Mutex::new(t))
-        }
-        pub fn get_mut(&mut self) -> &mut T {
-            self.0.get_mut().unwrap_or_else(|e| e.into_inner())
         }
         pub fn lock(&self) -> MutexGuard<'_, T> {
             // loom poisons only if a model thread panicked, which fails the model anyway.

@@ -318,7 +318,7 @@ impl Ledger {
             });
         }
         f.seek(SeekFrom::Start(0)).map_err(read_err)?;
-        let created = !dir.join(crate::layout::CURRENT).exists();
+        let created = !Ledger::exists(dir)?;
         let existed = dir.exists();
         let mut made = false;
         let r = Self::import_pass(
@@ -383,10 +383,7 @@ impl Ledger {
             let config = Config {
                 alg: h.alg,
                 ledger_id: h.ledger_id,
-                created: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-                    .unwrap_or(0),
+                created: crate::writer::now_nanos(),
             };
             let l = Ledger::create_with(dir, opts, &config)?;
             *made = true;

@@ -18,11 +18,6 @@ use crate::merkle::MAX_TREE_SIZE;
 use crate::store::Store;
 use crate::sync::{AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
 
-/// Groups are cut at about this many bytes: well under the size at which sled moves a
-/// value to a separate blob file (which costs ~3× space), large enough to amortise
-/// sled's per-value overhead over a few hundred records.
-pub(crate) const GROUP_TARGET: usize = 64 * 1024;
-
 /// Buffered appends may keep this many bytes sequenced but unwritten; beyond it the
 /// appender writes them itself (without a device sync), which also bounds memory.
 pub(crate) const BUFFER_LIMIT: usize = 1 << 20;
@@ -117,8 +112,8 @@ pub(crate) struct PendingGroup {
     nodes: Vec<u8>,
 }
 
-/// Sequenced frames not yet taken by a committer, cut into groups of about
-/// `GROUP_TARGET` bytes as they arrive.
+/// Sequenced frames not yet taken by a committer: one group, which the next commit
+/// writes as one piece of the log.
 #[derive(Default)]
 struct Pending {
     full: Vec<PendingGroup>,
@@ -131,12 +126,8 @@ struct Pending {
 impl Pending {
     /// The buffer the frame of record `seq`, `frame_len` bytes long, is to be encoded into.
     fn frame_buffer(&mut self, seq: u64, frame_len: usize) -> &mut Vec<u8> {
-        if !self.current.is_empty() && self.current.len() + frame_len > GROUP_TARGET {
-            self.cut();
-        }
         if self.current.is_empty() {
             self.current_key = seq;
-            self.current.reserve(GROUP_TARGET.max(frame_len));
         }
         self.bytes += frame_len;
         &mut self.current
@@ -222,7 +213,8 @@ pub(crate) struct Core<S> {
 #[cfg(test)]
 mod model;
 
-fn now_nanos() -> u64 {
+/// Now, in nanoseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -259,14 +251,6 @@ impl<S: Store> Core<S> {
             #[cfg(loom)]
             broken_prev_outside_lock: false,
         }
-    }
-
-    /// Sets the committed, durable and sequenced head; only before the core is shared.
-    pub fn reset_head(&mut self, head: Head) {
-        let st = self.state.get_mut();
-        st.tip = head.clone();
-        st.committed = head.clone();
-        st.durable = head;
     }
 
     /// Salt and commitment for a payload; runs outside the lock.
@@ -535,6 +519,12 @@ impl<S: Store> Core<S> {
                     st.durable = new.clone();
                 }
                 st.committed = new;
+                // A derived part of the store failed after the commit point: the commit
+                // stands, later appends are refused.
+                if let Some(reason) = self.store.take_failure() {
+                    let e = Error::Poisoned { reason };
+                    self.poison(&mut st, &e);
+                }
                 Ok(())
             }
             Err((e, stored)) => {

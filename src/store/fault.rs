@@ -102,9 +102,6 @@ impl<S: Store> Store for FaultStore<S> {
     fn read_config(&self) -> Result<Option<Vec<u8>>> {
         self.inner.read_config()
     }
-    fn write_config(&self, value: &[u8]) -> Result<()> {
-        self.inner.write_config(value)
-    }
     fn read_head(&self) -> Result<Option<Vec<u8>>> {
         self.check(Op::HeadRead)?;
         self.inner.read_head()
@@ -132,9 +129,6 @@ impl<S: Store> Store for FaultStore<S> {
             g
         }))
     }
-    fn remove_group(&self, key: u64) -> Result<()> {
-        self.inner.remove_group(key)
-    }
     fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()> {
         self.check(Op::Write)?;
         self.inner.write_nodes(key, value)
@@ -160,11 +154,7 @@ impl<S: Store> Store for FaultStore<S> {
         self.check(Op::Write)?;
         self.inner.write_checkpoint(note)
     }
-    fn purge_pending(&self) -> Result<bool> {
-        self.inner.purge_pending()
-    }
-    fn set_purge_pending(&self) -> Result<()> {
-        self.check(Op::Write)?;
-        self.inner.set_purge_pending()
+    fn take_failure(&self) -> Option<String> {
+        self.inner.take_failure()
     }
 }

@@ -41,10 +41,6 @@ impl Store for MemStore {
     fn read_config(&self) -> Result<Option<Vec<u8>>> {
         Ok(self.inner.lock().config.clone())
     }
-    fn write_config(&self, value: &[u8]) -> Result<()> {
-        self.inner.lock().config = Some(value.to_vec());
-        Ok(())
-    }
     fn read_head(&self) -> Result<Option<Vec<u8>>> {
         Ok(self.inner.lock().head.clone())
     }
@@ -82,10 +78,6 @@ impl Store for MemStore {
             .collect();
         Box::new(v.into_iter())
     }
-    fn remove_group(&self, key: u64) -> Result<()> {
-        self.inner.lock().groups.remove(&key);
-        Ok(())
-    }
     fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()> {
         self.inner.lock().nodes.insert(key, Value::from(value));
         Ok(())
@@ -115,13 +107,6 @@ impl Store for MemStore {
     }
     fn write_checkpoint(&self, note: &[u8]) -> Result<()> {
         self.inner.lock().checkpoint = Some(note.to_vec());
-        Ok(())
-    }
-    fn purge_pending(&self) -> Result<bool> {
-        Ok(self.inner.lock().purge)
-    }
-    fn set_purge_pending(&self) -> Result<()> {
-        self.inner.lock().purge = true;
         Ok(())
     }
 }

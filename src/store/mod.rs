@@ -7,6 +7,8 @@
 use crate::error::Result;
 
 mod fault;
+#[cfg(not(loom))]
+mod ledger_store;
 #[cfg(test)]
 mod mem;
 #[cfg(not(loom))]
@@ -14,6 +16,8 @@ mod sled_store;
 
 #[cfg_attr(not(feature = "fault-injection"), allow(unused_imports))]
 pub use fault::{FaultPlan, FaultStore, Op};
+#[cfg(not(loom))]
+pub(crate) use ledger_store::{repair_sled, write_atomically, LedgerStore, CHECKPOINT_FILE};
 #[cfg(test)]
 pub(crate) use mem::MemStore;
 #[cfg(not(loom))]
@@ -32,8 +36,6 @@ pub(crate) type GroupIter<'a> = Box<dyn Iterator<Item = Result<Group>> + Send + 
 pub(crate) trait Store: Send + Sync {
     /// The configuration value, if the ledger has been created.
     fn read_config(&self) -> Result<Option<Vec<u8>>>;
-    /// Writes the configuration value (once, at creation).
-    fn write_config(&self, value: &[u8]) -> Result<()>;
     /// The head value.
     fn read_head(&self) -> Result<Option<Vec<u8>>>;
     /// Inserts (or replaces) the group keyed by `key`.
@@ -46,8 +48,6 @@ pub(crate) trait Store: Send + Sync {
     fn group_at_or_before(&self, seq: u64) -> Result<Option<Group>>;
     /// Groups with key `>= key`, in key order.
     fn groups_from(&self, key: u64) -> GroupIter<'_>;
-    /// Removes the group keyed by `key`.
-    fn remove_group(&self, key: u64) -> Result<()>;
     /// Inserts the stored tree nodes completed by the leaves of the group keyed `key`.
     fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()>;
     /// The node value with the greatest key `<= seq`.
@@ -60,63 +60,61 @@ pub(crate) trait Store: Send + Sync {
     fn read_checkpoint(&self) -> Result<Option<Vec<u8>>>;
     /// Replaces the latest signed checkpoint.
     fn write_checkpoint(&self, note: &[u8]) -> Result<()>;
-    /// Whether a redaction left payload bytes in superseded store space, to be purged
-    /// by rewriting the store.
-    fn purge_pending(&self) -> Result<bool>;
-    /// Records that a purge is pending (before the redaction that needs it).
-    fn set_purge_pending(&self) -> Result<()>;
+    /// A failure of a derived part of the store that the writer has not yet seen: the
+    /// commit it happened in stands, but the ledger must stop accepting appends.
+    fn take_failure(&self) -> Option<String> {
+        None
+    }
 }
 
-impl<S: Store + ?Sized> Store for Box<S> {
-    fn read_config(&self) -> Result<Option<Vec<u8>>> {
-        (**self).read_config()
-    }
-    fn write_config(&self, value: &[u8]) -> Result<()> {
-        (**self).write_config(value)
-    }
-    fn read_head(&self) -> Result<Option<Vec<u8>>> {
-        (**self).read_head()
-    }
-    fn write_group(&self, key: u64, value: &[u8]) -> Result<()> {
-        (**self).write_group(key, value)
-    }
-    fn cas_head(&self, expected: Option<&[u8]>, new: &[u8]) -> Result<bool> {
-        (**self).cas_head(expected, new)
-    }
-    fn sync(&self) -> Result<()> {
-        (**self).sync()
-    }
-    fn group_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-        (**self).group_at_or_before(seq)
-    }
-    fn groups_from(&self, key: u64) -> GroupIter<'_> {
-        (**self).groups_from(key)
-    }
-    fn remove_group(&self, key: u64) -> Result<()> {
-        (**self).remove_group(key)
-    }
-    fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()> {
-        (**self).write_nodes(key, value)
-    }
-    fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-        (**self).nodes_at_or_before(seq)
-    }
-    fn nodes_from(&self, key: u64) -> GroupIter<'_> {
-        (**self).nodes_from(key)
-    }
-    fn remove_nodes(&self, key: u64) -> Result<()> {
-        (**self).remove_nodes(key)
-    }
-    fn read_checkpoint(&self) -> Result<Option<Vec<u8>>> {
-        (**self).read_checkpoint()
-    }
-    fn write_checkpoint(&self, note: &[u8]) -> Result<()> {
-        (**self).write_checkpoint(note)
-    }
-    fn purge_pending(&self) -> Result<bool> {
-        (**self).purge_pending()
-    }
-    fn set_purge_pending(&self) -> Result<()> {
-        (**self).set_purge_pending()
-    }
+macro_rules! forward_store {
+    ($ty:ty) => {
+        impl<S: Store + ?Sized> Store for $ty {
+            fn read_config(&self) -> Result<Option<Vec<u8>>> {
+                (**self).read_config()
+            }
+            fn read_head(&self) -> Result<Option<Vec<u8>>> {
+                (**self).read_head()
+            }
+            fn write_group(&self, key: u64, value: &[u8]) -> Result<()> {
+                (**self).write_group(key, value)
+            }
+            fn cas_head(&self, expected: Option<&[u8]>, new: &[u8]) -> Result<bool> {
+                (**self).cas_head(expected, new)
+            }
+            fn sync(&self) -> Result<()> {
+                (**self).sync()
+            }
+            fn group_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
+                (**self).group_at_or_before(seq)
+            }
+            fn groups_from(&self, key: u64) -> GroupIter<'_> {
+                (**self).groups_from(key)
+            }
+            fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()> {
+                (**self).write_nodes(key, value)
+            }
+            fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
+                (**self).nodes_at_or_before(seq)
+            }
+            fn nodes_from(&self, key: u64) -> GroupIter<'_> {
+                (**self).nodes_from(key)
+            }
+            fn remove_nodes(&self, key: u64) -> Result<()> {
+                (**self).remove_nodes(key)
+            }
+            fn read_checkpoint(&self) -> Result<Option<Vec<u8>>> {
+                (**self).read_checkpoint()
+            }
+            fn write_checkpoint(&self, note: &[u8]) -> Result<()> {
+                (**self).write_checkpoint(note)
+            }
+            fn take_failure(&self) -> Option<String> {
+                (**self).take_failure()
+            }
+        }
+    };
 }
+
+forward_store!(Box<S>);
+forward_store!(std::sync::Arc<S>);

@@ -24,8 +24,6 @@ const NODES_TREE: &[u8] = b"nodes";
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 /// How long to wait for a closing sled instance of this process to release its lock.
 const SLED_LOCK_WAIT: Duration = Duration::from_secs(5);
-/// Key in sled's default tree that marks a purge as pending.
-const PURGE_KEY: &[u8] = b"purge";
 /// sled's data file inside its directory; the file the device sync must reach.
 const SLED_DATA_FILE: &str = "db";
 /// sled's directory of large log items.
@@ -169,7 +167,50 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("syncing a store directory", e))
 }
 
+thread_local! {
+    /// Set while this thread drops a sled handle on purpose (see `SledStore::close`).
+    static DROPPING_SLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Routes panics raised while this thread drops sled to nothing; every other panic goes
+/// to the hook that was there before. Installed once.
+fn quiet_sled_drop_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !DROPPING_SLED.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+}
+
 impl SledStore {
+    /// Flushes sled and closes it. sled 0.34.7 unwraps a failed `fsync` when its log is
+    /// dropped; that panic is contained here and reported as a warning, since everything
+    /// sled holds can be rebuilt from the log.
+    pub fn close(self) {
+        if let Err(e) = self.db.flush() {
+            tracing::warn!(error = %e, "flushing the derived sled tree at close failed; the next open repairs it");
+            self.abandon();
+            return;
+        }
+        quiet_sled_drop_panics();
+        DROPPING_SLED.with(|d| d.set(true));
+        let r = panic::catch_unwind(panic::AssertUnwindSafe(move || drop(self)));
+        DROPPING_SLED.with(|d| d.set(false));
+        if let Err(p) = r {
+            tracing::warn!(error = %panic_text(&*p), "closing the derived sled tree failed; the next open repairs it");
+        }
+    }
+
+    /// Leaves a failed sled handle unclosed: dropping it would retry its failed I/O (and
+    /// on a full disk, loop forever). Its file lock is released when the process exits.
+    pub fn abandon(self) {
+        std::mem::forget(self);
+    }
+
     /// fdatasyncs every blob file not synced yet, then the blob directory if any was new.
     fn sync_blobs(&self) -> Result<()> {
         let entries = match fs::read_dir(&self.blobs_dir) {
@@ -224,13 +265,6 @@ impl Store for SledStore {
         Ok(v.map(|v| v.to_vec()))
     }
 
-    fn write_config(&self, value: &[u8]) -> Result<()> {
-        self.db
-            .insert(CONFIG_KEY, value)
-            .map_err(|e| sled_err("writing the configuration", e))?;
-        Ok(())
-    }
-
     fn read_head(&self) -> Result<Option<Vec<u8>>> {
         let v = self
             .db
@@ -271,13 +305,6 @@ impl Store for SledStore {
         Box::new(self.records.range(key.to_be_bytes()..).map(Self::group))
     }
 
-    fn remove_group(&self, key: u64) -> Result<()> {
-        self.records
-            .remove(key.to_be_bytes())
-            .map_err(|e| sled_err("removing records beyond the head", e))?;
-        Ok(())
-    }
-
     fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()> {
         self.nodes
             .insert(key.to_be_bytes(), value)
@@ -312,19 +339,6 @@ impl Store for SledStore {
         self.db
             .insert(CHECKPOINT_KEY, note)
             .map_err(|e| sled_err("writing the latest checkpoint", e))?;
-        Ok(())
-    }
-
-    fn purge_pending(&self) -> Result<bool> {
-        self.db
-            .contains_key(PURGE_KEY)
-            .map_err(|e| sled_err("reading the purge mark", e))
-    }
-
-    fn set_purge_pending(&self) -> Result<()> {
-        self.db
-            .insert(PURGE_KEY, &[1u8][..])
-            .map_err(|e| sled_err("writing the purge mark", e))?;
         Ok(())
     }
 }

@@ -1,0 +1,753 @@
+//! The log of record: append-only segment files that alone determine the ledger.
+//!
+//! Each group commit is one write at the end of the live segment — the commit's frames,
+//! the stored Merkle nodes they complete, and a commit record naming the new head — and
+//! one `fdatasync`. Segments are created zero-filled ahead of use, so that sync has no
+//! size or allocation to commit. Readers need no lock and write nothing: they read up to
+//! the last commit record. After a failed sync nothing more is written to that segment:
+//! a new segment starts at the last durable head, and it cuts off whatever the failed
+//! sync may or may not have left on the device (docs/FORMAT.md, *Log segments*).
+
+mod items;
+pub(crate) mod media;
+mod scan;
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::format::{self, Config, Head, REDACTED_FRAME_LEN};
+use crate::store::{Group, GroupIter, Value};
+use crate::sync::Mutex;
+
+use items::{encode_nodes, encode_skip, CommitRecord, SegmentHeader, SEGMENT_HEADER_MAX_LEN};
+use media::{Media, SegmentFile};
+use scan::GroupLoc;
+
+/// A new segment's size: large enough that a segment holds thousands of commits, small
+/// enough that a new ledger stays small and open's scan of the last one is quick.
+pub(crate) const SEGMENT_SIZE: u64 = 4 << 20;
+/// Sealed segments whose index is kept in memory at once.
+const CACHED_INDEXES: usize = 32;
+const SEGMENT_SUFFIX: &str = ".seg";
+
+pub(crate) fn segment_name(number: u64) -> String {
+    format!("{number:020}{SEGMENT_SUFFIX}")
+}
+
+fn segment_number(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+    move |e| Error::io(op, e)
+}
+
+fn corrupt(detail: impl Into<String>) -> Error {
+    Error::Corrupt {
+        detail: detail.into(),
+    }
+}
+
+struct Segment {
+    number: u64,
+    header: SegmentHeader,
+    file: Arc<dyn SegmentFile>,
+    /// The first record of the next segment: this one holds records before it only.
+    cut: Option<u64>,
+    /// Where its commits are; loaded on first use for sealed segments.
+    index: Option<Vec<GroupLoc>>,
+    /// When the index was last loaded, for eviction.
+    loaded: u64,
+}
+
+struct ReadState {
+    segments: Vec<Segment>,
+    /// The head after the last commit record.
+    head: Head,
+    loads: u64,
+}
+
+/// The committer's position; only the one committer at a time touches it.
+struct WriteState {
+    /// Where the next commit goes in the last segment.
+    off: u64,
+    /// Length of the last segment.
+    len: u64,
+    file: Option<Arc<dyn SegmentFile>>,
+    /// Whether the last segment holds writes not yet synced.
+    unsynced: bool,
+    /// The head as of the last successful sync.
+    durable: Head,
+}
+
+/// What opening the log found at its end.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TailReport {
+    /// Records of an interrupted commit found after the last commit record (they were
+    /// never acknowledged and are not part of the ledger).
+    pub uncommitted_records: u64,
+    /// Whether any bytes at all lie after the last commit record.
+    pub uncommitted_bytes: bool,
+}
+
+pub(crate) struct Log {
+    media: Box<dyn Media>,
+    config: Config,
+    read: Mutex<ReadState>,
+    write: Option<Mutex<WriteState>>,
+    tail: TailReport,
+}
+
+fn read_all(file: &dyn SegmentFile) -> Result<Vec<u8>> {
+    let len = file.len().map_err(io("reading a log segment"))?;
+    let mut buf = vec![0u8; usize::try_from(len).map_err(|_| corrupt("log segment too large"))?];
+    file.read_at(&mut buf, 0)
+        .map_err(io("reading a log segment"))?;
+    Ok(buf)
+}
+
+fn read_header(file: &dyn SegmentFile, name: &str) -> Result<SegmentHeader> {
+    let len = file.len().map_err(io("reading a log segment header"))?;
+    let n = len.min(SEGMENT_HEADER_MAX_LEN as u64) as usize;
+    let mut buf = vec![0u8; n];
+    file.read_at(&mut buf, 0)
+        .map_err(io("reading a log segment header"))?;
+    SegmentHeader::from_bytes(&buf).map_err(|e| corrupt(format!("log segment {name}: {e}")))
+}
+
+/// The head the commits of a segment claim, from their stored hashes alone (used when
+/// a damaged commit must stay in view so that verify can name the damage).
+fn claimed_head(bytes: &[u8], header: &SegmentHeader, groups: &[GroupLoc]) -> Head {
+    let mut head = header.start.clone();
+    for g in groups {
+        let lo = usize::try_from(g.off).unwrap_or(usize::MAX);
+        let hi = usize::try_from(g.off + g.len).unwrap_or(usize::MAX);
+        let frames = scan::strip_skips(bytes.get(lo..hi).unwrap_or_default());
+        let mut off = 0;
+        while let Ok(len) = format::frame_len(frames.get(off..).unwrap_or_default()) {
+            let hash = format::hash_at(&frames, off + format::F_HASH);
+            let _ = head.tree.push(hash);
+            head.next_seq += 1;
+            head.last_hash = hash;
+            head.last_timestamp =
+                format::be_u64(&frames, off + format::F_ENTRY + format::E_TIMESTAMP);
+            off += len;
+        }
+    }
+    head
+}
+
+impl Log {
+    /// Whether `media` holds a log (its first segment exists).
+    pub fn exists(media: &dyn Media) -> Result<bool> {
+        let names = media.list().map_err(io("listing the log directory"))?;
+        Ok(names.iter().any(|n| segment_number(n) == Some(1)))
+    }
+
+    /// Creates a log holding no records: segment 1, starting at the empty head.
+    pub fn create(media: &dyn Media, config: &Config) -> Result<()> {
+        let header = SegmentHeader {
+            config: *config,
+            number: 1,
+            start: Head::empty(config),
+        };
+        media
+            .create(&segment_name(1), &header.to_bytes(), SEGMENT_SIZE)
+            .map_err(io("creating the first log segment"))
+    }
+
+    /// Opens the log. `durable_mark` is a record count known durable (the watermark):
+    /// damage to a commit below it is kept in view for verify to report, while a bad
+    /// commit past it at the end of the log is an interrupted commit, left out.
+    /// A writable log never writes after leftovers: it starts a new segment instead.
+    pub fn open(media: Box<dyn Media>, durable_mark: u64, writable: bool) -> Result<Log> {
+        let names = media.list().map_err(io("listing the log directory"))?;
+        let mut numbers: Vec<u64> = names.iter().filter_map(|n| segment_number(n)).collect();
+        numbers.sort_unstable();
+        if writable {
+            for n in names.iter().filter(|n| n.ends_with(".tmp")) {
+                // A segment creation that did not finish: never part of the ledger.
+                media
+                    .remove(n)
+                    .map_err(io("removing an unfinished log segment"))?;
+            }
+        }
+        if numbers.first() != Some(&1) {
+            return Err(corrupt("the log's first segment is missing"));
+        }
+        let mut segments: Vec<Segment> = Vec::with_capacity(numbers.len());
+        for (i, &number) in numbers.iter().enumerate() {
+            let name = segment_name(number);
+            if number != i as u64 + 1 {
+                return Err(corrupt(format!(
+                    "log segment {} is missing (found {name})",
+                    segment_name(i as u64 + 1)
+                )));
+            }
+            let last = i + 1 == numbers.len();
+            let file = media
+                .open(&name, writable && last)
+                .map_err(io("opening a log segment"))?;
+            let header = read_header(&*file, &name)?;
+            if header.number != number {
+                return Err(corrupt(format!(
+                    "log segment {name} says it is segment {}",
+                    header.number
+                )));
+            }
+            if let Some(prev) = segments.last_mut() {
+                if header.config != prev.header.config {
+                    return Err(corrupt(format!(
+                        "log segment {name} belongs to another ledger"
+                    )));
+                }
+                if header.start.next_seq < prev.header.start.next_seq {
+                    return Err(corrupt(format!(
+                        "log segment {name} starts at record {}, before its predecessor",
+                        header.start.next_seq
+                    )));
+                }
+                prev.cut = Some(header.start.next_seq);
+            }
+            segments.push(Segment {
+                number,
+                header,
+                file,
+                cut: None,
+                index: None,
+                loaded: 0,
+            });
+        }
+        let Some(last) = segments.last_mut() else {
+            return Err(corrupt("the log has no segments"));
+        };
+        let config = last.header.config;
+        let bytes = read_all(&*last.file)?;
+        let walk = scan::walk(&bytes, &last.header);
+        let (whole, checked) = scan::check_commits(&bytes, &last.header, &walk.groups);
+        let mut groups = walk.groups;
+        let mut tail = TailReport {
+            uncommitted_records: walk.tail_frames,
+            uncommitted_bytes: walk.tail,
+        };
+        let mut committed_end = walk.committed_end;
+        let head = match groups.get(whole) {
+            None => checked,
+            Some(bad) if bad.key < durable_mark => {
+                // Acknowledged records are damaged: keep them in view; verify names it.
+                claimed_head(&bytes, &last.header, &groups)
+            }
+            Some(bad) => {
+                // An interrupted commit (a torn write at power loss): not the ledger.
+                tail.uncommitted_records += groups.iter().skip(whole).map(|g| g.count).sum::<u64>();
+                tail.uncommitted_bytes = true;
+                committed_end = bad.off;
+                groups.truncate(whole);
+                checked
+            }
+        };
+        let seg_len = bytes.len() as u64;
+        if writable {
+            // What a previous process wrote may still be only in the page cache: once this
+            // returns, the head found here is durable, which a later cut relies on.
+            last.file.sync().map_err(io("syncing the log at open"))?;
+        }
+        last.index = Some(groups);
+        let write = writable.then(|| {
+            Mutex::new(WriteState {
+                off: committed_end,
+                len: seg_len,
+                file: Some(Arc::clone(&last.file)),
+                unsynced: false,
+                durable: head.clone(),
+            })
+        });
+        let log = Log {
+            media,
+            config,
+            read: Mutex::new(ReadState {
+                segments,
+                head,
+                loads: 0,
+            }),
+            write,
+            tail,
+        };
+        if writable && tail.uncommitted_bytes {
+            // Never write after leftovers whose fate on the device is unknown.
+            let head = log.head();
+            log.start_segment(&head)?;
+        }
+        Ok(log)
+    }
+
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    /// The head after the last commit record.
+    pub fn head(&self) -> Head {
+        self.read.lock().head.clone()
+    }
+
+    pub fn tail_report(&self) -> TailReport {
+        self.tail
+    }
+
+    fn writer(&self) -> Result<&Mutex<WriteState>> {
+        self.write.as_ref().ok_or_else(|| Error::InvalidArgument {
+            detail: "the log was opened read-only".into(),
+        })
+    }
+
+    /// Starts a new segment at `head` (the last durable head, or the head at a full
+    /// segment) and makes it the one written. Earlier segments hold records before
+    /// `head.next_seq` only, whatever else they contain.
+    fn start_segment(&self, head: &Head) -> Result<()> {
+        let mut w = self.writer()?.lock();
+        self.start_segment_locked(&mut w, head, 0)
+    }
+
+    fn start_segment_locked(&self, w: &mut WriteState, head: &Head, need: u64) -> Result<()> {
+        let number = self.read.lock().segments.last().map_or(1, |s| s.number + 1);
+        let header = SegmentHeader {
+            config: self.config,
+            number,
+            start: head.clone(),
+        };
+        let bytes = header.to_bytes();
+        let len = SEGMENT_SIZE.max((bytes.len() as u64 + need).next_multiple_of(4096));
+        let name = segment_name(number);
+        self.media
+            .create(&name, &bytes, len)
+            .map_err(io("creating a log segment"))?;
+        let file = self
+            .media
+            .open(&name, true)
+            .map_err(io("opening a new log segment"))?;
+        w.off = bytes.len() as u64;
+        w.len = len;
+        w.file = Some(Arc::clone(&file));
+        w.unsynced = false;
+        let mut r = self.read.lock();
+        if let Some(prev) = r.segments.last_mut() {
+            prev.cut = Some(head.next_seq);
+            if let Some(idx) = prev.index.as_mut() {
+                idx.retain(|g| g.end_seq() <= head.next_seq);
+            }
+        }
+        r.segments.push(Segment {
+            number,
+            header,
+            file,
+            cut: None,
+            index: Some(Vec::new()),
+            loaded: 0,
+        });
+        r.head = head.clone();
+        Ok(())
+    }
+
+    /// Appends one commit: the frames of records `key..new.next_seq`, the stored nodes
+    /// they complete, and the commit record for `new`. One write; not yet synced.
+    pub fn append(&self, key: u64, frames: &[u8], nodes: &[u8], new: &Head) -> Result<()> {
+        let mut w = self.writer()?.lock();
+        let head = self.head();
+        if key != head.next_seq || new.next_seq <= key {
+            return Err(Error::HeadConflict {
+                detail: format!(
+                    "a commit of records {key}..{} does not continue the log at {}",
+                    new.next_seq, head.next_seq
+                ),
+            });
+        }
+        let mut buf = Vec::with_capacity(frames.len() + nodes.len() + 128);
+        buf.extend_from_slice(frames);
+        let nodes_at = if nodes.is_empty() {
+            None
+        } else {
+            let at = buf.len();
+            encode_nodes(&mut buf, key, nodes);
+            Some(at)
+        };
+        CommitRecord::of(new).encode(&mut buf);
+        let need = buf.len() as u64;
+        if w.off + need > w.len {
+            // Full: the segment is sealed once what it holds is durable.
+            if w.unsynced {
+                self.sync_locked(&mut w)?;
+            }
+            self.start_segment_locked(&mut w, &head, need)?;
+        }
+        let file = w
+            .file
+            .clone()
+            .ok_or_else(|| corrupt("no log segment to write"))?;
+        let off = w.off;
+        if let Err(e) = file.write_at(&buf, off) {
+            // What reached the file is unknown: cut it off behind a new segment.
+            w.file = None;
+            let durable = w.durable.clone();
+            let cut = self.start_segment_locked(&mut w, &durable, 0);
+            let e = Error::io("writing to the log", e);
+            return Err(match cut {
+                Ok(()) => e,
+                Err(c) => corrupt(format!("{e}; then {c}")),
+            });
+        }
+        w.off += need;
+        w.unsynced = true;
+        let loc = GroupLoc {
+            key,
+            count: new.next_seq - key,
+            off,
+            len: frames.len() as u64,
+            skips: false,
+            nodes: nodes_at.map(|at| (off + (at + items::N_HASHES) as u64, nodes.len() as u64)),
+            end: off + need,
+        };
+        let mut r = self.read.lock();
+        if let Some(idx) = r.segments.last_mut().and_then(|s| s.index.as_mut()) {
+            idx.push(loc);
+        }
+        r.head = new.clone();
+        Ok(())
+    }
+
+    fn sync_locked(&self, w: &mut WriteState) -> Result<()> {
+        let file = w
+            .file
+            .clone()
+            .ok_or_else(|| corrupt("no log segment to sync"))?;
+        file.sync().map_err(io("syncing the log"))?;
+        w.unsynced = false;
+        w.durable = self.head();
+        Ok(())
+    }
+
+    /// Makes every commit so far durable: one `fdatasync`.
+    pub fn sync(&self) -> Result<()> {
+        let mut w = self.writer()?.lock();
+        if !w.unsynced {
+            return Ok(());
+        }
+        let r = self.sync_locked(&mut w);
+        if r.is_err() {
+            // The kernel may have dropped the pages it failed to write: nothing is ever
+            // written to this segment again, and what follows the durable head in it is
+            // cut off by a new segment.
+            w.file = None;
+            let durable = w.durable.clone();
+            if let Err(e) = self.start_segment_locked(&mut w, &durable, 0) {
+                tracing::error!(error = %e, "starting a new log segment after a failed sync failed");
+            }
+        }
+        r
+    }
+
+    /// The head as of the last successful sync.
+    pub fn durable(&self) -> Result<Head> {
+        Ok(self.writer()?.lock().durable.clone())
+    }
+
+    /// Drops every commit after `head` (which must be durable) by starting a new
+    /// segment there.
+    pub fn cut_to(&self, head: &Head) -> Result<()> {
+        let mut w = self.writer()?.lock();
+        w.file = None;
+        self.start_segment_locked(&mut w, head, 0)
+    }
+
+    /// The locations of segment `i`'s commits, loading them if needed.
+    fn index(&self, i: usize) -> Result<Vec<GroupLoc>> {
+        let (file, header, cut) = {
+            let mut r = self.read.lock();
+            r.loads += 1;
+            let loads = r.loads;
+            let seg = r
+                .segments
+                .get_mut(i)
+                .ok_or_else(|| corrupt("log segment index out of range"))?;
+            if let Some(idx) = &seg.index {
+                seg.loaded = loads;
+                return Ok(idx.clone());
+            }
+            (Arc::clone(&seg.file), seg.header.clone(), seg.cut)
+        };
+        let bytes = read_all(&*file)?;
+        let mut groups = scan::walk(&bytes, &header).groups;
+        if let Some(cut) = cut {
+            groups.retain(|g| g.end_seq() <= cut);
+        }
+        let mut r = self.read.lock();
+        let loads = r.loads;
+        let last = r.segments.len().saturating_sub(1);
+        let cached = r.segments.iter().filter(|s| s.index.is_some()).count();
+        if cached >= CACHED_INDEXES {
+            // Evict the least recently used sealed index.
+            if let Some(s) = r
+                .segments
+                .iter_mut()
+                .take(last)
+                .filter(|s| s.index.is_some())
+                .min_by_key(|s| s.loaded)
+            {
+                s.index = None;
+            }
+        }
+        if let Some(seg) = r.segments.get_mut(i) {
+            seg.index = Some(groups.clone());
+            seg.loaded = loads;
+        }
+        Ok(groups)
+    }
+
+    /// The segment holding record `seq` (the last one starting at or before it).
+    fn segment_of(&self, seq: u64) -> usize {
+        let r = self.read.lock();
+        r.segments
+            .partition_point(|s| s.header.start.next_seq <= seq)
+            .saturating_sub(1)
+    }
+
+    fn segment_count(&self) -> usize {
+        self.read.lock().segments.len()
+    }
+
+    fn file(&self, i: usize) -> Result<Arc<dyn SegmentFile>> {
+        let r = self.read.lock();
+        r.segments
+            .get(i)
+            .map(|s| Arc::clone(&s.file))
+            .ok_or_else(|| corrupt("log segment index out of range"))
+    }
+
+    fn read_range(&self, i: usize, off: u64, len: u64) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; usize::try_from(len).map_err(|_| corrupt("log item too large"))?];
+        self.file(i)?
+            .read_at(&mut buf, off)
+            .map_err(io("reading the log"))?;
+        Ok(buf)
+    }
+
+    fn group_value(&self, i: usize, g: &GroupLoc) -> Result<Group> {
+        let bytes = self.read_range(i, g.off, g.len)?;
+        let frames = if g.skips {
+            scan::strip_skips(&bytes)
+        } else {
+            bytes
+        };
+        Ok((g.key, Value::from(frames)))
+    }
+
+    fn nodes_value(&self, i: usize, g: &GroupLoc) -> Result<Option<Group>> {
+        match g.nodes {
+            None => Ok(None),
+            Some((off, len)) => Ok(Some((g.key, Value::from(self.read_range(i, off, len)?)))),
+        }
+    }
+
+    /// The commit with the greatest first record `<= seq` (with nodes, if `nodes`).
+    fn locate(&self, seq: u64, nodes: bool) -> Result<Option<(usize, GroupLoc)>> {
+        let mut i = self.segment_of(seq);
+        loop {
+            let idx = self.index(i)?;
+            if let Some(g) = idx
+                .iter()
+                .rev()
+                .find(|g| g.key <= seq && (!nodes || g.nodes.is_some()))
+            {
+                return Ok(Some((i, *g)));
+            }
+            if i == 0 {
+                return Ok(None);
+            }
+            i -= 1;
+        }
+    }
+
+    pub fn group_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
+        match self.locate(seq, false)? {
+            None => Ok(None),
+            Some((i, g)) => self.group_value(i, &g).map(Some),
+        }
+    }
+
+    pub fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
+        match self.locate(seq, true)? {
+            None => Ok(None),
+            Some((i, g)) => self.nodes_value(i, &g),
+        }
+    }
+
+    /// Commits whose first record is `>= key`, in order, as `(segment, location)`.
+    fn commits_from(&self, key: u64) -> Commits<'_> {
+        Commits {
+            log: self,
+            seg: self.segment_of(key),
+            pos: 0,
+            from: key,
+            idx: None,
+            failed: false,
+        }
+    }
+
+    pub fn groups_from(&self, key: u64) -> GroupIter<'_> {
+        Box::new(
+            self.commits_from(key)
+                .map(|r| r.and_then(|(i, g)| self.group_value(i, &g))),
+        )
+    }
+
+    pub fn nodes_from(&self, key: u64) -> GroupIter<'_> {
+        Box::new(self.commits_from(key).filter_map(|r| match r {
+            Err(e) => Some(Err(e)),
+            Ok((i, g)) => self.nodes_value(i, &g).transpose(),
+        }))
+    }
+
+    /// Where record `seq`'s frame is: its segment's number, its offset and its length.
+    pub fn frame_location(&self, seq: u64) -> Result<FrameLoc> {
+        let (i, g) = self
+            .locate(seq, false)?
+            .ok_or_else(|| corrupt(format!("record {seq} is not in the log")))?;
+        let region = self.read_range(i, g.off, g.len)?;
+        // Step to the frame by the lengths before it (skip items included).
+        let mut off = 0usize;
+        let mut at = g.key;
+        loop {
+            let b = region.get(off..).unwrap_or_default();
+            if b.len() < 4 {
+                return Err(corrupt(format!("record {seq} is missing from its commit")));
+            }
+            if format::be_u32(b, 0) == items::SKIP_TAG {
+                off += items::decode_skip(b)
+                    .ok_or_else(|| corrupt(format!("a damaged skip item before record {seq}")))?;
+                continue;
+            }
+            let len = format::frame_len(b).map_err(|e| corrupt(format!("record {at}: {e}")))?;
+            if at == seq {
+                let number = self.read.lock().segments.get(i).map_or(0, |s| s.number);
+                return Ok(FrameLoc {
+                    number,
+                    off: g.off + off as u64,
+                    len: len as u64,
+                });
+            }
+            at += 1;
+            off += len;
+        }
+    }
+
+    /// Rewrites record `seq`'s frame in place as `redacted` (its redacted frame), pads
+    /// the bytes it no longer uses with a skip item, and syncs that segment.
+    pub fn redact_frame(&self, seq: u64, redacted: &[u8]) -> Result<()> {
+        let w = self.writer()?.lock();
+        let loc = self.frame_location(seq)?;
+        let bytes = redacted_region(redacted, loc.len)
+            .ok_or_else(|| corrupt(format!("record {seq}'s frame cannot be rewritten redacted")))?;
+        let last = self.read.lock().segments.last().map(|s| s.number) == Some(loc.number);
+        let file = match (&w.file, last) {
+            (Some(f), true) => Arc::clone(f),
+            _ => self
+                .media
+                .open(&segment_name(loc.number), true)
+                .map_err(io("opening a log segment to redact"))?,
+        };
+        file.write_at(&bytes, loc.off)
+            .map_err(io("rewriting a redacted frame"))?;
+        file.sync().map_err(io("syncing a redacted frame"))?;
+        let mut r = self.read.lock();
+        if let Some(idx) = r
+            .segments
+            .iter_mut()
+            .find(|s| s.number == loc.number)
+            .and_then(|s| s.index.as_mut())
+        {
+            if let Some(g) = idx
+                .iter_mut()
+                .find(|g| g.off <= loc.off && loc.off < g.off + g.len)
+            {
+                g.skips = true;
+            }
+        }
+        drop(w);
+        Ok(())
+    }
+}
+
+/// Where one frame lies in the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FrameLoc {
+    pub number: u64,
+    pub off: u64,
+    pub len: u64,
+}
+
+/// The bytes that replace a frame of `len` bytes when it is redacted: the redacted frame,
+/// then a skip item over the rest. `None` if they do not fit.
+pub(crate) fn redacted_region(redacted: &[u8], len: u64) -> Option<Vec<u8>> {
+    let len = usize::try_from(len).ok()?;
+    if redacted.len() != REDACTED_FRAME_LEN || len < REDACTED_FRAME_LEN + items::SKIP_MIN_LEN {
+        return None;
+    }
+    let mut bytes = redacted.to_vec();
+    bytes.extend_from_slice(&encode_skip(len - REDACTED_FRAME_LEN));
+    Some(bytes)
+}
+
+/// Iterator over commit locations from a record on.
+struct Commits<'a> {
+    log: &'a Log,
+    seg: usize,
+    pos: usize,
+    from: u64,
+    idx: Option<Vec<GroupLoc>>,
+    failed: bool,
+}
+
+impl Iterator for Commits<'_> {
+    type Item = Result<(usize, GroupLoc)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        loop {
+            if self.idx.is_none() {
+                if self.seg >= self.log.segment_count() {
+                    return None;
+                }
+                match self.log.index(self.seg) {
+                    Ok(idx) => {
+                        self.idx = Some(idx);
+                        self.pos = 0;
+                    }
+                    Err(e) => {
+                        self.failed = true;
+                        return Some(Err(e));
+                    }
+                }
+            }
+            let g = self.idx.as_ref().and_then(|idx| idx.get(self.pos).copied());
+            match g {
+                Some(g) => {
+                    self.pos += 1;
+                    if g.key >= self.from {
+                        return Some(Ok((self.seg, g)));
+                    }
+                }
+                None => {
+                    self.idx = None;
+                    self.seg += 1;
+                }
+            }
+        }
+    }
+}
+
+// A redacted frame and a skip item fit where any frame with its body was.
+const _: () = assert!(REDACTED_FRAME_LEN + items::SKIP_MIN_LEN <= format::PRESENT_FRAME_OVERHEAD);

@@ -1,0 +1,150 @@
+//! Moving a ledger from storage format 1 (everything in one sled database) onto the log
+//! of record. Every frame is carried over byte for byte, so no record hash, Merkle root,
+//! proof or checkpoint changes. The new log is built beside the old store and renamed
+//! into place in one step; the old store is removed only after that.
+
+use std::fs;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::format::{self, Config, Head, STORED_NODE_MIN_LEVEL};
+use crate::layout;
+use crate::ledger::lock_dir;
+use crate::log::media::{sync_dir, FsMedia};
+use crate::log::Log;
+use crate::store::{write_atomically, SledStore, Store, CHECKPOINT_FILE};
+
+/// Where the new log is built before it is renamed to `log`.
+const BUILDING: &str = "log.migrating";
+
+fn corrupt(detail: impl Into<String>) -> Error {
+    Error::Corrupt {
+        detail: detail.into(),
+    }
+}
+
+/// Migrates the format-1 ledger in `dir`; returns the number of records carried over.
+pub(crate) fn migrate(dir: &Path, cache_bytes: u64) -> Result<u64> {
+    let _lock = lock_dir(dir)?;
+    let log_dir = dir.join(layout::LOG_DIR);
+    if Log::exists(&FsMedia::new(&log_dir))? {
+        // Already moved; a migration that stopped before removing the old store is
+        // finished here.
+        remove_format1(dir)?;
+        return Err(Error::InvalidArgument {
+            detail: format!("{} is already in storage format 2", dir.display()),
+        });
+    }
+    let n = layout::current(dir)?.ok_or_else(|| Error::NotALedger {
+        path: dir.to_path_buf(),
+    })?;
+    let old = SledStore::open(&layout::store_dir(dir, n), cache_bytes)?;
+    let r = build(dir, &old);
+    old.close();
+    let count = r?;
+    fs::rename(dir.join(BUILDING), &log_dir)
+        .map_err(|e| Error::io("moving the migrated log into place", e))?;
+    sync_dir(dir).map_err(|e| Error::io("syncing the ledger directory", e))?;
+    remove_format1(dir)?;
+    tracing::info!(records = count, "migrated the ledger to storage format 2");
+    Ok(count)
+}
+
+/// Writes every record of the format-1 store into a new log under `BUILDING`.
+fn build(dir: &Path, old: &SledStore) -> Result<u64> {
+    let config = Config::from_bytes(
+        &old.read_config()?
+            .ok_or_else(|| corrupt("the format-1 store has no configuration"))?,
+    )
+    .map_err(|e| corrupt(e.to_string()))?;
+    let stored = Head::from_bytes(
+        config.alg,
+        &old.read_head()?
+            .ok_or_else(|| corrupt("the format-1 store has no head"))?,
+    )
+    .map_err(|e| corrupt(e.to_string()))?;
+    let building = dir.join(BUILDING);
+    if building.exists() {
+        fs::remove_dir_all(&building)
+            .map_err(|e| Error::io("removing an unfinished migration", e))?;
+    }
+    Log::create(&FsMedia::new(&building), &config)?;
+    let log = Log::open(Box::new(FsMedia::new(&building)), 0, true)?;
+    let mut head = Head::empty(&config);
+    for g in old.groups_from(0) {
+        let (key, frames) = g?;
+        if key >= stored.next_seq {
+            break;
+        }
+        if key != head.next_seq {
+            return Err(corrupt(format!(
+                "the format-1 store has a gap at record {} (next group at {key}); run `chainlog verify` on it",
+                head.next_seq
+            )));
+        }
+        let mut nodes = Vec::new();
+        let mut kept = Vec::with_capacity(frames.len());
+        for (off, r) in format::frames(&frames) {
+            let f = r.map_err(|e| corrupt(format!("record {}: {e}", head.next_seq)))?;
+            if f.entry.seq >= stored.next_seq {
+                break;
+            }
+            let fits = f.entry.seq == head.next_seq
+                && f.entry.prev == head.last_hash
+                && f.entry.hash() == f.stored_hash;
+            if !fits {
+                return Err(corrupt(format!(
+                    "record {} does not continue the chain; run `chainlog verify` on the old ledger",
+                    head.next_seq
+                )));
+            }
+            kept.extend_from_slice(frames.get(off..off + f.len).unwrap_or_default());
+            head.tree
+                .push_with(f.stored_hash, |level, node| {
+                    if level >= STORED_NODE_MIN_LEVEL {
+                        nodes.extend_from_slice(node.as_bytes());
+                    }
+                })
+                .map_err(|e| corrupt(e.to_string()))?;
+            head.next_seq += 1;
+            head.last_hash = f.stored_hash;
+            head.last_timestamp = f.entry.timestamp;
+        }
+        if !kept.is_empty() {
+            log.append(key, &kept, &nodes, &head)?;
+        }
+    }
+    if head != stored {
+        return Err(corrupt(format!(
+            "the records of the format-1 store end at {} with root {}, its head says {} with root {}",
+            head.next_seq,
+            head.root(),
+            stored.next_seq,
+            stored.root()
+        )));
+    }
+    log.sync()?;
+    if let Some(note) = old.read_checkpoint()? {
+        write_atomically(dir, CHECKPOINT_FILE, &note)?;
+    }
+    Ok(head.next_seq)
+}
+
+/// Removes what storage format 1 kept: `CURRENT` and the `store-<n>` directories.
+fn remove_format1(dir: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir).map_err(|e| Error::io("listing the ledger directory", e))? {
+        let entry = entry.map_err(|e| Error::io("listing the ledger directory", e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if layout::is_format1_entry(&name) {
+            let p = entry.path();
+            if p.is_dir() {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            }
+            .map_err(|e| Error::io("removing the format-1 store", e))?;
+        }
+    }
+    sync_dir(dir).map_err(|e| Error::io("syncing the ledger directory", e))
+}

@@ -1,0 +1,189 @@
+//! Crash-atomic redaction. Before a redaction appends its record, an intent file names
+//! the record and where its frame lies; after the frame is rewritten the file goes. A
+//! writer opening the ledger finishes what a stopped redaction left: a frame torn by an
+//! interrupted rewrite is completed before the log is read, and a frame whose redaction
+//! record is durable is redacted.
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::fs;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::format::{self, be_u64, hash_at, parse_redaction, CRC_LEN, F_ENTRY, F_HASH};
+use crate::hash::{Hash, HASH_LEN};
+use crate::ledger::Ledger;
+use crate::log::media::{FsMedia, Media};
+use crate::log::{redacted_region, segment_name, FrameLoc};
+use crate::store::write_atomically;
+
+/// Present only while a redaction runs (docs/FORMAT.md, *Ledger directory*).
+pub(crate) const INTENT_FILE: &str = "REDACTING";
+const MAGIC: &[u8; 8] = b"CLREDACT";
+const I_SEQ: usize = 8;
+const I_HASH: usize = I_SEQ + 8;
+const I_SIZE: usize = I_HASH + HASH_LEN;
+const I_SEGMENT: usize = I_SIZE + 8;
+const I_OFF: usize = I_SEGMENT + 8;
+const I_LEN: usize = I_OFF + 8;
+const I_CRC: usize = I_LEN + 8;
+const INTENT_LEN: usize = I_CRC + CRC_LEN;
+
+/// What a running redaction is about to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Intent {
+    pub seq: u64,
+    pub hash: Hash,
+    /// The ledger's size when the intent was written: its redaction record comes later.
+    pub size: u64,
+    pub frame: FrameLoc,
+}
+
+impl Intent {
+    fn to_bytes(self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(INTENT_LEN);
+        b.extend_from_slice(MAGIC);
+        b.extend_from_slice(&self.seq.to_be_bytes());
+        b.extend_from_slice(self.hash.as_bytes());
+        b.extend_from_slice(&self.size.to_be_bytes());
+        b.extend_from_slice(&self.frame.number.to_be_bytes());
+        b.extend_from_slice(&self.frame.off.to_be_bytes());
+        b.extend_from_slice(&self.frame.len.to_be_bytes());
+        let crc = crc32fast::hash(&b);
+        b.extend_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<Intent> {
+        if b.len() != INTENT_LEN || b.get(..I_SEQ)? != MAGIC {
+            return None;
+        }
+        if format::be_u32(b, I_CRC) != crc32fast::hash(b.get(..I_CRC)?) {
+            return None;
+        }
+        Some(Intent {
+            seq: be_u64(b, I_SEQ),
+            hash: hash_at(b, I_HASH),
+            size: be_u64(b, I_SIZE),
+            frame: FrameLoc {
+                number: be_u64(b, I_SEGMENT),
+                off: be_u64(b, I_OFF),
+                len: be_u64(b, I_LEN),
+            },
+        })
+    }
+}
+
+pub(crate) fn write_intent(dir: &Path, intent: &Intent) -> Result<()> {
+    write_atomically(dir, INTENT_FILE, &intent.to_bytes())
+}
+
+pub(crate) fn remove_intent(dir: &Path) -> Result<()> {
+    match fs::remove_file(dir.join(INTENT_FILE)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("removing the redaction intent", e)),
+    }
+}
+
+fn read_intent(dir: &Path) -> Result<Option<Intent>> {
+    match fs::read(dir.join(INTENT_FILE)) {
+        Ok(b) => Ok(Intent::from_bytes(&b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("reading the redaction intent", e)),
+    }
+}
+
+/// Before the log is read: a frame that an interrupted rewrite left neither whole nor
+/// redacted is rewritten redacted. Its entry and hash are the same before and after a
+/// rewrite, so whatever mix of old and new bytes reached the device, the redacted frame
+/// follows from them; and a rewrite only starts once the redaction record is durable.
+pub(crate) fn finish_torn(dir: &Path) -> Result<()> {
+    let Some(intent) = read_intent(dir)? else {
+        return Ok(());
+    };
+    let media = FsMedia::new(&dir.join(crate::layout::LOG_DIR));
+    let file = media
+        .open(&segment_name(intent.frame.number), true)
+        .map_err(|e| Error::io("opening a log segment to finish a redaction", e))?;
+    let len = usize::try_from(intent.frame.len).unwrap_or(usize::MAX);
+    let mut region = vec![0u8; len];
+    if file.read_at(&mut region, intent.frame.off).is_err() {
+        // Not where the intent says: nothing of ours to finish.
+        return Ok(());
+    }
+    let whole = format::decode_frame(&region)
+        .is_ok_and(|f| f.entry.seq == intent.seq && f.stored_hash == intent.hash);
+    let entry = region.get(F_ENTRY..F_HASH).unwrap_or_default();
+    let Some(alg) = entry
+        .get(format::E_ALG)
+        .and_then(|&id| crate::hash::HashAlg::from_id(id))
+    else {
+        return Ok(());
+    };
+    let ours = alg.leaf(entry) == intent.hash && hash_at(&region, F_HASH) == intent.hash;
+    let head = region.get(..format::REDACTED_FRAME_LEN).unwrap_or_default();
+    let done = format::decode_frame(head)
+        .is_ok_and(|f| f.body.is_none() && f.stored_hash == intent.hash)
+        && redacted_region(head, intent.frame.len).as_deref() == Some(&region[..]);
+    if whole || done || !ours {
+        return Ok(());
+    }
+    // Rebuild the redacted frame from the entry bytes.
+    let e = decode_entry(alg, entry, intent.seq);
+    let mut frame = Vec::new();
+    format::encode_frame(&mut frame, &e, None);
+    let Some(bytes) = redacted_region(&frame, intent.frame.len) else {
+        return Ok(());
+    };
+    file.write_at(&bytes, intent.frame.off)
+        .and_then(|()| file.sync())
+        .map_err(|e| Error::io("finishing an interrupted redaction", e))?;
+    tracing::warn!(
+        seq = intent.seq,
+        "finished rewriting a frame an interrupted redaction left torn"
+    );
+    Ok(())
+}
+
+fn decode_entry(alg: crate::hash::HashAlg, e: &[u8], seq: u64) -> format::Entry {
+    format::Entry {
+        alg,
+        seq,
+        timestamp: be_u64(e, format::E_TIMESTAMP),
+        prev: hash_at(e, format::E_PREV),
+        commitment: hash_at(e, format::E_COMMITMENT),
+        payload_len: format::be_u32(e, format::E_PAYLOAD_LEN),
+    }
+}
+
+/// Once the ledger is open: a redaction whose record is durable but whose frame still
+/// holds the payload is finished; an intent whose record never became durable is dropped.
+pub(crate) fn resume(ledger: &Ledger) -> Result<()> {
+    let dir = ledger.dir();
+    let Some(intent) = read_intent(dir)? else {
+        return Ok(());
+    };
+    let head = ledger.len();
+    if intent.seq < head {
+        let target = ledger.get(intent.seq)?;
+        if target.hash == intent.hash && !target.is_redacted() {
+            let recorded = ledger
+                .range(intent.size..head)
+                .filter_map(|r| r.ok())
+                .any(|r| {
+                    r.payload
+                        .as_deref()
+                        .and_then(parse_redaction)
+                        .is_some_and(|(s, h)| s == intent.seq && h == intent.hash)
+                });
+            if recorded {
+                ledger.rewrite_redacted(intent.seq)?;
+                tracing::warn!(
+                    seq = intent.seq,
+                    "finished a redaction that stopped after its record was durable"
+                );
+            }
+        }
+    }
+    remove_intent(dir)
+}

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, Config, FrameRef, Head, REDACTION_PREFIX};
 use crate::hash::{Hash, HashAlg, HASH_LEN};
 use crate::layout;
-use crate::log::media::FsMedia;
+use crate::log::media::{FsMedia, Media};
 use crate::log::Log;
 use crate::merkle::{self, ConsistencyProof, InclusionProof, TreeError};
 use crate::note::{SignerKey, VerifierKey};
@@ -286,6 +286,17 @@ impl Ledger {
 
     /// Creates a ledger with a given identity (an import continues another's chain).
     pub(crate) fn create_with(dir: &Path, opts: Options, config: &Config) -> Result<Ledger> {
+        let media = FsMedia::new(&dir.join(layout::LOG_DIR));
+        Self::create_on(dir, opts, config, Box::new(media))
+    }
+
+    /// `create_with` with the log on `media` (tests simulate power loss under it).
+    pub(crate) fn create_on(
+        dir: &Path,
+        opts: Options,
+        config: &Config,
+        media: Box<dyn Media>,
+    ) -> Result<Ledger> {
         fs::create_dir_all(dir).map_err(|e| Error::io("creating the ledger directory", e))?;
         let lock = lock_dir(dir)?;
         // A directory holding only a log directory without its first segment is a
@@ -309,13 +320,12 @@ impl Ledger {
         for p in unfinished {
             fs::remove_dir_all(&p).map_err(|e| Error::io("clearing an unfinished creation", e))?;
         }
-        let media = FsMedia::new(&dir.join(layout::LOG_DIR));
-        if let Err(e) = Log::create(&media, config) {
+        if let Err(e) = Log::create(&*media, config) {
             let _ = fs::remove_dir_all(dir.join(layout::LOG_DIR));
             return Err(e);
         }
         drop(lock);
-        Ledger::open(dir, opts)
+        Self::open_on(dir, opts, None, Some(media))
     }
 
     /// Opens an existing ledger. A read-write open takes the directory's one writer
@@ -324,7 +334,7 @@ impl Ledger {
     /// (`Options::read_only`) takes no lock, writes nothing and needs no write
     /// permission: it sees the records committed when it opened.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Ledger> {
-        Self::open_on(dir.as_ref(), opts, None)
+        Self::open_on(dir.as_ref(), opts, None, None)
     }
 
     /// Opens with a fault-injecting store around the log, for fault-injection tests.
@@ -335,7 +345,7 @@ impl Ledger {
         opts: Options,
         plan: FaultPlan,
     ) -> Result<Ledger> {
-        Self::open_on(dir.as_ref(), opts, Some(plan))
+        Self::open_on(dir.as_ref(), opts, Some(plan), None)
     }
 
     /// Rebuilds the derived sled tree from the log, whatever state it is in, and reports
@@ -344,7 +354,7 @@ impl Ledger {
         let dir = dir.as_ref();
         let mut opts = opts;
         opts.read_only = false;
-        let l = Self::open_on(dir, opts, None)?;
+        let l = Self::open_on(dir, opts, None, None)?;
         let what = {
             let sled = l.store.sled_handle();
             match sled.as_ref() {
@@ -369,10 +379,15 @@ impl Ledger {
         crate::migrate::migrate(dir.as_ref(), Options::default().cache_bytes)
     }
 
-    fn open_on(dir: &Path, opts: Options, faults: Option<FaultPlan>) -> Result<Ledger> {
-        let log_dir = dir.join(layout::LOG_DIR);
-        let media = FsMedia::new(&log_dir);
-        if !Log::exists(&media)? {
+    /// Opens with the log on `media` (the file system in `dir/log` when `None`).
+    pub(crate) fn open_on(
+        dir: &Path,
+        opts: Options,
+        faults: Option<FaultPlan>,
+        media: Option<Box<dyn Media>>,
+    ) -> Result<Ledger> {
+        let media = media.unwrap_or_else(|| Box::new(FsMedia::new(&dir.join(layout::LOG_DIR))));
+        if !Log::exists(&*media)? {
             if dir.join(layout::CURRENT).is_file() {
                 return Err(Error::NeedsMigration {
                     path: dir.to_path_buf(),
@@ -388,7 +403,7 @@ impl Ledger {
         if writable {
             redaction::finish_torn(dir)?;
         }
-        let log = Log::open(Box::new(media), mark.map_or(0, |m| m.next_seq), writable)?;
+        let log = Log::open(media, mark.map_or(0, |m| m.next_seq), writable)?;
         let config = log.config();
         if let Some(expected) = opts.hash {
             if expected != config.alg {

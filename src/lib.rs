@@ -25,6 +25,8 @@ mod log;
 mod migrate;
 #[cfg(all(feature = "store", not(loom)))]
 mod redaction;
+#[cfg(all(test, feature = "store", not(loom)))]
+mod power_loss;
 #[cfg(feature = "store")]
 mod store;
 #[cfg(feature = "store")]

@@ -11,6 +11,8 @@
 mod items;
 pub(crate) mod media;
 mod scan;
+#[cfg(test)]
+pub(crate) mod sim;
 
 use std::sync::Arc;
 

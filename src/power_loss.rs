@@ -1,0 +1,1 @@
+//! Power-loss tests: the log on a simulated device that keeps only synced bytes.

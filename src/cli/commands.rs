@@ -91,6 +91,8 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             transfer::import(&mut out, &file, &dir, pub_key.as_deref())
         }
         Cmd::Redact { dir, seq, reason } => transfer::redact(&mut out, &dir, seq, &reason),
+        Cmd::Migrate { dir } => super::maintenance::migrate(&mut out, &dir),
+        Cmd::Repair { dir } => super::maintenance::repair(&mut out, &dir),
         Cmd::Demo {
             dir,
             threads,

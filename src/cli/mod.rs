@@ -3,6 +3,7 @@
 mod bench;
 mod commands;
 mod demo;
+mod maintenance;
 mod output;
 mod progress;
 mod proofs;
@@ -185,6 +186,12 @@ pub enum Cmd {
         #[arg(long)]
         reason: String,
     },
+    /// Move a ledger in storage format 1 (everything in sled) onto the log of record;
+    /// no record hash, root or checkpoint changes.
+    Migrate { dir: PathBuf },
+    /// Rebuild the derived sled tree of DIR from its log (open repairs it by itself when
+    /// it is missing, damaged or out of step; this does it on demand).
+    Repair { dir: PathBuf },
     /// Append synthetic audit-log records from several threads, then verify.
     Demo {
         /// Ledger directory; a temporary one (removed afterwards) when omitted.

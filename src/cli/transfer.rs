@@ -321,13 +321,13 @@ pub fn redact(out: &mut Out, dir: &Path, seq: u64, reason: &str) -> Result<Outco
     let receipt = ledger
         .redact(seq, reason)
         .map_err(|e| Failure::ledger(&e, at_seq(dir, seq)))?;
-    // Closing purges the payload bytes from the store files; until it succeeds they may
-    // still be on disk, so its failure is the command's failure.
+    // The payload left the log before redact returned; a failure to close cleanly is
+    // still the command's failure.
     ledger.close().map_err(|e| {
         Failure::ledger(
             &e,
             format!(
-                "{}, closing after redacting record {seq} (redaction record {}; the purge finishes at the next read-write open)",
+                "{}, closing after redacting record {seq} (redaction record {})",
                 at_dir(dir),
                 receipt.seq
             ),

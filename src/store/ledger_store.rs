@@ -226,6 +226,11 @@ pub(crate) fn repair_sled(sled: &SledStore, log: &Log, force: bool) -> Result<Op
     if !force && held.as_ref() == Some(&target) {
         return Ok(None);
     }
+    if !force && stored.is_none() && target.next_seq == 0 {
+        // A new ledger's sled: initialised, nothing to repair.
+        sled.cas_head(None, &target.to_bytes())?;
+        return Ok(None);
+    }
     let behind = match &held {
         Some(h) if !force && h.next_seq < target.next_seq => on_log(log, h)?,
         _ => false,

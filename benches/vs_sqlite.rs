@@ -217,6 +217,48 @@ fn run_chainlog(mode: Mode, threads: usize, payloads: &Arc<Vec<Payload>>, alg: H
     }
 }
 
+/// The device's own limit for a durable append: one writer, each record (as many bytes
+/// as a chainlog frame of the payload) written with `pwrite` into a preallocated,
+/// zero-filled file and made durable with `fdatasync`.
+fn run_plain_file(payloads: &Arc<Vec<Payload>>) -> Run {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let dir = tempdir("vs_sqlite-plain-");
+    let path = dir.path().join("plain");
+    let frame = PAYLOAD_LEN + chainlog::format::PRESENT_FRAME_OVERHEAD;
+    let len = (frame * payloads.len()) as u64;
+    {
+        let mut f = std::fs::File::create(&path).expect("creating the plain file");
+        let zeros = vec![0u8; 1 << 20];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            f.write_all(&zeros[..n])
+                .expect("zero-filling the plain file");
+            left -= n as u64;
+        }
+        f.sync_all().expect("syncing the plain file");
+    }
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("opening the plain file");
+    let mut at = 0u64;
+    let workers = vec![move |p: &[u8]| {
+        let mut buf = vec![0u8; frame];
+        buf[..p.len()].copy_from_slice(p);
+        f.write_all_at(&buf, at).expect("plain pwrite");
+        f.sync_data().expect("plain fdatasync");
+        at += frame as u64;
+    }];
+    let (start, lat_ns) = drive(workers, payloads);
+    Run {
+        elapsed: start.elapsed(),
+        lat_ns,
+        bytes: len,
+    }
+}
+
 fn sqlite_connection(path: &Path, mode: Mode) -> Connection {
     let c = Connection::open(path).expect("opening SQLite");
     // Contention must wait, not fail: a lost append would make the rates meaningless.
@@ -413,6 +455,29 @@ fn main() {
                     "bytes_per_record": r.bytes_per_record(),
                 })
             };
+            if mode == Mode::Sync && t == 1 {
+                let plain = run_plain_file(&payloads);
+                let vs = c.rate() / plain.rate();
+                println!(
+                    "{:<16} {:>3} {:>7} | plain file (pwrite + fdatasync per record, preallocated): {:>9.0}/s p50 {:.0} p99 {:.0} | chainlog/plain {:>5.2}",
+                    mode.name(),
+                    t,
+                    n,
+                    plain.rate(),
+                    plain.pct_us(50.0),
+                    plain.pct_us(99.0),
+                    vs
+                );
+                json.push(serde_json::json!({
+                    "mode": "plain_file_pwrite_fdatasync",
+                    "threads": 1,
+                    "records": n,
+                    "appends_per_s": plain.rate(),
+                    "p50_us": plain.pct_us(50.0),
+                    "p99_us": plain.pct_us(99.0),
+                    "ratio_chainlog_over_plain": vs,
+                }));
+            }
             json.push(serde_json::json!({
                 "mode": mode.name(),
                 "chainlog_durability": format!("{:?}", mode.durability()),

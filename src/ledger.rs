@@ -254,6 +254,20 @@ fn check_watermark(core: &DynCore, head: &Head, mark: &watermark::Mark) -> Resul
 fn open_sled(path: &Path, cache_bytes: u64, log: &Log) -> Option<SledStore> {
     let sled = match SledStore::open(path, cache_bytes) {
         Ok(s) => s,
+        Err(e @ Error::Corrupt { .. }) => {
+            // Damaged beyond sled's own recovery: everything it held is in the log.
+            tracing::warn!(error = %e, "the derived sled tree is damaged; rebuilding it from the log");
+            let reopened = fs::remove_dir_all(path)
+                .map_err(|e| Error::io("removing a damaged sled tree", e))
+                .and_then(|()| SledStore::open(path, cache_bytes));
+            match reopened {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the derived sled tree could not be rebuilt; running without it");
+                    return None;
+                }
+            }
+        }
         Err(e) => {
             tracing::warn!(error = %e, "the derived sled tree could not be opened; running without it");
             return None;

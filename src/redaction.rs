@@ -111,8 +111,12 @@ pub(crate) fn finish_torn(dir: &Path) -> Result<()> {
         // Not where the intent says: nothing of ours to finish.
         return Ok(());
     }
-    let whole = format::decode_frame(&region)
-        .is_ok_and(|f| f.entry.seq == intent.seq && f.stored_hash == intent.hash);
+    let whole = format::decode_frame(&region).is_ok_and(|f| {
+        f.len as u64 == intent.frame.len
+            && f.body.is_some()
+            && f.entry.seq == intent.seq
+            && f.stored_hash == intent.hash
+    });
     let entry = region.get(F_ENTRY..F_HASH).unwrap_or_default();
     let Some(alg) = entry
         .get(format::E_ALG)

@@ -9,7 +9,7 @@
 //!
 //! Faults are confined to the ledger's own paths (`strace -P`), so they hit chainlog's
 //! I/O rather than the dynamic loader's. `CHAINLOG_SYSCALL_WHEN` widens the sweep (a
-//! comma-separated list of call numbers; default 1,2,3,5,8).
+//! comma-separated list of call numbers; default 1,2,3).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -52,7 +52,7 @@ fn whens() -> Vec<u32> {
     std::env::var("CHAINLOG_SYSCALL_WHEN")
         .ok()
         .map(|v| v.split(',').filter_map(|w| w.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1, 2, 3, 5, 8])
+        .unwrap_or_else(|| vec![1, 2, 3])
 }
 
 struct Out {
@@ -455,18 +455,33 @@ fn every_command_survives_every_injected_io_fault() {
     }
     let next = AtomicUsize::new(0);
     let failed_runs = AtomicUsize::new(0);
+
+    let mut hits: BTreeMap<&str, usize> = BTreeMap::new();
     std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&(cmd, sys, err, when)) = cases.get(i) else {
-                    break;
-                };
-                if one(&f, cmd, sys, err, when, work.path()) {
-                    failed_runs.fetch_add(1, Ordering::Relaxed);
-                }
-                let _ = fs::remove_dir_all(work.path().join(format!("{cmd:?}-{sys}-{err}-{when}")));
-            });
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine: BTreeMap<&str, usize> = BTreeMap::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(cmd, sys, err, when)) = cases.get(i) else {
+                            break mine;
+                        };
+                        if one(&f, cmd, sys, err, when, work.path()) {
+                            failed_runs.fetch_add(1, Ordering::Relaxed);
+                            *mine.entry(sys).or_default() += 1;
+                        }
+                        let _ = fs::remove_dir_all(
+                            work.path().join(format!("{cmd:?}-{sys}-{err}-{when}")),
+                        );
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            for (k, v) in w.join().unwrap() {
+                *hits.entry(k).or_default() += v;
+            }
         }
     });
     let failed = failed_runs.load(Ordering::Relaxed);

@@ -239,7 +239,16 @@ impl Log {
         let head = match groups.get(whole) {
             None => checked,
             Some(bad) if bad.key < durable_mark => {
-                // Acknowledged records are damaged: keep them in view; verify names it.
+                // Acknowledged records are damaged: a writer must not go on from here;
+                // a reader keeps them in view, and verify names the break.
+                if writable {
+                    return Err(corrupt(format!(
+                        "the commit of records {}..{} in log segment {} is damaged, and records up to {durable_mark} were durable; `chainlog verify` names the break",
+                        bad.key,
+                        bad.end_seq(),
+                        segment_name(last.number)
+                    )));
+                }
                 claimed_head(&bytes, &last.header, &groups)
             }
             Some(bad) => {

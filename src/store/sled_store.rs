@@ -67,6 +67,7 @@ impl SledStore {
         // by a sled instance of this process that is still shutting down (sled releases
         // it from a background thread after the handle is dropped): wait for that, briefly.
         remove_unfinished_snapshots(dir)?;
+        quiet_sled_drop_panics();
         let deadline = Instant::now() + SLED_LOCK_WAIT;
         let mut pause = Duration::from_millis(1);
         let db =
@@ -196,7 +197,11 @@ impl SledStore {
             self.abandon();
             return;
         }
-        quiet_sled_drop_panics();
+        if std::thread::panicking() {
+            // A panic in sled's drop now would abort the process.
+            self.abandon();
+            return;
+        }
         DROPPING_SLED.with(|d| d.set(true));
         let r = panic::catch_unwind(panic::AssertUnwindSafe(move || drop(self)));
         DROPPING_SLED.with(|d| d.set(false));

@@ -34,7 +34,6 @@ fn empty_head() -> Head {
 }
 
 fn core_over<S: Store>(store: S) -> Core<S> {
-    store.write_config(&CONFIG.to_bytes()).unwrap();
     assert!(store.cas_head(None, &empty_head().to_bytes()).unwrap());
     Core::new(
         store,

@@ -9,10 +9,10 @@ use common::copy_dir;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use chainlog::format::{decode_frame, encode_frame, frames};
+use chainlog::format::{decode_frame, encode_frame};
 use chainlog::{
     root_from_leaves, verify_consistency, verify_inclusion, Checkpoint, ConsistencyProof, HashAlg,
-    InclusionProof, Ledger, SignerKey, VerifierKey,
+    InclusionProof, SignerKey, VerifierKey,
 };
 use serde_json::Value;
 
@@ -556,24 +556,11 @@ fn verify_reports_a_forged_middle_record() {
     const AT: u64 = 317;
     {
         // A forger who rewrites record AT's payload and recomputes its commitment, hash
-        // and CRC, with the ledger closed.
-        let db = sled::open(Ledger::store_path(&dir).unwrap()).unwrap();
-        let t = db.open_tree(b"records").unwrap();
-        let (key, group) = t
-            .iter()
-            .map(|kv| kv.unwrap())
-            .map(|(k, v)| (u64::from_be_bytes(k.as_ref().try_into().unwrap()), v))
-            .filter(|(k, _)| *k <= AT)
-            .last()
-            .unwrap();
-        let mut rebuilt = Vec::new();
-        for (i, (off, f)) in frames(&group).enumerate() {
-            let f = f.unwrap();
-            let bytes = &group[off..off + f.len];
-            if key + i as u64 != AT {
-                rebuilt.extend_from_slice(bytes);
-                continue;
-            }
+        // and CRC, with the ledger closed (the frame's length changes: the rest of the
+        // segment shifts).
+        let mut before = Vec::new();
+        common::log::edit_frame(&dir, AT, |bytes| {
+            before = bytes.clone();
             let d = decode_frame(bytes).unwrap();
             let (salt, _) = d.body.unwrap();
             let salt = *salt;
@@ -581,11 +568,16 @@ fn verify_reports_a_forged_middle_record() {
             let mut e = d.entry;
             e.commitment = e.alg.commitment(&salt, &payload);
             e.payload_len = payload.len() as u32;
+            let mut rebuilt = Vec::new();
             encode_frame(&mut rebuilt, &e, Some((&salt, &payload)));
-        }
-        assert_ne!(rebuilt, group.to_vec(), "the forgery changed nothing");
-        t.insert(key.to_be_bytes(), rebuilt).unwrap();
-        db.flush().unwrap();
+            *bytes = rebuilt;
+        });
+        let (s, _, f) = common::log::locate(&dir, AT);
+        assert_ne!(
+            s.bytes[f.off..f.off + f.len],
+            before[..],
+            "the forgery changed nothing"
+        );
     }
     let get = run(["get", p(&dir), &AT.to_string(), "--json"]).ok().one();
     assert_eq!(
@@ -682,11 +674,10 @@ fn wrong_key_or_wrong_ledger_is_rejected() {
     assert_eq!(v["checkpoint"]["status"], "wrong_origin", "{v}");
 }
 
-/// Sets the ledger's kept latest checkpoint through raw sled access (ledger closed).
+/// Sets the ledger's kept latest checkpoint (new design: the file `CHECKPOINT`, ledger
+/// closed).
 fn plant_latest_checkpoint(dir: &Path, note: &[u8]) {
-    let db = sled::open(Ledger::store_path(dir).unwrap()).unwrap();
-    db.insert(b"checkpoint", note).unwrap();
-    db.flush().unwrap();
+    common::plant_checkpoint(dir, note);
 }
 
 #[test]

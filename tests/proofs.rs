@@ -220,12 +220,9 @@ fn signing_refuses_a_tree_that_does_not_extend_the_kept_checkpoint() {
     lb.append_batch(&(0..5).map(|i| format!("b{i}")).collect::<Vec<_>>())
         .unwrap();
     lb.close().unwrap();
-    // Plant a's checkpoint as b's kept one, as a rollback of b's store would.
-    {
-        let db = sled::open(Ledger::store_path(&b).unwrap()).unwrap();
-        db.insert(b"checkpoint", note_a.as_bytes()).unwrap();
-        db.flush().unwrap();
-    }
+    // Plant a's checkpoint as b's kept one (new design: the file `CHECKPOINT`), as a
+    // rollback of b's log would leave it.
+    common::plant_checkpoint(&b, note_a.as_bytes());
     let lb = Ledger::open(&b, Options::default()).unwrap();
     match lb.checkpoint(&key) {
         Err(Error::HeadConflict { detail }) => {

@@ -1,8 +1,8 @@
 //! Redaction: payload and salt removed in place, commitment kept; every hash, proof and
-//! checkpoint still verifies; the payload bytes leave the store files.
+//! checkpoint still verifies; the payload bytes leave every file of the ledger.
 
 mod common;
-use common::files_containing;
+use common::{files_containing, log};
 
 use chainlog::{CheckpointStatus, Error, Ledger, Options, SignerKey, REDACTION_PREFIX};
 
@@ -40,6 +40,10 @@ fn redacted_records_verify_prove_and_leave_the_store_files() {
         assert!(red.is_redacted() && red.salt.is_none());
         assert_eq!(red.hash, hash, "redaction changed a hash");
         assert_eq!(red.payload_len as usize, payloads[seq as usize].len());
+        // New design: the frame is rewritten in the log before `redact` returns, so the
+        // payload is gone from every file at once (it used to linger until close).
+        let hits = files_containing(&dir, format!("SECRET-{seq:05}").as_bytes());
+        assert!(hits.is_empty(), "payload of record {seq} still in {hits:?}");
     }
     assert!(matches!(
         l.redact(3, "again"),
@@ -63,7 +67,7 @@ fn redacted_records_verify_prove_and_leave_the_store_files() {
     let c = l.prove_consistency(1500, None).unwrap();
     assert!(c.verify(l.hash_alg()).is_ok());
     let after = l.checkpoint(&key).unwrap();
-    // Before close the old bytes may linger in sled's superseded space; after close not.
+    // And after close too.
     l.close().unwrap();
     for &seq in &targets {
         let hits = files_containing(&dir, format!("SECRET-{seq:05}").as_bytes());
@@ -82,7 +86,7 @@ fn redacted_records_verify_prove_and_leave_the_store_files() {
 }
 
 #[test]
-fn a_pending_purge_is_finished_at_the_next_open() {
+fn an_interrupted_redaction_is_finished_at_the_next_open() {
     // The child redacts and exits without closing the ledger (no destructors run), as a
     // process that stops between a redaction and its close would.
     if let Ok(dir) = std::env::var("CHAINLOG_PURGE_CHILD") {
@@ -96,11 +100,12 @@ fn a_pending_purge_is_finished_at_the_next_open() {
     l.append_batch(&(0..50).map(secret).collect::<Vec<_>>())
         .unwrap();
     l.close().unwrap();
-    let old_store = Ledger::store_path(&dir).unwrap();
+    let (seg, _, f) = log::locate(&dir, 9);
+    let original = seg.bytes[f.off..f.off + f.len].to_vec();
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "a_pending_purge_is_finished_at_the_next_open",
+            "an_interrupted_redaction_is_finished_at_the_next_open",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -108,24 +113,77 @@ fn a_pending_purge_is_finished_at_the_next_open() {
         .status()
         .unwrap();
     assert!(status.success());
-    assert_eq!(
-        Ledger::store_path(&dir).unwrap(),
-        old_store,
-        "the child must not have purged"
-    );
-    assert!(
-        !files_containing(&dir, b"SECRET-00009").is_empty(),
-        "nothing left to purge"
-    );
-    let l = Ledger::open(&dir, Options::default()).unwrap();
-    assert_ne!(Ledger::store_path(&dir).unwrap(), old_store);
-    assert!(!old_store.exists());
+    // New design: `redact` rewrites the frame in the log before it returns, so nothing
+    // is left for close or the next open (there used to be a pending purge).
     assert!(files_containing(&dir, b"SECRET-00009").is_empty());
-    let rep = l.verify().unwrap();
-    assert!(rep.is_ok() && rep.redacted == 1, "{rep:?}");
-    assert!(l.get(9).unwrap().is_redacted());
-    assert!(matches!(
-        l.redact(50, "a redaction record stays"),
-        Err(Error::InvalidArgument { .. })
-    ));
+    assert!(!dir.join("REDACTING").exists());
+    let (seg, _, f2) = log::locate(&dir, 9);
+    assert_eq!((f2.off, f2.len), (f.off, 127), "redacted in place");
+    let rewritten = seg.bytes[f.off..f.off + f.len].to_vec();
+    let saved = tmp.path().join("saved");
+    common::copy_dir(&dir, &saved);
+
+    // A stop after the redaction record was durable (the intent file names the record)
+    // and before the rewrite finished: the old frame still whole, or the rewrite torn
+    // after `k` of its bytes reached the file (the old bytes after them).
+    let payload_at = original
+        .windows(12)
+        .position(|w| w == b"SECRET-00009")
+        .unwrap();
+    let mut failures = Vec::new();
+    for k in [0, 4, 100, 127, 131, 139, 200, original.len() - 1] {
+        std::fs::remove_dir_all(&dir).unwrap();
+        common::copy_dir(&saved, &dir);
+        let (mut s, _, _) = log::locate(&dir, 9);
+        let mut torn = rewritten[..k].to_vec();
+        torn.extend_from_slice(&original[k..]);
+        s.bytes[f.off..f.off + f.len].copy_from_slice(&torn);
+        s.save();
+        let hash = log::frame_hash(&original);
+        std::fs::write(
+            dir.join("REDACTING"),
+            log::redacting_file(9, &hash, 50, s.number, f.off as u64, f.len as u64),
+        )
+        .unwrap();
+        if k < payload_at {
+            assert!(!files_containing(&dir, b"SECRET-00009").is_empty());
+        }
+        let l = match Ledger::open(&dir, Options::default()) {
+            Ok(l) => l,
+            Err(e) => {
+                failures.push(format!("k={k}: open failed: {e}"));
+                continue;
+            }
+        };
+        let (s, _, _) = log::locate(&dir, 9);
+        let region = &s.bytes[f.off..f.off + f.len];
+        let rep = l.verify().unwrap();
+        let checks = [
+            (!dir.join("REDACTING").exists(), "the intent file was left"),
+            (
+                region == &rewritten[..],
+                "the frame's bytes are not the redacted region",
+            ),
+            (
+                files_containing(&dir, b"SECRET-00009").is_empty(),
+                "the payload is still in the log",
+            ),
+            (
+                rep.is_ok() && rep.redacted == 1,
+                "verify does not pass with 1 redacted",
+            ),
+            (l.get(9).unwrap().is_redacted(), "record 9 reads unredacted"),
+            (
+                matches!(l.redact(50, "stays"), Err(Error::InvalidArgument { .. })),
+                "a redaction record was redacted",
+            ),
+        ];
+        for (ok, what) in checks {
+            if !ok {
+                failures.push(format!("k={k}: {what}"));
+            }
+        }
+        l.close().unwrap();
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }

@@ -1,81 +1,51 @@
-//! Tamper matrix: stored records are edited through raw sled access while the ledger is
-//! closed; verification must name the right kind of break at the right record.
+//! Tamper matrix: the log of record (docs/FORMAT.md, *Log segments*) is edited through
+//! raw file access while the ledger is closed; verification must name the right kind of
+//! break at the right record.
 
 mod common;
 use common::fix_crc;
+use common::log::{self, commit_record, edit_frame, locate, read_log, skip_item, Segment};
 
 use std::path::Path;
 
 use chainlog::format::{self, decode_frame, encode_frame, Entry};
-use chainlog::{BreakKind, Error, Ledger, Options};
+use chainlog::{root_from_leaves, BreakKind, Error, Hash, HashAlg, Ledger, Options};
 
-const N: u64 = 600; // several packed groups
-const RECORDS: &[u8] = b"records";
+const N: u64 = 600; // several commits
+const PER_COMMIT: u64 = 100;
 
 fn build(dir: &Path) {
     let l = Ledger::create(dir, Options::default()).unwrap();
     let p: Vec<Vec<u8>> = (0..N)
         .map(|i| format!("event number {i:04} {}", "x".repeat(200)).into_bytes())
         .collect();
-    for chunk in p.chunks(100) {
+    for chunk in p.chunks(PER_COMMIT as usize) {
         l.append_batch(chunk).unwrap();
     }
     assert!(l.metrics().groups_written > 1);
+    drop(l);
+    // One segment holding one commit per batch.
+    let log = read_log(dir);
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].1.len() as u64, N / PER_COMMIT);
 }
 
-/// All stored groups as (key, frames), each frame as its own byte vector.
-fn load(db: &sled::Db) -> Vec<(u64, Vec<Vec<u8>>)> {
-    let t = db.open_tree(RECORDS).unwrap();
-    t.iter()
-        .map(|kv| {
-            let (k, v) = kv.unwrap();
-            let key = u64::from_be_bytes(k.as_ref().try_into().unwrap());
-            let frames = format::frames(&v)
-                .map(|(off, r)| v[off..off + r.unwrap().len].to_vec())
-                .collect();
-            (key, frames)
-        })
-        .collect()
-}
-
-fn store(db: &sled::Db, groups: &[(u64, Vec<Vec<u8>>)]) {
-    let t = db.open_tree(RECORDS).unwrap();
-    t.clear().unwrap();
-    for (k, frames) in groups {
-        t.insert(k.to_be_bytes(), frames.concat()).unwrap();
+fn read_only() -> Options {
+    Options {
+        read_only: true,
+        ..Options::default()
     }
-    db.flush().unwrap();
 }
 
-/// Applies `edit` to the stored groups of a fresh ledger, then verifies read-only.
-fn tampered(
-    edit: impl FnOnce(&mut Vec<(u64, Vec<Vec<u8>>)>),
-) -> (tempfile::TempDir, chainlog::VerifyReport) {
+/// Applies `edit` to the log files of a fresh ledger, then verifies read-only.
+fn tampered(edit: impl FnOnce(&Path)) -> (tempfile::TempDir, chainlog::VerifyReport) {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path());
-    {
-        let db = sled::open(Ledger::store_path(dir.path()).unwrap()).unwrap();
-        let mut g = load(&db);
-        edit(&mut g);
-        store(&db, &g);
-    }
-    let l = Ledger::open(
-        dir.path(),
-        Options {
-            read_only: true,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    edit(dir.path());
+    let l = Ledger::open(dir.path(), read_only()).unwrap();
     let rep = l.verify().unwrap();
     drop(l);
     (dir, rep)
-}
-
-fn frame_mut(g: &mut [(u64, Vec<Vec<u8>>)], seq: u64) -> &mut Vec<u8> {
-    let (key, frames) = g.iter_mut().rev().find(|(k, _)| *k <= seq).unwrap();
-    let i = (seq - *key) as usize;
-    &mut frames[i]
 }
 
 /// Re-encodes a frame after changing its entry: a forger who recomputes hash and CRC.
@@ -97,6 +67,23 @@ fn assert_break(rep: &chainlog::VerifyReport, kind: BreakKind, seq: u64) {
     assert_eq!((b.kind, b.seq), (kind, seq), "{b}");
 }
 
+/// A read-write open must refuse the ledger with `Corrupt` naming `why`.
+fn assert_open_fails_closed(dir: &Path, why: &str) {
+    match Ledger::open(dir, Options::default()) {
+        Err(e @ Error::Corrupt { .. }) => assert!(e.to_string().contains(why), "{e}"),
+        other => panic!("read-write open must fail closed, got {other:?}"),
+    }
+}
+
+/// The Merkle root over the first `n` record hashes stored in `s`.
+fn root_of(s: &Segment, n: usize) -> [u8; 32] {
+    let leaves: Vec<Hash> = s.hashes(&s.commits())[..n]
+        .iter()
+        .map(|h| Hash(*h))
+        .collect();
+    root_from_leaves(HashAlg::Blake3, &leaves).0
+}
+
 const AT: u64 = 317;
 
 #[test]
@@ -108,26 +95,34 @@ fn untouched_ledger_verifies() {
 
 #[test]
 fn payload_byte_flip_without_crc_fix_is_media_corruption() {
-    let (_d, rep) = tampered(|g| frame_mut(g, AT)[format::F_PAYLOAD + 3] ^= 1);
+    let (d, rep) = tampered(|d| edit_frame(d, AT, |f| f[format::F_PAYLOAD + 3] ^= 1));
     assert_break(&rep, BreakKind::Corrupt, AT);
+    // Damage to acknowledged records (the watermark covers them) is not an interrupted
+    // commit: a writer must not open over it.
+    assert!(
+        Ledger::open(d.path(), Options::default()).is_err(),
+        "read-write open must fail closed over a damaged commit"
+    );
 }
 
 #[test]
 fn payload_byte_change_with_crc_fixed_is_tampering() {
-    let (_d, rep) = tampered(|g| {
-        let f = frame_mut(g, AT);
-        f[format::F_PAYLOAD + 3] ^= 1;
-        fix_crc(f);
+    let (_d, rep) = tampered(|d| {
+        edit_frame(d, AT, |f| {
+            f[format::F_PAYLOAD + 3] ^= 1;
+            fix_crc(f);
+        })
     });
     assert_break(&rep, BreakKind::PayloadMismatch, AT);
 }
 
 #[test]
 fn changed_hash_is_tampering() {
-    let (_d, rep) = tampered(|g| {
-        let f = frame_mut(g, AT);
-        f[format::F_HASH] ^= 1;
-        fix_crc(f);
+    let (_d, rep) = tampered(|d| {
+        edit_frame(d, AT, |f| {
+            f[format::F_HASH] ^= 1;
+            fix_crc(f);
+        })
     });
     assert_break(&rep, BreakKind::HashMismatch, AT);
 }
@@ -135,65 +130,88 @@ fn changed_hash_is_tampering() {
 #[test]
 fn changed_predecessor() {
     // Without recomputing the hash: the record's fields no longer match its hash.
-    let (_d, rep) = tampered(|g| {
-        let f = frame_mut(g, AT);
-        f[format::F_ENTRY + format::E_PREV] ^= 1;
-        fix_crc(f);
+    let (_d, rep) = tampered(|d| {
+        edit_frame(d, AT, |f| {
+            f[format::F_ENTRY + format::E_PREV] ^= 1;
+            fix_crc(f);
+        })
     });
     assert_break(&rep, BreakKind::HashMismatch, AT);
     // A full forgery (hash and CRC recomputed): the link no longer holds.
-    let (_d, rep) = tampered(|g| forge(frame_mut(g, AT), |e| e.prev.0[0] ^= 1));
+    let (_d, rep) = tampered(|d| edit_frame(d, AT, |f| forge(f, |e| e.prev.0[0] ^= 1)));
     assert_break(&rep, BreakKind::LinkMismatch, AT);
 }
 
 #[test]
 fn changed_sequence_number() {
-    let (_d, rep) = tampered(|g| {
-        let f = frame_mut(g, AT);
-        f[format::F_ENTRY + format::E_SEQ + 7] ^= 1;
-        fix_crc(f);
+    let (_d, rep) = tampered(|d| {
+        edit_frame(d, AT, |f| {
+            f[format::F_ENTRY + format::E_SEQ + 7] ^= 1;
+            fix_crc(f);
+        })
     });
     assert_break(&rep, BreakKind::HashMismatch, AT);
-    let (_d, rep) = tampered(|g| forge(frame_mut(g, AT), |e| e.seq += 1));
+    let (_d, rep) = tampered(|d| edit_frame(d, AT, |f| forge(f, |e| e.seq += 1)));
     assert_break(&rep, BreakKind::SequenceGap, AT);
 }
 
 #[test]
 fn changed_timestamp() {
-    let (_d, rep) = tampered(|g| {
-        let f = frame_mut(g, AT);
-        f[format::F_ENTRY + format::E_TIMESTAMP + 7] ^= 1;
-        fix_crc(f);
+    let (_d, rep) = tampered(|d| {
+        edit_frame(d, AT, |f| {
+            f[format::F_ENTRY + format::E_TIMESTAMP + 7] ^= 1;
+            fix_crc(f);
+        })
     });
     assert_break(&rep, BreakKind::HashMismatch, AT);
-    let (_d, rep) = tampered(|g| forge(frame_mut(g, AT), |e| e.timestamp -= 1_000_000_000));
+    let (_d, rep) = tampered(|d| edit_frame(d, AT, |f| forge(f, |e| e.timestamp -= 1_000_000_000)));
     assert_break(&rep, BreakKind::TimestampRegression, AT);
 }
 
 #[test]
 fn corrupted_crc() {
-    let (_d, rep) = tampered(|g| {
-        let f = frame_mut(g, AT);
-        let n = f.len();
-        f[n - 2] ^= 0x80;
+    let (_d, rep) = tampered(|d| {
+        edit_frame(d, AT, |f| {
+            let n = f.len();
+            f[n - 2] ^= 0x80;
+        })
     });
     assert_break(&rep, BreakKind::Corrupt, AT);
 }
 
 #[test]
 fn deleted_middle_record() {
-    let (_d, rep) = tampered(|g| {
-        let (key, frames) = g.iter_mut().rev().find(|(k, _)| *k <= AT).unwrap();
-        frames.remove((AT - *key) as usize);
+    // The forger removes the frame and renumbers the commits after it so they still
+    // close (their commit records' sizes and nodes items' keys, CRCs recomputed).
+    let (_d, rep) = tampered(|d| {
+        let (mut s, _, f) = locate(d, AT);
+        s.splice(f.off, f.len, &[]);
+        s.renumber(AT, -1);
+        s.save();
     });
     assert_break(&rep, BreakKind::SequenceGap, AT);
+    // Removed without renumbering, its commit no longer closes (the commit record counts
+    // one more frame), so it and everything after it are out of view: the durable
+    // watermark then reports the records lost from the commit's first on (new design:
+    // the log alone names the head).
+    let (d, rep) = tampered(|d| {
+        let (mut s, _, f) = locate(d, AT);
+        s.splice(f.off, f.len, &[]);
+        s.save();
+    });
+    let key = AT / PER_COMMIT * PER_COMMIT;
+    assert_break(&rep, BreakKind::Truncated, key);
+    assert_open_fails_closed(d.path(), "were durable before");
 }
 
 #[test]
 fn deleted_whole_middle_group() {
-    let (_d, rep) = tampered(|g| {
-        let i = g.iter().position(|(k, _)| *k > 0).unwrap();
-        g.remove(i);
+    let (_d, rep) = tampered(|d| {
+        let (mut s, commits) = read_log(d).remove(0);
+        let c = &commits[1];
+        s.splice(c.start(), c.end() - c.start(), &[]);
+        s.renumber(c.key, -(c.frames.len() as i64));
+        s.save();
     });
     assert_eq!(
         rep.first_break.as_ref().unwrap().kind,
@@ -203,44 +221,87 @@ fn deleted_whole_middle_group() {
 
 #[test]
 fn second_genesis_is_reported() {
-    let (_d, rep) = tampered(|g| {
-        let genesis = decode_frame(&g[0].1[0]).unwrap().entry.prev;
-        forge(frame_mut(g, AT), |e| e.prev = genesis);
+    let (_d, rep) = tampered(|d| {
+        let (s, _, f0) = locate(d, 0);
+        let genesis = decode_frame(&s.bytes[f0.off..f0.off + f0.len])
+            .unwrap()
+            .entry
+            .prev;
+        edit_frame(d, AT, |f| forge(f, |e| e.prev = genesis));
     });
     assert_break(&rep, BreakKind::DuplicateGenesis, AT);
 }
 
 #[test]
 fn deleted_tail_is_truncation_and_open_fails_closed() {
-    let (dir, rep) = tampered(|g| {
-        let (_, frames) = g.last_mut().unwrap();
-        frames.truncate(frames.len() - 3);
+    // The forger removes the last 3 frames and rewrites the last commit record to name
+    // the head they leave (size, last hash and time, root): the log is self-consistent.
+    let (dir, rep) = tampered(|d| {
+        let (mut s, c, _) = locate(d, N - 1);
+        let keep = c.frames.len() - 3;
+        let cut = c.frames[keep].off;
+        let removed: usize = c.frames[keep..].iter().map(|f| f.len).sum();
+        let last = c.frames[keep - 1];
+        let frame = &s.bytes[last.off..last.off + last.len];
+        let rec = commit_record(
+            N - 3,
+            log::frame_ts(frame),
+            &log::frame_hash(frame),
+            &root_of(&s, (N - 3) as usize),
+        );
+        s.splice(cut, removed, &[]);
+        let at = c.record - removed;
+        s.bytes[at..at + log::COMMIT_LEN].copy_from_slice(&rec);
+        s.save();
+        assert_eq!(
+            log::log_len(d),
+            N - 3,
+            "the forged log must hold N - 3 records"
+        );
     });
     assert_break(&rep, BreakKind::Truncated, N - 3);
-    match Ledger::open(dir.path(), Options::default()) {
-        Err(e @ Error::HeadConflict { .. }) => assert!(e.to_string().contains("missing"), "{e}"),
-        other => panic!("read-write open must fail closed, got {other:?}"),
-    }
+    // Only the durable watermark can tell (new design: no stored head to disagree with the
+    // records), so the failure is `Corrupt`, not a head conflict.
+    assert_open_fails_closed(dir.path(), "were durable before");
+}
+
+/// A frame for record `N` linked to the last record, as a forger would make it.
+fn planted_frame(s: &Segment, last: log::FrameAt) -> Vec<u8> {
+    let last = s.bytes[last.off..last.off + last.len].to_vec();
+    let mut planted = last.clone();
+    forge(&mut planted, |e| {
+        e.seq = N;
+        e.prev = decode_frame(&last).unwrap().stored_hash;
+    });
+    planted
 }
 
 #[test]
-fn planted_records_beyond_head_are_reported_and_discarded_at_open() {
-    // One as a new group after the head, one appended inside the head's group.
-    for inside in [false, true] {
-        let (dir, rep) = tampered(|g| {
-            let last = g.last().unwrap().1.last().unwrap().clone();
-            let mut planted = last.clone();
-            forge(&mut planted, |e| {
-                e.seq = N;
-                e.prev = decode_frame(&last).unwrap().stored_hash;
-            });
-            if inside {
-                g.last_mut().unwrap().1.push(planted);
-            } else {
-                g.push((N, vec![planted]));
+fn planted_records_after_the_last_commit_are_an_uncommitted_tail_discarded_at_open() {
+    // A frame after the last commit record, alone or closed by a commit record that does
+    // not name the head its records make (here: a wrong root).
+    for with_commit in [false, true] {
+        let (dir, rep) = tampered(|d| {
+            let (mut s, c, last) = locate(d, N - 1);
+            let planted = planted_frame(&s, last);
+            let mut bytes = planted.clone();
+            if with_commit {
+                let ts = log::frame_ts(&planted);
+                bytes.extend(commit_record(
+                    N + 1,
+                    ts,
+                    &log::frame_hash(&planted),
+                    &[7; 32],
+                ));
             }
+            let at = c.end();
+            s.bytes[at..at + bytes.len()].copy_from_slice(&bytes);
+            s.save();
         });
-        assert_break(&rep, BreakKind::BeyondHead, N);
+        // New design: what follows the last intact commit is the leftover of an
+        // interrupted commit, not part of the ledger, so it is no beyond_head break.
+        assert!(rep.is_ok(), "{rep:?}");
+        assert_eq!(rep.records_checked, N);
 
         let l = Ledger::open(dir.path(), Options::default()).unwrap();
         assert_eq!(l.metrics().discarded_beyond_head, 1);
@@ -250,87 +311,134 @@ fn planted_records_beyond_head_are_reported_and_discarded_at_open() {
         let r = l.append(b"continues").unwrap();
         assert_eq!(r.seq, N);
         drop(l);
-        let db = sled::open(Ledger::store_path(dir.path()).unwrap()).unwrap();
-        let g = load(&db);
-        let total: usize = g.iter().map(|(_, f)| f.len()).sum();
-        assert_eq!(total as u64, N + 1, "planted record still stored");
+        // The planted frame is never part of the log: a new segment starts at the head,
+        // which cuts off what segment 1 holds from record N on.
+        let log = read_log(dir.path());
+        assert_eq!(log.len(), 2, "a writer never writes after leftovers");
+        assert_eq!(log[1].0.first_seq, N);
+        let total: usize = log
+            .iter()
+            .flat_map(|(_, c)| c.iter())
+            .map(|c| c.frames.len())
+            .sum();
+        assert_eq!(total as u64, N + 1, "planted record still in the log");
+        assert_eq!(log::log_len(dir.path()), N + 1);
     }
+}
+
+#[test]
+fn a_record_planted_inside_the_last_commit_is_caught() {
+    // Inserted before the last commit's nodes item without rewriting its commit record:
+    // the commit no longer closes (new design: it falls out of view with what follows,
+    // and the durable watermark reports the acknowledged records lost).
+    let (dir, rep) = tampered(|d| {
+        let (mut s, c, last) = locate(d, N - 1);
+        let planted = planted_frame(&s, last);
+        s.splice(last.off + last.len, 0, &planted);
+        s.save();
+        assert_eq!(log::log_len(d), N - c.frames.len() as u64);
+    });
+    assert_break(&rep, BreakKind::Truncated, N - PER_COMMIT);
+    assert_open_fails_closed(dir.path(), "were durable before");
 }
 
 #[test]
 fn tampered_head_record_fails_open_closed() {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path());
-    {
-        let db = sled::open(Ledger::store_path(dir.path()).unwrap()).unwrap();
-        let mut g = load(&db);
-        forge(frame_mut(&mut g, N - 1), |e| e.timestamp += 1);
-        store(&db, &g);
-    }
-    assert!(matches!(
-        Ledger::open(dir.path(), Options::default()),
-        Err(Error::HeadConflict { .. })
-    ));
-    let l = Ledger::open(
-        dir.path(),
-        Options {
-            read_only: true,
-            ..Options::default()
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        l.verify().unwrap().first_break.unwrap().kind,
-        BreakKind::HeadMismatch
+    edit_frame(dir.path(), N - 1, |f| forge(f, |e| e.timestamp += 1));
+    // The last commit no longer names its records' head, and the watermark holds the
+    // record's old hash: a writer refuses it as rewritten history (new design: `Corrupt`
+    // from the watermark check, not a conflict with a stored head).
+    assert_open_fails_closed(dir.path(), "rewritten history");
+    let l = Ledger::open(dir.path(), read_only()).unwrap();
+    let b = l.verify().unwrap().first_break.unwrap();
+    // New design (FORMAT.md, *Ledger directory*): a read-only open reports a record that
+    // differs from the watermark's as `truncated` at the watermark, not `head_mismatch`.
+    assert_eq!((b.kind, b.seq), (BreakKind::Truncated, N), "{b}");
+}
+
+#[test]
+fn a_commit_record_that_does_not_name_its_records_is_caught() {
+    // A middle commit's record names another root (CRC recomputed): acknowledged damage.
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    let (mut s, c, _) = locate(dir.path(), AT);
+    s.bytes[c.record + 52] ^= 1;
+    let r = c.record;
+    fix_crc(&mut s.bytes[r..r + log::COMMIT_LEN]);
+    s.save();
+    assert_eq!(log::log_len(dir.path()), N, "the commit record is intact");
+    let l = Ledger::open(dir.path(), read_only()).unwrap();
+    let rep = l.verify().unwrap();
+    drop(l);
+    let b = rep
+        .first_break
+        .clone()
+        .unwrap_or_else(|| panic!("verify must name the damaged commit: {rep:?}"));
+    assert!((c.key..c.size()).contains(&b.seq), "{b}");
+    assert!(
+        Ledger::open(dir.path(), Options::default()).is_err(),
+        "read-write open must fail closed over a damaged commit"
     );
 }
 
 #[test]
 fn a_node_value_belonging_to_no_group_is_caught() {
-    // Shadowing real tree nodes with a value keyed after the last group could make a
-    // rewritten tree look consistent with an old checkpoint.
+    // Shadowing real tree nodes with a value keyed after the last commit's first record
+    // could make a rewritten tree look consistent with an old checkpoint.
     let dir = tempfile::tempdir().unwrap();
     build(dir.path());
-    let last_key;
+    let root = Ledger::open(dir.path(), read_only())
+        .unwrap()
+        .root_at(N)
+        .unwrap();
+    let (_, last, _) = locate(dir.path(), N - 1);
+    let last_key = last.key;
+    // In sled (new design: a derived copy nothing reads back): planted values change
+    // nothing, the writer opens and every root and the verify are unaffected.
     {
-        let db = sled::open(Ledger::store_path(dir.path()).unwrap()).unwrap();
-        last_key = load(&db).last().unwrap().0;
+        let db = sled::open(dir.path().join("sled")).unwrap();
         let nodes = db.open_tree("nodes").unwrap();
         nodes
             .insert((last_key + 1).to_be_bytes(), vec![7u8; 96])
             .unwrap();
         db.flush().unwrap();
     }
-    match Ledger::open(dir.path(), Options::default()) {
-        Err(e @ Error::Corrupt { .. }) => {
-            assert!(e.to_string().contains("belongs to no group"), "{e}")
-        }
-        other => panic!("open must fail closed, got {other:?}"),
+    {
+        let l = Ledger::open(dir.path(), Options::default()).unwrap();
+        assert_eq!(l.root_at(N).unwrap(), root);
+        assert!(l.verify().unwrap().is_ok());
     }
-    let l = Ledger::open(
-        dir.path(),
-        Options {
-            read_only: true,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    // In the log: the last commit's nodes item rekeyed (CRC recomputed). New design: a
+    // nodes item keyed other than its commit's first record is no item of that commit, so
+    // the commit falls out of view, and the watermark reports the records lost, instead
+    // of a `tree_mismatch` at last_key + 1.
+    let (mut s, c, _) = locate(dir.path(), N - 1);
+    let at = c.nodes.expect("the last commit completes stored nodes");
+    let n =
+        16 + 32 * u32::from_be_bytes(s.bytes[at + 12..at + 16].try_into().unwrap()) as usize + 4;
+    s.bytes[at + 4..at + 12].copy_from_slice(&(last_key + 1).to_be_bytes());
+    fix_crc(&mut s.bytes[at..at + n]);
+    s.save();
+    assert_open_fails_closed(dir.path(), "were durable before");
+    let l = Ledger::open(dir.path(), read_only()).unwrap();
     let b = l.verify().unwrap().first_break.unwrap();
-    assert_eq!(
-        (b.kind, b.seq),
-        (BreakKind::TreeMismatch, last_key + 1),
-        "{b}"
-    );
+    assert_eq!((b.kind, b.seq), (BreakKind::Truncated, last_key), "{b}");
 }
 
 #[test]
 fn a_payload_stripped_without_a_redaction_record_is_caught() {
-    let (_d, rep) = tampered(|g| {
-        let f = frame_mut(g, AT);
-        let e = decode_frame(f).unwrap().entry;
-        let mut out = Vec::new();
-        encode_frame(&mut out, &e, None);
-        *f = out;
+    // Stripped as `redact` would (redacted frame, then a skip item over the rest of the
+    // old frame), but with no redaction record.
+    let (_d, rep) = tampered(|d| {
+        edit_frame(d, AT, |f| {
+            let e = decode_frame(f).unwrap().entry;
+            let mut out = Vec::new();
+            encode_frame(&mut out, &e, None);
+            out.extend(skip_item(f.len() - out.len()));
+            *f = out;
+        })
     });
     assert_break(&rep, BreakKind::UnrecordedRedaction, AT);
     assert_eq!(rep.redacted, 1);
@@ -341,54 +449,50 @@ fn a_store_rolled_back_behind_its_durable_watermark_fails_closed() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("l");
     build(&dir);
-    let old_store = root.path().join("old-store");
-    common::copy_dir(&Ledger::store_path(&dir).unwrap(), &old_store);
+    let old = root.path().join("old");
+    common::copy_dir(&dir.join("log"), &old.join("log"));
+    common::copy_dir(&dir.join("sled"), &old.join("sled"));
     {
         let l = Ledger::open(&dir, Options::default()).unwrap();
         l.append_batch(&["acknowledged 1", "acknowledged 2"])
             .unwrap();
     }
-    // The store alone goes back (as a torn sled log would); the watermark beside it stays.
-    let live = Ledger::store_path(&dir).unwrap();
-    std::fs::remove_dir_all(&live).unwrap();
-    common::copy_dir(&old_store, &live);
-    match Ledger::open(&dir, Options::default()) {
-        Err(e @ Error::Corrupt { .. }) => {
-            assert!(e.to_string().contains("were durable before"), "{e}")
-        }
-        other => panic!("open must fail closed, got {other:?}"),
+    // The log and sled go back (as lost write-back of the segment would); the watermark
+    // beside them stays.
+    for sub in ["log", "sled"] {
+        std::fs::remove_dir_all(dir.join(sub)).unwrap();
+        common::copy_dir(&old.join(sub), &dir.join(sub));
     }
-    let l = Ledger::open(
-        &dir,
-        Options {
-            read_only: true,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    assert_open_fails_closed(&dir, "were durable before");
+    let l = Ledger::open(&dir, read_only()).unwrap();
     let b = l.verify().unwrap().first_break.unwrap();
     assert_eq!((b.kind, b.seq), (BreakKind::Truncated, N), "{b}");
 }
 
 #[test]
 fn leftovers_of_a_crash_are_cleared() {
-    // An unfinished sled snapshot (sled renames it when complete).
+    // An unfinished sled snapshot (sled renames it when complete), and an unfinished
+    // segment creation (new design: `<n>.seg.tmp`, never part of the ledger).
     let dir = tempfile::tempdir().unwrap();
     build(dir.path());
-    let store = Ledger::store_path(dir.path()).unwrap();
-    std::fs::write(
-        store.join("snap.00000000001.generating"),
-        b"half a snapshot",
-    )
-    .unwrap();
+    let snap = dir.path().join("sled").join("snap.00000000001.generating");
+    std::fs::write(&snap, b"half a snapshot").unwrap();
+    let tmp_seg = dir.path().join("log").join("00000000000000000002.seg.tmp");
+    std::fs::write(&tmp_seg, b"half a segment").unwrap();
     let l = Ledger::open(dir.path(), Options::default()).unwrap();
-    assert!(!store.join("snap.00000000001.generating").exists());
+    assert!(!snap.exists());
+    assert!(!tmp_seg.exists());
     assert!(l.verify().unwrap().is_ok());
     drop(l);
-    // A creation that stopped before CURRENT was written.
+    // A creation that stopped before its first segment got its name (new design: a
+    // `log/` directory without `00000000000000000001.seg`).
     let half = tempfile::tempdir().unwrap();
-    std::fs::create_dir(half.path().join("store-1")).unwrap();
-    std::fs::write(half.path().join("store-1").join("db"), b"partial").unwrap();
+    std::fs::create_dir(half.path().join("log")).unwrap();
+    std::fs::write(
+        half.path().join("log").join("00000000000000000001.seg.tmp"),
+        b"partial",
+    )
+    .unwrap();
     assert!(matches!(
         Ledger::open(half.path(), Options::default()),
         Err(Error::NotALedger { .. })
@@ -403,4 +507,24 @@ fn leftovers_of_a_crash_are_cleared() {
         Err(Error::AlreadyExists { .. })
     ));
     assert!(other.path().join("notes.txt").exists());
+}
+
+#[test]
+fn a_damaged_last_commit_without_a_watermark_is_left_out_as_interrupted() {
+    // With no durable watermark covering it, a last commit that fails its check is the
+    // leftover of a torn write at power loss (new design): left out, not reported.
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    std::fs::remove_file(dir.path().join("DURABLE")).unwrap();
+    edit_frame(dir.path(), N - 50, |f| f[format::F_PAYLOAD] ^= 1);
+    let l = Ledger::open(dir.path(), read_only()).unwrap();
+    let rep = l.verify().unwrap();
+    assert!(rep.is_ok(), "{rep:?}");
+    assert_eq!(rep.records_checked, N - PER_COMMIT);
+    drop(l);
+    let l = Ledger::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(l.len(), N - PER_COMMIT);
+    assert_eq!(l.metrics().discarded_beyond_head, PER_COMMIT);
+    assert_eq!(l.append(b"after").unwrap().seq, N - PER_COMMIT);
+    assert!(l.verify().unwrap().is_ok());
 }

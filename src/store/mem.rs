@@ -14,7 +14,6 @@ struct Inner {
     groups: BTreeMap<u64, Value>,
     nodes: BTreeMap<u64, Value>,
     checkpoint: Option<Vec<u8>>,
-    purge: bool,
     synced_head: Option<Vec<u8>>,
 }
 

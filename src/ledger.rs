@@ -13,7 +13,7 @@ use crate::format::{self, Config, FrameRef, Head, REDACTION_PREFIX};
 use crate::hash::{Hash, HashAlg, HASH_LEN};
 use crate::layout;
 use crate::log::media::{FsMedia, Media};
-use crate::log::Log;
+use crate::log::{CommitRecord, Log};
 use crate::merkle::{self, ConsistencyProof, InclusionProof, TreeError};
 use crate::note::{SignerKey, VerifierKey};
 use crate::redaction;
@@ -744,6 +744,7 @@ impl Ledger {
         let mut v = ChainVerifier::new(cfg.alg, genesis);
         let mut first_break = None;
         let mut nodes = self.core.store.nodes_from(0).peekable();
+        let mut commits = self.store.log().commit_records_from(0);
         for g in self.core.store.groups_from(0) {
             let (key, bytes) = g?;
             if key >= head.next_seq {
@@ -752,6 +753,24 @@ impl Ledger {
             if let Err(b) = v.push_group(key, &bytes, head.next_seq) {
                 first_break = Some(b);
                 break;
+            }
+            // The commit record must name the head its records give.
+            if let Some(c) = commits.next().transpose()? {
+                let named = c.1
+                    == CommitRecord {
+                        size: v.next_seq(),
+                        last_timestamp: v.last_timestamp(),
+                        last_hash: v.last_hash(),
+                        root: v.tree().root(),
+                    };
+                if c.0 != key || !named {
+                    first_break = Some(Break::new(
+                        key,
+                        BreakKind::CommitMismatch,
+                        format!("the commit record closing records {key}..{} does not name the head they give", v.next_seq()),
+                    ));
+                    break;
+                }
             }
             progress(v.next_seq());
             // The stored tree nodes must be exactly those the group's records complete.

@@ -61,6 +61,9 @@ pub enum BreakKind {
     BadSignature,
     /// An export's checkpoint names another size, root or origin than its records give.
     CheckpointMismatch,
+    /// A log commit record names another head (size, last hash, timestamp, root) than its
+    /// records give.
+    CommitMismatch,
 }
 
 impl BreakKind {
@@ -94,6 +97,7 @@ impl BreakKind {
             BreakKind::TrailingData => "trailing_data",
             BreakKind::BadSignature => "bad_signature",
             BreakKind::CheckpointMismatch => "checkpoint_mismatch",
+            BreakKind::CommitMismatch => "commit_mismatch",
         }
     }
 }
@@ -295,6 +299,11 @@ impl ChainVerifier {
     /// The hash of the last record checked (or the starting predecessor).
     pub fn last_hash(&self) -> Hash {
         self.prev_hash
+    }
+
+    /// The timestamp of the last record checked (or the starting one).
+    pub fn last_timestamp(&self) -> u64 {
+        self.prev_ts
     }
 
     /// The Merkle tree over every record up to the last one checked.

@@ -116,8 +116,15 @@ fn damages() -> Vec<(&'static str, Damage)> {
 /// value for every commit that completed stored nodes.
 fn assert_sled_in_step(dir: &Path, len: u64, what: &str) {
     let db = sled::open(dir.join("sled")).unwrap();
-    let head = db.get("head").unwrap().unwrap_or_else(|| panic!("{what}: sled has no head"));
-    assert_eq!(u64::from_be_bytes(head[1..9].try_into().unwrap()), len, "{what}");
+    let head = db
+        .get("head")
+        .unwrap()
+        .unwrap_or_else(|| panic!("{what}: sled has no head"));
+    assert_eq!(
+        u64::from_be_bytes(head[1..9].try_into().unwrap()),
+        len,
+        "{what}"
+    );
     let nodes = db.open_tree("nodes").unwrap();
     assert!(nodes.len() > 0, "{what}: sled has no tree nodes");
     let mut last = None;
@@ -166,7 +173,10 @@ fn a_closed_ledger_rebuilds_sled_from_the_log() {
 fn a_killed_writers_ledger_rebuilds_sled_from_the_log() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("pristine");
-    Ledger::create(&dir, Options::default()).unwrap().close().unwrap();
+    Ledger::create(&dir, Options::default())
+        .unwrap()
+        .close()
+        .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_chainlog"))
         .args(["append", dir.to_str().unwrap(), "--json"])
         .env_remove("CHAINLOG_LOG")
@@ -191,9 +201,15 @@ fn a_killed_writers_ledger_rebuilds_sled_from_the_log() {
     while acked.len() < 3000 {
         line.clear();
         use std::io::BufRead;
-        assert!(out.read_line(&mut line).unwrap() > 0, "the writer stopped early");
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "the writer stopped early"
+        );
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        acked.push((v["seq"].as_u64().unwrap(), v["hash"].as_str().unwrap().to_owned()));
+        acked.push((
+            v["seq"].as_u64().unwrap(),
+            v["hash"].as_str().unwrap().to_owned(),
+        ));
     }
     child.kill().unwrap();
     child.wait().unwrap();

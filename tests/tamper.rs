@@ -347,15 +347,15 @@ fn tampered_head_record_fails_open_closed() {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path());
     edit_frame(dir.path(), N - 1, |f| forge(f, |e| e.timestamp += 1));
-    // The last commit no longer names its records' head, and the watermark holds the
-    // record's old hash: a writer refuses it as rewritten history (new design: `Corrupt`
-    // from the watermark check, not a conflict with a stored head).
-    assert_open_fails_closed(dir.path(), "rewritten history");
+    // The last commit no longer names its records' head and the watermark says it was
+    // durable: a writer refuses it as damaged (new design: `Corrupt` from the log's
+    // check of its last segment, not a conflict with a stored head).
+    assert_open_fails_closed(dir.path(), "is damaged");
     let l = Ledger::open(dir.path(), read_only()).unwrap();
     let b = l.verify().unwrap().first_break.unwrap();
-    // New design (FORMAT.md, *Ledger directory*): a read-only open reports a record that
-    // differs from the watermark's as `truncated` at the watermark, not `head_mismatch`.
-    assert_eq!((b.kind, b.seq), (BreakKind::Truncated, N), "{b}");
+    // New design: the commit record still names the record's old hash, so verify
+    // reports that commit as `commit_mismatch` (FORMAT.md, *Verification rules*).
+    assert_eq!((b.kind, b.seq), (BreakKind::CommitMismatch, N - 100), "{b}");
 }
 
 #[test]

@@ -21,7 +21,8 @@ use crate::format::{self, Config, Head, REDACTED_FRAME_LEN};
 use crate::store::{Group, GroupIter, Value};
 use crate::sync::Mutex;
 
-use items::{encode_nodes, encode_skip, CommitRecord, SegmentHeader, SEGMENT_HEADER_MAX_LEN};
+pub(crate) use items::CommitRecord;
+use items::{encode_nodes, encode_skip, SegmentHeader, COMMIT_LEN, SEGMENT_HEADER_MAX_LEN};
 use media::{Media, SegmentFile};
 use scan::GroupLoc;
 
@@ -611,6 +612,21 @@ impl Log {
             self.commits_from(key)
                 .map(|r| r.and_then(|(i, g)| self.group_value(i, &g))),
         )
+    }
+
+    /// The commit records of the commits whose first record is `>= key`, with that key.
+    pub fn commit_records_from(
+        &self,
+        key: u64,
+    ) -> impl Iterator<Item = Result<(u64, CommitRecord)>> + '_ {
+        self.commits_from(key).map(|r| {
+            let (i, g) = r?;
+            let bytes = self.read_range(i, g.end - COMMIT_LEN as u64, COMMIT_LEN as u64)?;
+            let c = CommitRecord::decode(&bytes).ok_or_else(|| {
+                corrupt(format!("the commit record of records {}.. changed", g.key))
+            })?;
+            Ok((g.key, c))
+        })
     }
 
     pub fn nodes_from(&self, key: u64) -> GroupIter<'_> {

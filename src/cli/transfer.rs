@@ -132,12 +132,11 @@ pub fn export(out: &mut Out, a: ExportArgs) -> Result<Outcome, Failure> {
     let summary = match &target {
         Target::Stdout => {
             let mut w = BufWriter::with_capacity(READ_BUFFER, io::stdout().lock());
-            let s = ledger
-                .export(&mut w, &opts, |n| progress.update(n))
-                .map_err(|e| Failure::ledger(&e, at.clone()))?;
-            w.flush().map_err(|e| super::output::write_failed(&e))?;
             // The export is the output; there is no room for a summary beside it.
-            drop(s);
+            ledger
+                .export(&mut w, &opts, |n| progress.update(n))
+                .map_err(|e| Failure::ledger(&e, format!("{at}, writing stdout")))?;
+            w.flush().map_err(|e| super::output::write_failed(&e))?;
             return Ok(Outcome::Ok);
         }
         Target::Special(path) => {

@@ -413,3 +413,33 @@ fn stats_reports_what_is_stored() {
     assert!(text.contains("checkpoint     3 records"), "{text}");
     assert!(text.contains("head           record 3"), "{text}");
 }
+
+/// A store that lost its records is damaged, not empty: exit 1, and the message says so.
+#[test]
+fn get_on_a_damaged_store_is_an_integrity_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = ledger(tmp.path(), "a", 3);
+    let store = chainlog::Ledger::store_path(&a).unwrap();
+    let mut todo = vec![store];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                todo.push(e.path());
+            } else {
+                fs::File::options()
+                    .write(true)
+                    .open(e.path())
+                    .unwrap()
+                    .set_len(0)
+                    .unwrap();
+            }
+        }
+    }
+    for args in [vec!["get", p(&a), "1"], vec!["get", p(&a), "0..2"]] {
+        let r = run(&args).code(1);
+        assert!(!r.stderr.contains("the ledger is empty"), "{}", r.stderr);
+        assert!(r.stderr.contains(p(&a)), "{}", r.stderr);
+    }
+    run(["verify", p(&a)]).code(1);
+}

@@ -290,13 +290,16 @@ fn get(out: &mut Out, dir: &Path, range: SeqRange) -> Result<Outcome, Failure> {
     if range.single {
         let r = ledger
             .get(range.start)
-            .map_err(|e| Failure::ledger(&e, at_seq(dir, range.start)))?;
+            .map_err(|e| missing(&ledger, dir, range.start, &e))?;
         RecordView::from(r).print(out)?;
         return Ok(Outcome::Ok);
     }
     let len = ledger.len();
     let end = range.end.unwrap_or(len);
     if end > len || range.start > end {
+        if let Some(f) = damaged(&ledger, dir, range.start) {
+            return Err(f);
+        }
         let holds = match len {
             0 => "the ledger is empty".to_owned(),
             n => format!("the ledger holds records 0 to {}", n - 1),
@@ -308,6 +311,38 @@ fn get(out: &mut Out, dir: &Path, range: SeqRange) -> Result<Outcome, Failure> {
     }
     print_records(out, &ledger, dir, range.start, end)?;
     Ok(Outcome::Ok)
+}
+
+/// Largest ledger `missing` verifies to tell a damaged store from a short one.
+const EXPLAIN_MISSING_UP_TO: u64 = 100_000;
+
+/// A failed read of record `seq`. A read-only open of a damaged store still opens (so it
+/// can be looked at), showing only the records it still holds; the library does not
+/// say so through its API, so when a record is not found the ledger is verified (when
+/// small enough to be quick) and a break is reported as the integrity failure it is
+/// instead of "the ledger is empty".
+fn missing(ledger: &Ledger, dir: &Path, seq: u64, e: &chainlog::Error) -> Failure {
+    if matches!(e, chainlog::Error::NotFound { .. }) {
+        if let Some(f) = damaged(ledger, dir, seq) {
+            return f;
+        }
+    }
+    Failure::ledger(e, at_seq(dir, seq))
+}
+
+fn damaged(ledger: &Ledger, dir: &Path, seq: u64) -> Option<Failure> {
+    if ledger.len() > EXPLAIN_MISSING_UP_TO {
+        return None;
+    }
+    let report = ledger.verify().ok()?;
+    let b = report.first_break?;
+    Some(Failure::integrity(
+        format!(
+            "record {seq} cannot be read: the ledger is damaged: {} at record {}: {}",
+            b.kind, b.seq, b.detail
+        ),
+        at_dir(dir),
+    ))
 }
 
 struct TailArgs {

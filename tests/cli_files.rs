@@ -8,6 +8,7 @@ use common::cli::{p, run, run_with, signal, spawn_env, Watchdog};
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -419,7 +420,10 @@ fn stats_reports_what_is_stored() {
 fn get_on_a_damaged_store_is_an_integrity_failure() {
     let tmp = tempfile::tempdir().unwrap();
     let a = ledger(tmp.path(), "a", 3);
+    // Cut the store's largest file short, as a lost write-back would: the records go,
+    // the ledger still opens read-only.
     let store = chainlog::Ledger::store_path(&a).unwrap();
+    let mut files = Vec::new();
     let mut todo = vec![store];
     while let Some(d) = todo.pop() {
         for e in fs::read_dir(&d).unwrap() {
@@ -427,19 +431,49 @@ fn get_on_a_damaged_store_is_an_integrity_failure() {
             if e.file_type().unwrap().is_dir() {
                 todo.push(e.path());
             } else {
-                fs::File::options()
-                    .write(true)
-                    .open(e.path())
-                    .unwrap()
-                    .set_len(0)
-                    .unwrap();
+                files.push((e.metadata().unwrap().len(), e.path()));
             }
         }
     }
+    let (len, largest) = files.into_iter().max().unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&largest)
+        .unwrap()
+        .set_len(len.min(1000))
+        .unwrap();
     for args in [vec!["get", p(&a), "1"], vec!["get", p(&a), "0..2"]] {
         let r = run(&args).code(1);
         assert!(!r.stderr.contains("the ledger is empty"), "{}", r.stderr);
+        assert!(r.stderr.contains("damaged"), "{}", r.stderr);
         assert!(r.stderr.contains(p(&a)), "{}", r.stderr);
     }
     run(["verify", p(&a)]).code(1);
+}
+
+/// An existing special file (here a FIFO) is written in place, not refused and not
+/// replaced by a rename.
+#[test]
+fn export_writes_into_an_existing_fifo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = ledger(tmp.path(), "a", 7);
+    let file = tmp.path().join("a.export");
+    run(["export", p(&a), p(&file)]).quiet_ok();
+    let fifo = tmp.path().join("pipe");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader = Command::new("cat")
+        .arg(&fifo)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _dog = Watchdog::new(reader.id(), 120);
+    let v = run(["export", p(&a), p(&fifo), "--json"]).quiet_ok().one();
+    assert_eq!(v["records"], 7);
+    let got = reader.wait_with_output().unwrap().stdout;
+    assert_eq!(got, fs::read(&file).unwrap());
+    assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
 }

@@ -161,13 +161,18 @@ pub fn append_stdin(
                 }
                 appender.finish()?;
                 let n = appender.next_line - 1;
+                let what = if n == 0 {
+                    "no line had been read".to_owned()
+                } else {
+                    format!(
+                        "committed all {n} lines read, the last as record {} at {}",
+                        ledger.len().saturating_sub(1),
+                        Utc(ledger.head().timestamp)
+                    )
+                };
                 return Err(Failure::interrupted(
                     sig,
-                    format!(
-                        "interrupted by {}: committed the {n} lines read, the last at {}",
-                        signals::name(sig),
-                        Utc(ledger.head().timestamp)
-                    ),
+                    format!("interrupted by {}: {what}", signals::name(sig)),
                     at_dir(dir),
                 ));
             }

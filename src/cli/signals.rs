@@ -14,10 +14,17 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::thread;
 
+#[cfg(unix)]
 use signal_hook::consts::{SIGINT, SIGTERM};
+#[cfg(unix)]
 use signal_hook::iterator::Signals;
 
 use super::Failure;
+
+#[cfg(not(unix))]
+const SIGINT: i32 = 2;
+#[cfg(not(unix))]
+const SIGTERM: i32 = 15;
 
 /// The name a signal is reported by.
 pub fn name(sig: i32) -> &'static str {
@@ -35,6 +42,7 @@ pub fn exit_status(sig: i32) -> u8 {
 
 /// From now on SIGINT and SIGTERM call `handler` (on a thread of its own) instead of
 /// ending the process.
+#[cfg(unix)]
 pub fn on_signal(mut handler: impl FnMut(i32) + Send + 'static) -> Result<(), Failure> {
     let mut signals = Signals::new([SIGINT, SIGTERM])
         .map_err(|e| Failure::io("installing the SIGINT/SIGTERM handler", &e, "signals"))?;
@@ -46,6 +54,13 @@ pub fn on_signal(mut handler: impl FnMut(i32) + Send + 'static) -> Result<(), Fa
             }
         })
         .map_err(|e| Failure::io("starting the signal thread", &e, "signals"))?;
+    Ok(())
+}
+
+/// Elsewhere Ctrl-C keeps its default effect (the process ends at once).
+#[cfg(not(unix))]
+pub fn on_signal(handler: impl FnMut(i32) + Send + 'static) -> Result<(), Failure> {
+    drop(handler);
     Ok(())
 }
 

@@ -382,14 +382,15 @@ fn follow(
     mut next: u64,
     interval: Duration,
 ) -> Result<Outcome, Failure> {
-    let mut waiting = false;
+    // Said once per run: a writer that comes and goes would otherwise repeat it.
+    let mut warned = false;
     loop {
         thread::sleep(interval);
         let ledger = match open_read_only_raw(dir) {
             Ok(l) => l,
             Err(chainlog::Error::AlreadyOpen { .. }) => {
-                if !waiting {
-                    waiting = true;
+                if !warned {
+                    warned = true;
                     let _ = writeln!(
                         io::stderr(),
                         "chainlog: {} is open in another process; following resumes when it is closed",
@@ -400,7 +401,6 @@ fn follow(
             }
             Err(e) => return Err(Failure::ledger(&e, at_dir(dir))),
         };
-        waiting = false;
         let len = ledger.len();
         if len < next {
             return Err(Failure::integrity(

@@ -442,7 +442,11 @@ fn get_on_a_damaged_store_is_an_integrity_failure() {
         .unwrap()
         .set_len(len.min(1000))
         .unwrap();
-    for args in [vec!["get", p(&a), "1"], vec!["get", p(&a), "0..2"]] {
+    for args in [
+        vec!["get", p(&a), "1"],
+        vec!["get", p(&a), "0..2"],
+        vec!["tail", p(&a)],
+    ] {
         let r = run(&args).code(1);
         assert!(!r.stderr.contains("the ledger is empty"), "{}", r.stderr);
         assert!(r.stderr.contains("damaged"), "{}", r.stderr);

@@ -360,6 +360,12 @@ fn tail(out: &mut Out, dir: &Path, a: TailArgs) -> Result<Outcome, Failure> {
     let windowed = a.since.is_some() || a.until.is_some();
     let n = a.n.unwrap_or(if windowed { u64::MAX } else { 10 });
     let start = hi.saturating_sub(n).max(lo);
+    if len == 0 {
+        // An empty read-only view may be a store that lost its records.
+        if let Some(f) = damaged(&ledger, dir, 0) {
+            return Err(f);
+        }
+    }
     print_records(out, &ledger, dir, start, hi)?;
     out.flush()?;
     let Some(interval) = a.follow else {

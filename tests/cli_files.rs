@@ -224,6 +224,45 @@ fn input_that_is_not_a_chainlog_file_exits_2_and_damaged_data_exits_1() {
     );
     assert!(r.stderr.contains(p(&other_pub)), "{}", r.stderr);
     assert!(!r.stderr.contains("corrupt"), "{}", r.stderr);
+    // A text file as the trusted checkpoint is no checkpoint: exit 2. A real checkpoint
+    // signed by another key is an integrity failure: exit 1.
+    let (_, signer_pub) = keygen(tmp.path(), "signer2");
+    let r = run([
+        "verify",
+        p(&a),
+        "--checkpoint",
+        p(&lines),
+        "--pub",
+        p(&signer_pub),
+    ])
+    .code(2);
+    assert!(r.stderr.contains("not a signed checkpoint"), "{}", r.stderr);
+    assert!(r.stderr.contains(p(&lines)), "{}", r.stderr);
+    let r = run([
+        "verify-export",
+        p(&signed),
+        "--checkpoint",
+        p(&lines),
+        "--pub",
+        p(&other_pub),
+    ])
+    .code(2);
+    assert!(r.stderr.contains("not a signed checkpoint"), "{}", r.stderr);
+    let note = tmp.path().join("cp.note");
+    fs::write(
+        &note,
+        run(["checkpoint", p(&a), "--key", p(&key)]).ok().stdout,
+    )
+    .unwrap();
+    run([
+        "verify",
+        p(&a),
+        "--checkpoint",
+        p(&note),
+        "--pub",
+        p(&other_pub),
+    ])
+    .code(1);
     // A file that is no key at all is a usage error.
     let r = run([
         "import",

@@ -452,7 +452,11 @@ fn verify(out: &mut Out, dir: &Path, against: Option<(&Path, &Path)>) -> Result<
     // Key and note are read first: a bad argument fails before a long verification.
     let trusted = match against {
         None => None,
-        Some((note, key)) => Some((proofs::read_note(note)?, proofs::read_verifier(key)?)),
+        Some((note_path, key)) => {
+            let (note, key) = (proofs::read_note(note_path)?, proofs::read_verifier(key)?);
+            proofs::check_note_form(&note, &key, note_path)?;
+            Some((note, key))
+        }
     };
     let ledger = open_read_only(dir)?;
     let mut progress = super::progress::Progress::new(out.json, "checked");

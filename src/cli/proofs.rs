@@ -89,6 +89,22 @@ pub(super) fn read_note(path: &Path) -> Result<String, Failure> {
         .map_err(|_| Failure::other("the checkpoint file is not UTF-8 text", path_at(path)))
 }
 
+/// Refuses (exit 2) a trusted-checkpoint file that is not a signed checkpoint note at
+/// all. One that is, but is not signed by `key`, passes: the verification reports that
+/// as the integrity failure it is (exit 1).
+pub(super) fn check_note_form(note: &str, key: &VerifierKey, path: &Path) -> Result<(), Failure> {
+    match Checkpoint::open(note, std::slice::from_ref(key)) {
+        Ok(_)
+        | Err(CheckpointError::Note(
+            NoteError::UnverifiedNote | NoteError::InvalidSignature { .. },
+        )) => Ok(()),
+        Err(e) => Err(Failure::other(
+            format!("not a signed checkpoint: {e}"),
+            path_at(path),
+        )),
+    }
+}
+
 /// Creates `path`, failing if anything (a dangling symlink included) is already there,
 /// and writes `text` durably. A file left half-written is removed.
 fn write_new(path: &Path, text: &str, secret: bool) -> Result<(), Failure> {

@@ -14,7 +14,7 @@ use super::commands::open_read_only;
 use super::files::{self, Target};
 use super::output::{Escaped, Out, ReceiptView};
 use super::progress::Progress;
-use super::proofs::{read_note, read_signer, read_verifier};
+use super::proofs::{check_note_form, read_note, read_signer, read_verifier};
 use super::time::{self, Instant};
 use super::{at_dir, at_seq, signals, Failure, Outcome};
 
@@ -35,14 +35,20 @@ struct Partial {
 }
 
 impl Partial {
-    fn create(path: PathBuf) -> Result<Partial, Failure> {
+    fn create(path: PathBuf, out: &Path) -> Result<Partial, Failure> {
         // The name is this process's own (its pid), and any leftover with it came from a
         // dead process, so create_new failing means someone else made it meanwhile.
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(|e| Failure::io("creating the temporary export file", &e, files::at(&path)))?;
+            .map_err(|e| {
+                let doing = format!(
+                    "creating the temporary file {} beside the export",
+                    path.display()
+                );
+                Failure::io(&doing, &e, files::at(out))
+            })?;
         Ok(Partial {
             file,
             path,
@@ -204,7 +210,7 @@ fn export_new(
     let tmp = files::temp_for(path)?;
     // Registered before the file exists, so no signal can leave it behind.
     signals::remove_on_signal(tmp.clone())?;
-    let mut partial = Partial::create(tmp.clone())?;
+    let mut partial = Partial::create(tmp.clone(), path)?;
     if std::env::var_os(TEST_PAUSE_ENV).is_some() {
         let _ = writeln!(
             io::stderr(),
@@ -319,6 +325,9 @@ pub fn verify_export(
     // Arguments first: a bad key or note fails before a long verification.
     let keys = read_keys(pub_key)?;
     let trusted = checkpoint.map(read_note).transpose()?;
+    if let (Some(note), Some(path), Some(key)) = (&trusted, checkpoint, keys.first()) {
+        check_note_form(note, key, path)?;
+    }
     let mut progress = Progress::new(out.json, "checked");
     if progress.enabled() && !files::is_dash(file) {
         if let Some(n) = header_count(file) {

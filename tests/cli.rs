@@ -77,7 +77,7 @@ fn json_outputs_agree_with_each_other() {
     let d = p(dir);
 
     let init = run(["init", d, "--hash", "sha256", "--json"]).ok().one();
-    assert_eq!(init["hash"], "sha256");
+    assert_eq!(init["alg"], "sha256");
     assert_eq!(init["dir"], d);
     let id = init["ledger_id"].as_str().unwrap();
     assert_eq!(id.len(), 32);
@@ -110,6 +110,7 @@ fn json_outputs_agree_with_each_other() {
             "receipt and record hash differ at {seq}"
         );
         assert_eq!(rec["timestamp"], rc["timestamp"]);
+        assert_eq!(rec["timestamp_ns"], rc["timestamp_ns"]);
         assert_eq!(rec["payload_len"], want.len() as u64);
         assert_eq!(rec["redacted"], false);
         let got = match rec["payload_encoding"].as_str().unwrap() {
@@ -146,18 +147,19 @@ fn json_outputs_agree_with_each_other() {
     assert_eq!(ver["ok"], true);
     assert_eq!(ver["first_break"], Value::Null);
     assert_eq!(ver["records_checked"], expected.len() as u64);
-    assert_eq!(ver["head_len"], expected.len() as u64);
-    assert_eq!(ver["head_hash"], last["hash"]);
-    assert_eq!(ver["hash"], "sha256");
+    assert_eq!(ver["size"], expected.len() as u64);
+    assert_eq!(ver["hash"], last["hash"]);
+    assert_eq!(ver["alg"], "sha256");
 
     let stats = run(["stats", d, "--json"]).ok().one();
-    assert_eq!(stats["len"], expected.len() as u64);
-    assert_eq!(stats["head_hash"], last["hash"]);
-    assert_eq!(stats["head_timestamp"], last["timestamp"]);
-    assert_eq!(stats["hash"], "sha256");
+    assert_eq!(stats["size"], expected.len() as u64);
+    assert_eq!(stats["head"]["seq"], expected.len() as u64 - 1);
+    assert_eq!(stats["head"]["hash"], last["hash"]);
+    assert_eq!(stats["head"]["timestamp"], last["timestamp"]);
+    assert_eq!(stats["head"]["timestamp_ns"], last["timestamp_ns"]);
+    assert_eq!(stats["alg"], "sha256");
     assert_eq!(stats["ledger_id"], id);
-    assert_eq!(stats["health"]["state"], "ok");
-    assert_eq!(stats["metrics"]["records"], expected.len() as u64);
+    assert_eq!(stats["checkpoint"], Value::Null);
     let files: u64 = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap())
@@ -166,6 +168,21 @@ fn json_outputs_agree_with_each_other() {
         .sum();
     let on_disk = stats["bytes_on_disk"].as_u64().unwrap();
     assert!(on_disk >= files && files > 0, "{on_disk} < {files}");
+    // Every entry of the directory is a part, and the parts add up to the total.
+    let parts = stats["parts"].as_object().unwrap();
+    let names: std::collections::BTreeSet<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        parts
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>(),
+        names
+    );
+    let sum: u64 = parts.values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(sum, on_disk);
 }
 
 #[cfg(unix)]
@@ -218,7 +235,10 @@ fn empty_stdin_appends_nothing() {
     let tmp = ledger_with(&["only"]);
     let r = run_with(["append", p(tmp.path())], Some(b"")).ok();
     assert!(r.stdout.is_empty(), "{}", r.stdout);
-    assert_eq!(run(["stats", p(tmp.path()), "--json"]).ok().one()["len"], 1);
+    assert_eq!(
+        run(["stats", p(tmp.path()), "--json"]).ok().one()["size"],
+        1
+    );
 }
 
 /// Exit 2 with one `chainlog: ...` line on stderr mentioning `needle`.
@@ -270,7 +290,7 @@ fn usage_and_io_errors_exit_2() {
 
     assert_one_line_error(&run(["init", d]), "already holds a ledger");
     // Nothing was appended by the failed commands.
-    assert_eq!(run(["stats", d, "--json"]).ok().one()["len"], 2);
+    assert_eq!(run(["stats", d, "--json"]).ok().one()["size"], 2);
 }
 
 #[test]
@@ -337,7 +357,7 @@ fn tampered_payload_is_a_crc_break_exit_1() {
     assert_eq!(v["first_break"]["kind"], "corrupt");
     assert_eq!(v["first_break"]["seq"], 1);
     assert_eq!(v["records_checked"], 1);
-    assert_eq!(v["head_len"], 3);
+    assert_eq!(v["size"], 3);
 
     let h = run(["verify", d]);
     assert_eq!(h.code, Some(1));
@@ -416,7 +436,8 @@ fn demo_appends_from_threads_and_verifies() {
     // The ledger it left behind verifies on its own and holds audit events.
     let ver = run(["verify", d, "--json"]).ok().one();
     assert_eq!(ver["records_checked"], 800);
-    assert_eq!(ver["head_hash"], v["head_hash"]);
+    assert_eq!(ver["hash"], v["hash"]);
+    assert_eq!(ver["size"], v["size"]);
     let rec = get_json(&dir, 0);
     let event: Value = serde_json::from_str(rec["payload"].as_str().unwrap()).unwrap();
     assert!(event["actor"].as_str().unwrap().starts_with("user-"));

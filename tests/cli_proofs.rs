@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use chainlog::format::{decode_frame, encode_frame};
 use chainlog::{
-    root_from_leaves, verify_consistency, verify_inclusion, Checkpoint, ConsistencyProof, HashAlg,
-    InclusionProof, SignerKey, VerifierKey,
+    root_from_leaves, verify_consistency, verify_inclusion, Checkpoint, ConsistencyProof, Hash,
+    HashAlg, InclusionProof, SignerKey, VerifierKey,
 };
 use serde_json::Value;
 
@@ -78,8 +78,37 @@ fn prove(dir: &Path, seq: u64, size: u64) -> (String, InclusionProof) {
         "--json",
     ])
     .ok();
-    let proof = serde_json::from_str(r.stdout.trim()).unwrap();
+    let v: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(
+        keys(&v),
+        ["alg", "hash", "kind", "proof", "root", "seq", "size"],
+        "{v}"
+    );
+    assert_eq!(v["kind"], "inclusion");
+    let proof = InclusionProof {
+        index: v["seq"].as_u64().unwrap(),
+        tree_size: v["size"].as_u64().unwrap(),
+        leaf_hash: hash_of(&v["hash"]),
+        proof: v["proof"].as_array().unwrap().iter().map(hash_of).collect(),
+        root: hash_of(&v["root"]),
+    };
     (r.stdout, proof)
+}
+
+fn keys(v: &Value) -> Vec<String> {
+    let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    k.sort();
+    k
+}
+
+fn hash_of(v: &Value) -> Hash {
+    Hash::from_hex(v.as_str().unwrap()).unwrap()
+}
+
+/// The `alg` a proof file names.
+fn alg_in(text: &str) -> String {
+    let v: Value = serde_json::from_str(text.trim()).unwrap();
+    v["alg"].as_str().unwrap().to_owned()
 }
 
 fn prove_consistency(dir: &Path, old: u64, new: u64) -> (String, ConsistencyProof) {
@@ -91,7 +120,20 @@ fn prove_consistency(dir: &Path, old: u64, new: u64) -> (String, ConsistencyProo
         "--json",
     ])
     .ok();
-    let proof = serde_json::from_str(r.stdout.trim()).unwrap();
+    let v: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(
+        keys(&v),
+        ["alg", "kind", "old_root", "old_size", "proof", "root", "size"],
+        "{v}"
+    );
+    assert_eq!(v["kind"], "consistency");
+    let proof = ConsistencyProof {
+        old_size: v["old_size"].as_u64().unwrap(),
+        new_size: v["size"].as_u64().unwrap(),
+        old_root: hash_of(&v["old_root"]),
+        new_root: hash_of(&v["root"]),
+        proof: v["proof"].as_array().unwrap().iter().map(hash_of).collect(),
+    };
     (r.stdout, proof)
 }
 
@@ -165,7 +207,7 @@ fn checkpoint_prints_a_note_that_opens_and_matches_stats_and_prove() {
     assert!(plain.stderr.is_empty(), "{}", plain.stderr);
 
     let stats = run(["stats", p(&dir), "--json"]).ok().one();
-    assert_eq!(Some(cp.size), stats["len"].as_u64());
+    assert_eq!(Some(cp.size), stats["size"].as_u64());
     assert_eq!(
         cp.origin,
         format!("chainlog/{}", stats["ledger_id"].as_str().unwrap())
@@ -197,8 +239,8 @@ fn inclusion_proofs_verify_with_the_library_and_verify_proof() {
         let hash_args = ["--hash", hash];
         for (seq, size) in [(0, 1), (0, 150), (149, 150), (37, 64), (64, 100), (99, 100)] {
             let (text, proof) = prove(&dir, seq, size);
-            // The JSON is exactly the library's serde form.
-            assert_eq!(text.trim_end(), serde_json::to_string(&proof).unwrap());
+            // The proof names its algorithm.
+            assert_eq!(alg_in(&text), hash);
             assert_eq!((proof.index, proof.tree_size), (seq, size));
             proof.verify(alg).unwrap();
             verify_inclusion(alg, seq, size, &proof.leaf_hash, &proof.proof, &proof.root).unwrap();
@@ -213,8 +255,8 @@ fn inclusion_proofs_verify_with_the_library_and_verify_proof() {
             args.extend_from_slice(&hash_args);
             let v = verify_proof(tmp.path(), &text, &args).ok().one();
             assert_eq!(
-                (v["valid"].as_bool(), v["kind"].as_str()),
-                (Some(true), Some("inclusion"))
+                (v["ok"].as_bool(), v["kind"].as_str(), v["alg"].as_str()),
+                (Some(true), Some("inclusion"), Some(hash))
             );
 
             let mut args = vec!["--checkpoint", p(&cp_file), "--pub", p(&pub_file)];
@@ -223,8 +265,18 @@ fn inclusion_proofs_verify_with_the_library_and_verify_proof() {
             let want = if size == 150 { 0 } else { 1 };
             verify_proof(tmp.path(), &text, &args).code(want);
         }
-        // From stdin, and with the default algorithm (BLAKE3) for a SHA-256 proof.
+        // From stdin, with the algorithm the proof names, and refused under another
+        // explicit --hash.
         let (text, _) = prove(&dir, 5, 150);
+        let bare = [
+            "verify-proof",
+            "-",
+            "--checkpoint",
+            p(&cp_file),
+            "--pub",
+            p(&pub_file),
+        ];
+        run_with(bare, Some(text.as_bytes())).ok();
         let args = [
             "verify-proof",
             "-",
@@ -241,6 +293,11 @@ fn inclusion_proofs_verify_with_the_library_and_verify_proof() {
         args[7] = other;
         let r = run_with(args, Some(text.as_bytes())).code(1);
         assert!(r.stdout.contains("INVALID"), "{}", r.stdout);
+        assert!(
+            r.stdout.contains(&format!("--hash {other}")),
+            "{}",
+            r.stdout
+        );
     }
 }
 
@@ -269,7 +326,7 @@ fn consistency_proofs_verify_against_old_and_new_checkpoints() {
             (100, 120),
         ] {
             let (text, proof) = prove_consistency(&dir, old, new);
-            assert_eq!(text.trim_end(), serde_json::to_string(&proof).unwrap());
+            assert_eq!(alg_in(&text), hash);
             assert_eq!((proof.old_size, proof.new_size), (old, new));
             proof.verify(alg).unwrap();
             verify_consistency(
@@ -327,21 +384,21 @@ fn altered_proofs_are_invalid_and_malformed_ones_are_errors() {
         altered.push(("flipped proof digit", v));
     }
     let mut v = base.clone();
-    v["leaf_hash"] = flip_hex(base["leaf_hash"].as_str().unwrap(), 10).into();
+    v["hash"] = flip_hex(base["hash"].as_str().unwrap(), 10).into();
     altered.push(("flipped leaf hash digit", v));
     let mut v = base.clone();
     v["root"] = flip_hex(&root, 63).into();
     altered.push(("flipped root digit", v));
     for index in [36, 38, 99, 100] {
         let mut v = base.clone();
-        v["index"] = index.into();
+        v["seq"] = index.into();
         altered.push(("wrong index", v));
     }
     // Sizes that change the proof's shape. (Any size in 65..=128 gives record 37 the
     // same path, so a bare root cannot pin the size: a checkpoint does, below.)
     for size in [37, 64, 129, 1000] {
         let mut v = base.clone();
-        v["tree_size"] = size.into();
+        v["size"] = size.into();
         altered.push(("wrong size", v));
     }
     let mut v = base.clone();
@@ -349,7 +406,7 @@ fn altered_proofs_are_invalid_and_malformed_ones_are_errors() {
     altered.push(("short proof", v));
     for (what, v) in &altered {
         let r = verify_proof(t, &v.to_string(), &trust).code(1).one();
-        assert_eq!(r["valid"], false, "{what}");
+        assert_eq!(r["ok"], false, "{what}");
         assert!(!r["detail"].as_str().unwrap().is_empty(), "{what}");
     }
     // Against a checkpoint of 100 records, any other size is refused.
@@ -359,7 +416,7 @@ fn altered_proofs_are_invalid_and_malformed_ones_are_errors() {
     verify_proof(t, &text, &by_cp).ok();
     for size in [99, 101] {
         let mut v = base.clone();
-        v["tree_size"] = size.into();
+        v["size"] = size.into();
         // The bare root accepts it (see above); the checkpoint does not.
         verify_proof(t, &v.to_string(), &trust).ok();
         let r = verify_proof(t, &v.to_string(), &by_cp).code(1).one();
@@ -388,8 +445,8 @@ fn altered_proofs_are_invalid_and_malformed_ones_are_errors() {
     for (field, n) in [
         ("old_size", 41),
         ("old_size", 39),
-        ("new_size", 64),
-        ("new_size", 129),
+        ("size", 64),
+        ("size", 129),
     ] {
         let mut v = cbase.clone();
         v[field] = n.into();
@@ -413,7 +470,7 @@ fn altered_proofs_are_invalid_and_malformed_ones_are_errors() {
         "[1,2]".to_owned(),
         "not json".to_owned(),
         short_hash.to_string(),
-        text.replace("\"index\":37", "\"index\":37,\"index\":37"),
+        text.replace("\"seq\":37", "\"seq\":37,\"seq\":37"),
     ] {
         let r = verify_proof(t, &bad, &trust).code(2);
         assert!(r.stdout.is_empty(), "{bad}: {}", r.stdout);

@@ -43,7 +43,7 @@ fn verified(dir: &str) -> (u64, String) {
     let v = json(&ok(&["verify", dir, "--json"])).remove(0);
     assert_eq!(v["ok"], true, "{v}");
     let n = v["records_checked"].as_u64().unwrap();
-    (n, v["head_root"].as_str().unwrap_or_default().to_owned())
+    (n, v["root"].as_str().unwrap_or_default().to_owned())
 }
 
 fn read_loop(dir: &str, work: &Path, rounds: usize, writer_done: &dyn Fn() -> bool) {

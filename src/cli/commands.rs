@@ -1,25 +1,20 @@
 //! The commands other than `demo`.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, BufRead, Read};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::Duration;
 
-use chainlog::{
-    Durability, Hash, HashAlg, Health, Ledger, Metrics, Options, Receipt, VerifyReport,
-};
+use chainlog::{Checkpoint, Durability, Hash, HashAlg, Ledger, Options, VerifyReport};
 use serde::Serialize;
 
-use super::output::{hex, Out, RecordView, Utc};
-use super::{at_dir, at_seq, demo, proofs, transfer, Cli, Cmd, Failure, Outcome};
-
-/// Stdin lines are appended in batches of at most this many lines...
-const BATCH_LINES: usize = 1000;
-/// ...and about this many payload bytes, so huge inputs never sit in memory whole.
-const BATCH_BYTES: usize = 8 << 20;
-/// The library's payload limit (16 MiB, not exported). A longer line is refused while
-/// reading instead of being buffered whole; the library checks the exact limit.
-const MAX_LINE: u64 = 16 << 20;
+use super::output::{hex, Out, ReceiptView, RecordView, Stamp, Utc};
+use super::stdin_append::{self, Settings};
+use super::time::{self, Instant};
+use super::{at_dir, at_seq, demo, proofs, transfer, Cli, Cmd, Failure, Outcome, SeqRange};
 
 pub fn run(cli: Cli) -> Result<Outcome, Failure> {
     let mut out = Out::new(cli.json);
@@ -29,9 +24,40 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             dir,
             payloads,
             buffered,
-        } => append(&mut out, &dir, payloads, buffered),
-        Cmd::Get { dir, seq } => get(&mut out, &dir, seq),
-        Cmd::Tail { dir, n } => tail(&mut out, &dir, n),
+            quiet,
+            batch_interval,
+        } => append(
+            &mut out,
+            &dir,
+            payloads,
+            &Settings {
+                durability: if buffered {
+                    Durability::Buffered
+                } else {
+                    Durability::Sync
+                },
+                quiet,
+                interval: batch_interval,
+            },
+        ),
+        Cmd::Get { dir, range } => get(&mut out, &dir, range),
+        Cmd::Tail {
+            dir,
+            n,
+            follow,
+            interval,
+            since,
+            until,
+        } => tail(
+            &mut out,
+            &dir,
+            TailArgs {
+                n,
+                follow: follow.then_some(interval),
+                since,
+                until,
+            },
+        ),
         Cmd::Verify {
             dir,
             checkpoint,
@@ -61,7 +87,7 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 root,
                 checkpoint,
                 pub_key,
-                hash: hash.into(),
+                hash: hash.map(Into::into),
             },
         ),
         Cmd::Export {
@@ -69,6 +95,8 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             file,
             from,
             to,
+            since,
+            until,
             key,
             redact,
         } => transfer::export(
@@ -78,6 +106,8 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 file,
                 from,
                 to,
+                since,
+                until,
                 key,
                 redact,
             },
@@ -120,6 +150,8 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
                 dir,
             },
         ),
+        Cmd::Completions { shell } => super::meta::completions(&mut out, shell),
+        Cmd::Man { dir } => super::meta::man(&mut out, dir.as_deref()),
     };
     // Flush what was printed even when the command failed part-way (e.g. the receipts
     // of batches appended before a bad line).
@@ -146,7 +178,7 @@ pub(super) fn open_read_only(dir: &Path) -> Result<Ledger, Failure> {
 
 #[derive(Serialize)]
 struct InitView {
-    hash: HashAlg,
+    alg: HashAlg,
     ledger_id: String,
     dir: String,
 }
@@ -158,7 +190,7 @@ fn init(out: &mut Out, dir: &Path, hash: HashAlg) -> Result<Outcome, Failure> {
     };
     let ledger = Ledger::create(dir, opts).map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
     let v = InitView {
-        hash: ledger.hash_alg(),
+        alg: ledger.hash_alg(),
         ledger_id: hex(&ledger.ledger_id()),
         dir: dir.display().to_string(),
     };
@@ -167,21 +199,20 @@ fn init(out: &mut Out, dir: &Path, hash: HashAlg) -> Result<Outcome, Failure> {
     } else {
         out.line(format_args!(
             "created ledger {} in {} (hash {})",
-            v.ledger_id, v.dir, v.hash
+            v.ledger_id, v.dir, v.alg
         ))?;
     }
     Ok(Outcome::Ok)
 }
 
-fn print_receipt(out: &mut Out, r: &Receipt) -> Result<(), Failure> {
+fn print_receipt(out: &mut Out, r: &chainlog::Receipt) -> Result<(), Failure> {
+    let v = ReceiptView::from(r);
     if out.json {
-        out.json(r)
+        out.json(&v)
     } else {
         out.line(format_args!(
             "appended {}  hash {}  at {}",
-            r.seq,
-            r.hash,
-            Utc(r.timestamp)
+            v.seq, v.hash, v.time.timestamp
         ))
     }
 }
@@ -203,13 +234,8 @@ fn append(
     out: &mut Out,
     dir: &Path,
     payloads: Vec<OsString>,
-    buffered: bool,
+    settings: &Settings,
 ) -> Result<Outcome, Failure> {
-    let durability = if buffered {
-        Durability::Buffered
-    } else {
-        Durability::Sync
-    };
     let payloads = payloads
         .into_iter()
         .map(os_bytes)
@@ -217,140 +243,210 @@ fn append(
     let ledger = open(
         dir,
         Options {
-            durability,
+            durability: settings.durability,
             ..Options::default()
         },
     )?;
-    match payloads.as_slice() {
-        [] => append_lines(out, &ledger, dir, io::stdin().lock())?,
-        [one] => {
-            let r = ledger
-                .append(one)
-                .map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
-            print_receipt(out, &r)?;
-        }
-        many => {
-            let rs = ledger
-                .append_batch(many)
-                .map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
-            for r in &rs {
-                print_receipt(out, r)?;
-            }
-        }
+    if payloads.is_empty() {
+        stdin_append::append_stdin(out, &ledger, dir, settings)?;
+        return Ok(Outcome::Ok);
     }
-    // Buffered receipts were printed once sequenced; this makes them durable and reports
-    // a failure that closing the ledger would only log.
-    if buffered {
+    let rs = ledger
+        .append_batch(&payloads)
+        .map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
+    // Buffered receipts are printed once this sync has made them durable, and its
+    // failure is reported rather than only logged at close.
+    if settings.durability == Durability::Buffered {
         ledger
             .flush()
             .map_err(|e| Failure::ledger(&e, format!("{}, final sync", at_dir(dir))))?;
     }
+    if !settings.quiet {
+        for r in &rs {
+            print_receipt(out, r)?;
+        }
+    }
     Ok(Outcome::Ok)
 }
 
-/// Appends one record per line of `input`, batch by batch.
-fn append_lines(
+/// Prints records `start..end`.
+fn print_records(
     out: &mut Out,
     ledger: &Ledger,
     dir: &Path,
-    mut input: impl BufRead,
+    start: u64,
+    end: u64,
 ) -> Result<(), Failure> {
-    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(BATCH_LINES);
-    let mut batch_bytes = 0usize;
-    // Line number (1-based) of the first line in `batch`.
-    let mut first_line = 1u64;
-    let mut line_no = 0u64;
-    loop {
-        let mut line = Vec::new();
-        let n = (&mut input)
-            .take(MAX_LINE + 2)
-            .read_until(b'\n', &mut line)
-            .map_err(|e| {
-                Failure::io(
-                    "reading stdin",
-                    &e,
-                    format!("{}, line {}", at_dir(dir), line_no + 1),
-                )
-            })?;
-        if n == 0 {
-            break;
-        }
-        line_no += 1;
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-        } else if n as u64 == MAX_LINE + 2 {
-            return Err(Failure::other(
-                format!("line longer than the {MAX_LINE}-byte payload limit"),
-                format!("{}, line {line_no}", at_dir(dir)),
-            ));
-        }
-        batch_bytes += line.len();
-        batch.push(line);
-        if batch.len() >= BATCH_LINES || batch_bytes >= BATCH_BYTES {
-            append_batch(out, ledger, dir, &batch, first_line)?;
-            batch.clear();
-            batch_bytes = 0;
-            first_line = line_no + 1;
-        }
+    if start >= end {
+        return Ok(());
     }
-    if !batch.is_empty() {
-        append_batch(out, ledger, dir, &batch, first_line)?;
+    for (seq, r) in (start..).zip(ledger.range(start..end)) {
+        let r = r.map_err(|e| Failure::ledger(&e, at_seq(dir, seq)))?;
+        RecordView::from(r).print(out)?;
     }
     Ok(())
 }
 
-fn append_batch(
-    out: &mut Out,
-    ledger: &Ledger,
-    dir: &Path,
-    batch: &[Vec<u8>],
-    first_line: u64,
-) -> Result<(), Failure> {
-    let last_line = first_line + batch.len() as u64 - 1;
-    let rs = ledger.append_batch(batch).map_err(|e| {
-        Failure::ledger(
-            &e,
-            format!(
-                "{}, stdin lines {first_line}-{last_line}, none of them appended",
-                at_dir(dir)
-            ),
-        )
-    })?;
-    for r in &rs {
-        print_receipt(out, r)?;
-    }
-    // Receipts show up as batches commit, not only at the end of a long input.
-    out.flush()
-}
-
-fn get(out: &mut Out, dir: &Path, seq: u64) -> Result<Outcome, Failure> {
+fn get(out: &mut Out, dir: &Path, range: SeqRange) -> Result<Outcome, Failure> {
     let ledger = open_read_only(dir)?;
-    let r = ledger
-        .get(seq)
-        .map_err(|e| Failure::ledger(&e, at_seq(dir, seq)))?;
-    RecordView::from(r).print(out)?;
-    Ok(Outcome::Ok)
-}
-
-fn tail(out: &mut Out, dir: &Path, n: u64) -> Result<Outcome, Failure> {
-    let ledger = open_read_only(dir)?;
-    let start = ledger.len().saturating_sub(n);
-    for (seq, r) in (start..).zip(ledger.range(start..)) {
-        let r = r.map_err(|e| Failure::ledger(&e, at_seq(dir, seq)))?;
+    if range.single {
+        let r = ledger
+            .get(range.start)
+            .map_err(|e| missing(&ledger, dir, range.start, &e))?;
         RecordView::from(r).print(out)?;
+        return Ok(Outcome::Ok);
     }
+    let len = ledger.len();
+    let end = range.end.unwrap_or(len);
+    if end > len || range.start > end {
+        if let Some(f) = damaged(&ledger, dir, range.start) {
+            return Err(f);
+        }
+        let holds = match len {
+            0 => "the ledger is empty".to_owned(),
+            n => format!("the ledger holds records 0 to {}", n - 1),
+        };
+        return Err(Failure::other(
+            format!("no records {}..{end}: {holds}", range.start),
+            at_dir(dir),
+        ));
+    }
+    print_records(out, &ledger, dir, range.start, end)?;
     Ok(Outcome::Ok)
+}
+
+/// Largest ledger `missing` verifies to tell a damaged store from a short one.
+const EXPLAIN_MISSING_UP_TO: u64 = 100_000;
+
+/// A failed read of record `seq`. A read-only open of a damaged store still opens (so it
+/// can be looked at), showing only the records it still holds; the library does not
+/// say so through its API, so when a record is not found the ledger is verified (when
+/// small enough to be quick) and a break is reported as the integrity failure it is
+/// instead of "the ledger is empty".
+fn missing(ledger: &Ledger, dir: &Path, seq: u64, e: &chainlog::Error) -> Failure {
+    if matches!(e, chainlog::Error::NotFound { .. }) {
+        if let Some(f) = damaged(ledger, dir, seq) {
+            return f;
+        }
+    }
+    Failure::ledger(e, at_seq(dir, seq))
+}
+
+fn damaged(ledger: &Ledger, dir: &Path, seq: u64) -> Option<Failure> {
+    if ledger.len() > EXPLAIN_MISSING_UP_TO {
+        return None;
+    }
+    let report = ledger.verify().ok()?;
+    let b = report.first_break?;
+    Some(Failure::integrity(
+        format!(
+            "record {seq} cannot be read: the ledger is damaged: {} at record {}: {}",
+            b.kind, b.seq, b.detail
+        ),
+        at_dir(dir),
+    ))
+}
+
+struct TailArgs {
+    n: Option<u64>,
+    /// The poll interval of `-f`.
+    follow: Option<Duration>,
+    since: Option<Instant>,
+    until: Option<Instant>,
+}
+
+fn tail(out: &mut Out, dir: &Path, a: TailArgs) -> Result<Outcome, Failure> {
+    let ledger = open_read_only(dir)?;
+    let len = ledger.len();
+    let (lo, hi) = time::narrow(&ledger, dir, (0, len), a.since, a.until)?;
+    let windowed = a.since.is_some() || a.until.is_some();
+    let n = a.n.unwrap_or(if windowed { u64::MAX } else { 10 });
+    let start = hi.saturating_sub(n).max(lo);
+    if len == 0 {
+        // An empty read-only view may be a store that lost its records.
+        if let Some(f) = damaged(&ledger, dir, 0) {
+            return Err(f);
+        }
+    }
+    print_records(out, &ledger, dir, start, hi)?;
+    out.flush()?;
+    let Some(interval) = a.follow else {
+        return Ok(Outcome::Ok);
+    };
+    // Records appended from now on are after --since, and -f excludes --until.
+    drop(ledger);
+    follow(out, dir, len, interval)
+}
+
+/// `tail -f`: reopens the ledger read-only every `interval` and prints records from
+/// `next` on, until interrupted (or stdout closes).
+///
+/// A read-only open still takes the directory lock today, so while another process
+/// holds the ledger open the poll is skipped (said once on stderr), and a writer that
+/// starts while a poll holds the lock is refused for that moment.
+fn follow(
+    out: &mut Out,
+    dir: &Path,
+    mut next: u64,
+    interval: Duration,
+) -> Result<Outcome, Failure> {
+    // Said once per run: a writer that comes and goes would otherwise repeat it.
+    let mut warned = false;
+    loop {
+        thread::sleep(interval);
+        let ledger = match open_read_only_raw(dir) {
+            Ok(l) => l,
+            Err(chainlog::Error::AlreadyOpen { .. }) => {
+                if !warned {
+                    warned = true;
+                    let _ = writeln!(
+                        io::stderr(),
+                        "chainlog: {} is open in another process; following resumes when it is closed",
+                        dir.display()
+                    );
+                }
+                continue;
+            }
+            Err(e) => return Err(Failure::ledger(&e, at_dir(dir))),
+        };
+        let len = ledger.len();
+        if len < next {
+            return Err(Failure::integrity(
+                format!("the ledger shrank from {next} to {len} records while being followed"),
+                at_dir(dir),
+            ));
+        }
+        print_records(out, &ledger, dir, next, len)?;
+        out.flush()?;
+        next = len;
+    }
+}
+
+fn open_read_only_raw(dir: &Path) -> chainlog::Result<Ledger> {
+    Ledger::open(
+        dir,
+        Options {
+            read_only: true,
+            ..Options::default()
+        },
+    )
 }
 
 #[derive(Serialize)]
 struct VerifyView<'a> {
     ok: bool,
     dir: String,
-    #[serde(flatten)]
-    report: &'a VerifyReport,
+    alg: HashAlg,
+    records_checked: u64,
+    redacted: u64,
+    /// Records according to the head.
+    size: u64,
+    /// The head's last record hash.
+    hash: Hash,
+    root: Hash,
+    first_break: Option<&'a chainlog::Break>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checkpoint: Option<&'a chainlog::CheckpointCheck>,
 }
 
 /// `against` is a trusted checkpoint note file and its verifier key file.
@@ -358,7 +454,11 @@ fn verify(out: &mut Out, dir: &Path, against: Option<(&Path, &Path)>) -> Result<
     // Key and note are read first: a bad argument fails before a long verification.
     let trusted = match against {
         None => None,
-        Some((note, key)) => Some((proofs::read_note(note)?, proofs::read_verifier(key)?)),
+        Some((note_path, key)) => {
+            let (note, key) = (proofs::read_note(note_path)?, proofs::read_verifier(key)?);
+            proofs::check_note_form(&note, &key, note_path)?;
+            Some((note, key))
+        }
     };
     let ledger = open_read_only(dir)?;
     let mut progress = super::progress::Progress::new(out.json, "checked");
@@ -385,7 +485,14 @@ fn print_verify(out: &mut Out, dir: &Path, report: &VerifyReport) -> Result<(), 
         return out.json(&VerifyView {
             ok: report.is_ok(),
             dir: dir.display().to_string(),
-            report,
+            alg: report.hash,
+            records_checked: report.records_checked,
+            redacted: report.redacted,
+            size: report.head_len,
+            hash: report.head_hash,
+            root: report.head_root,
+            first_break: report.first_break.as_ref(),
+            checkpoint: report.checkpoint.as_ref(),
         });
     }
     out.line(format_args!(
@@ -409,63 +516,143 @@ fn print_verify(out: &mut Out, dir: &Path, report: &VerifyReport) -> Result<(), 
     Ok(())
 }
 
+/// The latest checkpoint the ledger signed, as `stats` shows it.
+#[derive(Serialize)]
+struct CheckpointSummary {
+    size: u64,
+    root: Hash,
+    origin: String,
+    /// Names on the note's signature lines (not verified here: no key is given).
+    signers: Vec<String>,
+}
+
+/// Reads a signed note's body and signer names without verifying it.
+fn summarize_note(note: &str) -> Option<CheckpointSummary> {
+    let (body, sigs) = note.split_once("\n\n")?;
+    let cp = Checkpoint::parse_body(&format!("{body}\n")).ok()?;
+    let signers = sigs
+        .lines()
+        .filter_map(|l| l.strip_prefix("\u{2014} "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .collect();
+    Some(CheckpointSummary {
+        size: cp.size,
+        root: cp.root,
+        origin: cp.origin,
+        signers,
+    })
+}
+
+#[derive(Serialize)]
+struct HeadView {
+    /// The last record's sequence number.
+    seq: u64,
+    hash: Hash,
+    #[serde(flatten)]
+    time: Stamp,
+}
+
 #[derive(Serialize)]
 struct StatsView {
     dir: String,
-    len: u64,
-    head_hash: Hash,
-    head_timestamp: u64,
-    hash: HashAlg,
+    alg: HashAlg,
     ledger_id: String,
+    /// Records held (the tree size).
+    size: u64,
+    /// The last record; `null` when the ledger is empty.
+    head: Option<HeadView>,
+    checkpoint: Option<CheckpointSummary>,
     bytes_on_disk: u64,
-    health: Health,
-    metrics: Metrics,
+    /// Bytes on disk under each entry of the ledger directory.
+    parts: BTreeMap<String, u64>,
 }
 
 fn stats(out: &mut Out, dir: &Path) -> Result<Outcome, Failure> {
     let ledger = open_read_only(dir)?;
-    let head = ledger.head();
+    let info = ledger.head();
+    let note = ledger
+        .latest_checkpoint()
+        .map_err(|e| Failure::ledger(&e, format!("{}, latest checkpoint", at_dir(dir))))?;
+    let checkpoint = match &note {
+        None => None,
+        Some(n) => Some(summarize_note(n).ok_or_else(|| {
+            Failure::integrity(
+                "the stored latest checkpoint is not a checkpoint note",
+                at_dir(dir),
+            )
+        })?),
+    };
+    let parts = parts_on_disk(dir)?;
     let v = StatsView {
         dir: dir.display().to_string(),
-        len: head.len,
-        head_hash: head.hash,
-        head_timestamp: head.timestamp,
-        hash: ledger.hash_alg(),
+        alg: ledger.hash_alg(),
         ledger_id: hex(&ledger.ledger_id()),
-        bytes_on_disk: bytes_on_disk(dir)?,
-        health: ledger.health(),
-        metrics: ledger.metrics(),
+        size: info.len,
+        head: info.len.checked_sub(1).map(|seq| HeadView {
+            seq,
+            hash: info.hash,
+            time: Stamp::new(info.timestamp),
+        }),
+        checkpoint,
+        bytes_on_disk: parts.values().fold(0u64, |a, b| a.saturating_add(*b)),
+        parts,
     };
     if out.json {
         out.json(&v)?;
         return Ok(Outcome::Ok);
     }
     out.line(format_args!("dir            {}", v.dir))?;
-    out.line(format_args!("records        {}", v.len))?;
-    out.line(format_args!("head hash      {}", v.head_hash))?;
-    if v.len > 0 {
-        out.line(format_args!("last append    {}", Utc(v.head_timestamp)))?;
+    out.line(format_args!("records        {}", v.size))?;
+    match &v.head {
+        Some(h) => {
+            out.line(format_args!(
+                "head           record {}, hash {}",
+                h.seq, h.hash
+            ))?;
+            out.line(format_args!("last append    {}", Utc(h.time.timestamp_ns)))?;
+        }
+        None => out.line(format_args!("head           (empty ledger)"))?,
     }
-    out.line(format_args!("hash           {}", v.hash))?;
+    out.line(format_args!("hash           {}", v.alg))?;
     out.line(format_args!("ledger id      {}", v.ledger_id))?;
+    match &v.checkpoint {
+        Some(c) => out.line(format_args!(
+            "checkpoint     {} records, root {}, signed by {}",
+            c.size,
+            c.root,
+            c.signers.join(", ")
+        ))?,
+        None => out.line(format_args!("checkpoint     none signed yet"))?,
+    }
     out.line(format_args!(
         "bytes on disk  {} ({:.1} MiB)",
         v.bytes_on_disk,
         v.bytes_on_disk as f64 / f64::from(1u32 << 20)
     ))?;
-    match &v.health {
-        Health::Ok => out.line(format_args!("health         ok"))?,
-        Health::Poisoned { reason } => {
-            out.line(format_args!("health         poisoned: {reason}"))?
-        }
+    for (name, bytes) in &v.parts {
+        out.line(format_args!("  {name:<20} {bytes}"))?;
     }
-    // Metrics count since this (read-only) open; the JSON form lists each counter.
-    let m = &v.metrics;
-    out.line(format_args!(
-        "metrics        records {}, durable {}, appends {}, failed {}, group commits {}, device syncs {}",
-        m.records, m.durable_records, m.appends, m.failed_appends, m.group_commits, m.device_syncs
-    ))?;
     Ok(Outcome::Ok)
+}
+
+/// Bytes on disk under each entry of `dir` (a file's size, or a directory's total).
+fn parts_on_disk(dir: &Path) -> Result<BTreeMap<String, u64>, Failure> {
+    let fail = |p: &Path, e: io::Error| Failure::io("measuring the ledger on disk", &e, at_dir(p));
+    let mut parts = BTreeMap::new();
+    for entry in fs::read_dir(dir).map_err(|e| fail(dir, e))? {
+        let entry = entry.map_err(|e| fail(dir, e))?;
+        let meta = entry.metadata().map_err(|e| fail(&entry.path(), e))?;
+        let bytes = if meta.is_dir() {
+            bytes_on_disk(&entry.path())?
+        } else if meta.is_file() {
+            meta.len()
+        } else {
+            0
+        };
+        parts.insert(entry.file_name().to_string_lossy().into_owned(), bytes);
+    }
+    Ok(parts)
 }
 
 /// Sum of the sizes of the files under `dir`, walked without following symlinks.

@@ -97,7 +97,9 @@ struct DemoView<'a> {
     append_calls: u64,
     elapsed_secs: f64,
     appends_per_sec: f64,
-    head_hash: Hash,
+    /// Records in the ledger after the run, and the last one's hash.
+    size: u64,
+    hash: Hash,
     records_checked: u64,
     verify_secs: f64,
     first_break: Option<&'a Break>,
@@ -169,7 +171,8 @@ pub fn run(
         append_calls: calls,
         elapsed_secs: elapsed.as_secs_f64(),
         appends_per_sec: per_sec(total, elapsed),
-        head_hash: report.head_hash,
+        size: report.head_len,
+        hash: report.head_hash,
         records_checked: report.records_checked,
         verify_secs,
         first_break: report.first_break.as_ref(),
@@ -254,7 +257,7 @@ fn print_summary(out: &mut Out, v: &DemoView<'_>) -> Result<(), Failure> {
         "appended {} records in {:.3} s: {:.0} appends/s ({} append/append_batch calls)",
         v.records, v.elapsed_secs, v.appends_per_sec, v.append_calls
     ))?;
-    out.line(format_args!("head:    {}", v.head_hash))?;
+    out.line(format_args!("head:    {}", v.hash))?;
     match v.first_break {
         None => out.line(format_args!(
             "verify:  OK, {} records checked in {:.3} s",

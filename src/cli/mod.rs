@@ -3,10 +3,15 @@
 mod bench;
 mod commands;
 mod demo;
+mod files;
 mod maintenance;
+mod meta;
 mod output;
 mod progress;
 mod proofs;
+mod signals;
+mod stdin_append;
+mod time;
 mod transfer;
 
 use std::fmt;
@@ -17,9 +22,13 @@ use std::process::ExitCode;
 use chainlog::{Hash, HashAlg};
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Exit code for an integrity failure: a verification break or corrupt stored data.
+use time::Instant;
+
+/// Exit code for an integrity failure: a verification break or corrupt stored data, in
+/// data that is what it claims to be (a ledger, an export, a proof, a checkpoint).
 const EXIT_INTEGRITY: u8 = 1;
-/// Exit code for usage and I/O errors (clap uses 2 for usage errors too).
+/// Exit code for usage and I/O errors, and for input that is not a chainlog file at all
+/// (clap uses 2 for usage errors too).
 const EXIT_ERROR: u8 = 2;
 
 /// Embedded, tamper-evident, append-only ledger.
@@ -39,29 +48,60 @@ pub enum Cmd {
     Init {
         dir: PathBuf,
         /// Hash algorithm, fixed for the ledger's lifetime.
-        #[arg(long, value_enum, default_value_t = HashArg::Blake3)]
+        #[arg(long, visible_alias = "alg", value_enum, default_value_t = HashArg::Blake3)]
         hash: HashArg,
     },
     /// Append PAYLOADs (all or none), or one record per line of stdin when none are given.
     ///
-    /// Stdin is committed in batches of up to 1,000 lines, each all or none; a receipt
-    /// is printed per record once its batch is appended.
+    /// Each stdin line is appended as it arrives: lines that arrive together (within
+    /// --batch-interval of the first) share one group commit, and each line's receipt is
+    /// printed as soon as it is on the device. SIGINT or SIGTERM commits every line
+    /// already read, then exits 130 or 143.
     Append {
         dir: PathBuf,
         /// Payloads; use `--` before one that starts with `-`.
         payloads: Vec<std::ffi::OsString>,
         /// Return once records are sequenced and sync once at the end, instead of
-        /// syncing every batch to the device.
+        /// syncing every batch to the device (receipts then precede durability).
         #[arg(long)]
         buffered: bool,
+        /// Print no receipts.
+        #[arg(short, long)]
+        quiet: bool,
+        /// How long a stdin line may wait for others to share its group commit
+        /// (e.g. 0, 5ms, 100ms).
+        #[arg(long, value_name = "DURATION", default_value = "10ms",
+              value_parser = time::duration_arg)]
+        batch_interval: std::time::Duration,
     },
-    /// Print record SEQ.
-    Get { dir: PathBuf, seq: u64 },
-    /// Print the last N records, oldest first.
+    /// Print record SEQ, or the records of a range: A..B (B excluded), A..=B, A.., ..B.
+    Get {
+        dir: PathBuf,
+        #[arg(value_name = "SEQ|RANGE", value_parser = parse_seq_range)]
+        range: SeqRange,
+    },
+    /// Print the last N records, oldest first; with -f, keep printing new ones.
+    ///
+    /// With --since or --until, print the records in that time window (all of them
+    /// unless -n is given).
     Tail {
         dir: PathBuf,
-        #[arg(short = 'n', long = "lines", default_value_t = 10)]
-        n: u64,
+        /// How many records (default 10, or all in the --since/--until window).
+        #[arg(short = 'n', long = "lines", value_name = "N")]
+        n: Option<u64>,
+        /// Follow: print records as they are appended, until interrupted.
+        #[arg(short = 'f', long, conflicts_with = "until")]
+        follow: bool,
+        /// How often -f looks for new records.
+        #[arg(long, value_name = "DURATION", default_value = "500ms",
+              value_parser = time::duration_arg, requires = "follow")]
+        interval: std::time::Duration,
+        /// Only records at or after this time: RFC 3339, or a time ago like 30m, 1h, 2d.
+        #[arg(long, value_name = "TIME", value_parser = time::instant_arg)]
+        since: Option<Instant>,
+        /// Only records before this time: RFC 3339, or a time ago like 30m, 1h, 2d.
+        #[arg(long, value_name = "TIME", value_parser = time::instant_arg)]
+        until: Option<Instant>,
     },
     /// Check every record, link and the head; exit 1 if a break is found.
     ///
@@ -70,17 +110,20 @@ pub enum Cmd {
     /// another key or for another ledger).
     Verify {
         dir: PathBuf,
-        /// A trusted signed checkpoint note (from `chainlog checkpoint`); needs --pub.
+        /// A trusted signed checkpoint note (from `chainlog checkpoint`; `-` is stdin);
+        /// needs --pub.
         #[arg(long, value_name = "NOTE_FILE", requires = "pub_key")]
         checkpoint: Option<PathBuf>,
-        /// The verifier key file (PREFIX.pub from `chainlog keygen`) of the checkpoint.
+        /// The verifier key file (PREFIX.pub from `chainlog keygen`; `-` is stdin).
         #[arg(long = "pub", value_name = "PUB_FILE", requires = "checkpoint")]
         pub_key: Option<PathBuf>,
     },
-    /// Print length, head, identity, size on disk, health and metrics.
+    /// Print what is stored: records, head, identity, the latest checkpoint, and the
+    /// bytes on disk of each part of the directory.
     Stats { dir: PathBuf },
     /// Make an Ed25519 signing key named NAME: writes PREFIX.key (secret, mode 0600)
-    /// and PREFIX.pub (verifier key) and prints the verifier key. Never overwrites.
+    /// and PREFIX.pub (verifier key) and prints the verifier key. Never overwrites;
+    /// creates missing parent directories (mode 0700).
     Keygen {
         name: String,
         /// Path prefix of the two key files.
@@ -91,7 +134,7 @@ pub enum Cmd {
     /// print the note. Exit 1 if the ledger does not extend its latest checkpoint.
     Checkpoint {
         dir: PathBuf,
-        /// Signer key file (PREFIX.key from `chainlog keygen`).
+        /// Signer key file (PREFIX.key from `chainlog keygen`; `-` is stdin).
         #[arg(long, value_name = "KEY_FILE")]
         key: PathBuf,
     },
@@ -131,23 +174,36 @@ pub enum Cmd {
         /// Verifier key file (PREFIX.pub) the checkpoint must be signed with.
         #[arg(long = "pub", value_name = "PUB_FILE", requires = "checkpoint")]
         pub_key: Option<PathBuf>,
-        /// Hash algorithm of the ledger the proof comes from; proofs do not record it.
-        /// Proofs from a SHA-256 ledger need `--hash sha256`.
-        #[arg(long, value_enum, default_value_t = HashArg::Blake3)]
-        hash: HashArg,
+        /// The hash algorithm the proof must use. The proof file names its algorithm
+        /// (`alg`); a proof for another one is refused (exit 1).
+        #[arg(long, value_enum)]
+        hash: Option<HashArg>,
     },
-    /// Write records FROM..TO of the ledger in DIR to the export file OUT, which must not
-    /// exist yet (written as OUT.tmp, synced, then renamed).
+    /// Write records FROM..TO of the ledger in DIR to the export file OUT (`-` or
+    /// /dev/stdout: standard output). A new OUT is written to a temporary beside it,
+    /// synced, then renamed; an existing regular file is refused; an existing special
+    /// file (a FIFO, a device) is written in place.
     Export {
         dir: PathBuf,
         #[arg(value_name = "OUT")]
         file: PathBuf,
         /// First record to export.
-        #[arg(long, value_name = "SEQ", default_value_t = 0)]
+        #[arg(
+            long,
+            value_name = "SEQ",
+            default_value_t = 0,
+            conflicts_with = "since"
+        )]
         from: u64,
         /// End of the range, exclusive (default: all records).
-        #[arg(long, value_name = "SEQ")]
+        #[arg(long, value_name = "SEQ", conflicts_with = "until")]
         to: Option<u64>,
+        /// Export from the first record at or after this time (RFC 3339, or 30m, 1h, 2d ago).
+        #[arg(long, value_name = "TIME", value_parser = time::instant_arg)]
+        since: Option<Instant>,
+        /// Export up to the first record at or after this time, excluded.
+        #[arg(long, value_name = "TIME", value_parser = time::instant_arg)]
+        until: Option<Instant>,
         /// Signer key file (PREFIX.key): signs a checkpoint of the export into it.
         #[arg(long, value_name = "KEY_FILE")]
         key: Option<PathBuf>,
@@ -159,6 +215,8 @@ pub enum Cmd {
     ///
     /// With --pub, the embedded checkpoint's signature must verify with that key. With
     /// --checkpoint too, the export must extend that earlier trusted checkpoint.
+    ///
+    /// FILE `-` reads standard input. A file that is not a chainlog export exits 2.
     VerifyExport {
         file: PathBuf,
         /// A trusted earlier checkpoint note (from `chainlog checkpoint`); needs --pub.
@@ -169,7 +227,8 @@ pub enum Cmd {
         pub_key: Option<PathBuf>,
     },
     /// Import an export file into DIR: create the ledger, or append what the file adds.
-    /// Exit 1, writing nothing, if the file does not verify or would fork the ledger.
+    /// Exit 1, writing nothing, if the file does not verify or would fork the ledger;
+    /// exit 2 if it is not a chainlog export. FILE `-` reads standard input.
     Import {
         file: PathBuf,
         dir: PathBuf,
@@ -227,6 +286,62 @@ pub enum Cmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Print a shell completion script (e.g. `chainlog completions bash >
+    /// /etc/bash_completion.d/chainlog`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the chainlog(1) man page (roff), or with --dir write one page per command.
+    Man {
+        /// Write chainlog.1 and chainlog-COMMAND.1 pages into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// Records named on the command line: `a..b` (b excluded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqRange {
+    pub start: u64,
+    /// Excluded; `None` runs to the end of the ledger.
+    pub end: Option<u64>,
+    /// A single SEQ (an error if it does not exist), as opposed to a range.
+    pub single: bool,
+}
+
+/// `SEQ`, `A..B`, `A..=B`, `A..` or `..B`.
+fn parse_seq_range(s: &str) -> Result<SeqRange, String> {
+    let seq = |t: &str| {
+        t.parse::<u64>()
+            .map_err(|_| format!("{t:?} is not a sequence number"))
+    };
+    let Some((a, b)) = s.split_once("..") else {
+        let n = seq(s)?;
+        return Ok(SeqRange {
+            start: n,
+            end: Some(n.saturating_add(1)),
+            single: true,
+        });
+    };
+    let start = if a.is_empty() { 0 } else { seq(a)? };
+    let end = match b.strip_prefix('=') {
+        Some(b) => Some(
+            seq(b)?
+                .checked_add(1)
+                .ok_or_else(|| format!("{b} is past the last possible record"))?,
+        ),
+        None if b.is_empty() => None,
+        None => Some(seq(b)?),
+    };
+    if end.is_some_and(|e| e < start) {
+        return Err(format!("the range {s} ends before it starts"));
+    }
+    Ok(SeqRange {
+        start,
+        end,
+        single: false,
+    })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -263,22 +378,46 @@ pub enum Outcome {
     Broken,
 }
 
+/// What kind of failure, which decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// An integrity failure in data that is what it claims to be: exit 1.
+    Integrity,
+    /// Usage, I/O, or input that is not a chainlog file at all: exit 2.
+    Error,
+    /// Standard output was closed by its reader (`| head`): exit 0, nothing said, as
+    /// git and ripgrep do.
+    Quiet,
+    /// Stopped by a signal after finishing what it had to: exit 128 + the signal.
+    Interrupted(i32),
+}
+
 /// A failed command: one stderr line and an exit code.
 #[derive(Debug)]
 pub struct Failure {
     what: String,
     at: String,
-    integrity: bool,
+    kind: Kind,
 }
 
 impl Failure {
     /// A library error; corruption, and an import refused because it would fork the
     /// ledger, are integrity failures, anything else an error.
     pub fn ledger(e: &chainlog::Error, at: impl Into<String>) -> Failure {
+        let integrity = e.is_corruption() || matches!(e, chainlog::Error::WouldFork { .. });
+        if let chainlog::Error::Io { source, .. } = e {
+            if source.kind() == io::ErrorKind::BrokenPipe {
+                return Failure::quiet();
+            }
+        }
         Failure {
             what: e.to_string(),
             at: at.into(),
-            integrity: e.is_corruption() || matches!(e, chainlog::Error::WouldFork { .. }),
+            kind: if integrity {
+                Kind::Integrity
+            } else {
+                Kind::Error
+            },
         }
     }
 
@@ -286,7 +425,7 @@ impl Failure {
         Failure {
             what: format!("{doing}: {e}"),
             at: at.into(),
-            integrity: false,
+            kind: Kind::Error,
         }
     }
 
@@ -295,15 +434,47 @@ impl Failure {
         Failure {
             what: what.into(),
             at: at.into(),
-            integrity: false,
+            kind: Kind::Error,
         }
     }
 
+    /// An integrity failure the CLI itself found or words itself.
+    pub fn integrity(what: impl Into<String>, at: impl Into<String>) -> Failure {
+        Failure {
+            what: what.into(),
+            at: at.into(),
+            kind: Kind::Integrity,
+        }
+    }
+
+    /// The reader of stdout went away.
+    pub fn quiet() -> Failure {
+        Failure {
+            what: String::new(),
+            at: String::new(),
+            kind: Kind::Quiet,
+        }
+    }
+
+    /// Stopped by signal `sig` once what had to be finished was; `what` says what was.
+    pub fn interrupted(sig: i32, what: impl Into<String>, at: impl Into<String>) -> Failure {
+        Failure {
+            what: what.into(),
+            at: at.into(),
+            kind: Kind::Interrupted(sig),
+        }
+    }
+
+    pub fn is_quiet(&self) -> bool {
+        self.kind == Kind::Quiet
+    }
+
     fn exit_code(&self) -> u8 {
-        if self.integrity {
-            EXIT_INTEGRITY
-        } else {
-            EXIT_ERROR
+        match self.kind {
+            Kind::Integrity => EXIT_INTEGRITY,
+            Kind::Error => EXIT_ERROR,
+            Kind::Quiet => 0,
+            Kind::Interrupted(sig) => signals::exit_status(sig),
         }
     }
 }
@@ -354,6 +525,7 @@ pub fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(Outcome::Ok) => ExitCode::SUCCESS,
         Ok(Outcome::Broken) => ExitCode::from(EXIT_INTEGRITY),
+        Err(f) if f.is_quiet() => ExitCode::SUCCESS,
         Err(f) => {
             // Nothing better to do if stderr itself is gone; the exit code still tells.
             let _ = writeln!(io::stderr(), "chainlog: {f}");

@@ -16,7 +16,11 @@ pub struct Out {
     pub json: bool,
 }
 
-fn write_failed(e: &io::Error) -> Failure {
+/// A write to stdout failed; a reader that went away (`| head`) is no error at all.
+pub fn write_failed(e: &io::Error) -> Failure {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        return Failure::quiet();
+    }
     Failure::io("writing output", e, "stdout")
 }
 
@@ -45,8 +49,49 @@ impl Out {
         self.w.write_all(s.as_bytes()).map_err(|e| write_failed(&e))
     }
 
+    /// Bytes exactly as given.
+    pub fn bytes(&mut self, b: &[u8]) -> Result<(), Failure> {
+        self.w.write_all(b).map_err(|e| write_failed(&e))
+    }
+
     pub fn flush(&mut self) -> Result<(), Failure> {
         self.w.flush().map_err(|e| write_failed(&e))
+    }
+}
+
+/// A timestamp in JSON: `timestamp` (RFC 3339, UTC, nanoseconds) beside `timestamp_ns`
+/// (nanoseconds since the Unix epoch, exact but beyond JavaScript's safe integers).
+#[derive(Debug, Serialize)]
+pub struct Stamp {
+    pub timestamp: String,
+    pub timestamp_ns: u64,
+}
+
+impl Stamp {
+    pub fn new(ns: u64) -> Stamp {
+        Stamp {
+            timestamp: Utc(ns).to_string(),
+            timestamp_ns: ns,
+        }
+    }
+}
+
+/// An append's receipt: `seq`, `hash`, `timestamp`, `timestamp_ns`.
+#[derive(Debug, Serialize)]
+pub struct ReceiptView {
+    pub seq: u64,
+    pub hash: Hash,
+    #[serde(flatten)]
+    pub time: Stamp,
+}
+
+impl From<&chainlog::Receipt> for ReceiptView {
+    fn from(r: &chainlog::Receipt) -> ReceiptView {
+        ReceiptView {
+            seq: r.seq,
+            hash: r.hash,
+            time: Stamp::new(r.timestamp),
+        }
     }
 }
 
@@ -54,6 +99,9 @@ impl Out {
 #[derive(Debug, Serialize)]
 pub struct RecordView {
     pub seq: u64,
+    #[serde(flatten)]
+    pub time: Stamp,
+    #[serde(skip)]
     pub timestamp: u64,
     pub prev_hash: Hash,
     pub hash: Hash,
@@ -80,6 +128,7 @@ impl From<Record> for RecordView {
         };
         RecordView {
             seq: r.seq,
+            time: Stamp::new(r.timestamp),
             timestamp: r.timestamp,
             prev_hash: r.prev_hash,
             hash: r.hash,
@@ -143,43 +192,10 @@ impl fmt::Display for Escaped<'_> {
 
 /// Lowercase hex of arbitrary bytes (the ledger id).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    chainlog::to_hex(bytes)
 }
 
-/// Nanoseconds since the Unix epoch, shown as an RFC 3339 UTC time.
-pub struct Utc(pub u64);
-
-impl fmt::Display for Utc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let secs = self.0 / 1_000_000_000;
-        let nanos = self.0 % 1_000_000_000;
-        // u64 nanoseconds reach year 2554: days fit i64 with room to spare.
-        let days = (secs / 86_400) as i64;
-        let rem = secs % 86_400;
-        let (y, m, d) = civil_from_days(days);
-        write!(
-            f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60
-        )
-    }
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+pub use super::time::Utc;
 
 /// The comparison with a trusted checkpoint, with both tree heads; `subject` names what
 /// was compared (the ledger or an export).
@@ -214,17 +230,6 @@ pub fn print_checkpoint_check(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_matches_known_instants() {
-        assert_eq!(Utc(0).to_string(), "1970-01-01T00:00:00.000000000Z");
-        // 2000-02-29T12:34:56.000000007Z: a leap day in a century leap year.
-        assert_eq!(
-            Utc(951_827_696_000_000_007).to_string(),
-            "2000-02-29T12:34:56.000000007Z"
-        );
-        assert_eq!(Utc(u64::MAX).to_string(), "2554-07-21T23:34:33.709551615Z");
-    }
 
     #[test]
     fn escapes_control_characters_only() {

@@ -10,8 +10,9 @@ use chainlog::{
     Checkpoint, CheckpointError, ConsistencyProof, Hash, HashAlg, InclusionProof, Ledger,
     NoteError, Options, SignerKey, VerifierKey, MAX_NOTE_LEN,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::files;
 use super::output::Out;
 use super::{at_dir, at_seq, Failure, Outcome};
 
@@ -30,10 +31,11 @@ pub(super) fn with_suffix(prefix: &Path, suffix: &str) -> PathBuf {
 
 /// Reads at most `limit` bytes of `path` (`-` is stdin), refusing a longer input
 /// instead of buffering it whole.
-fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, Failure> {
-    let at = path.display().to_string();
+fn read_limited(path: &Path, limit: u64, what: &'static str) -> Result<Vec<u8>, Failure> {
+    let at = files::at(path);
     let mut buf = Vec::new();
-    let read = if path.as_os_str() == "-" {
+    let read = if files::is_dash(path) {
+        files::claim_stdin(what)?;
         io::stdin().lock().take(limit + 1).read_to_end(&mut buf)
     } else {
         File::open(path).and_then(|f| f.take(limit + 1).read_to_end(&mut buf))
@@ -49,7 +51,7 @@ fn read_limited(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>, Failure>
 }
 
 /// A key file's text: one line, surrounding whitespace (the final newline) ignored.
-fn read_key_text(path: &Path, what: &str) -> Result<String, Failure> {
+fn read_key_text(path: &Path, what: &'static str) -> Result<String, Failure> {
     let bytes = read_limited(path, MAX_KEY_FILE, what)?;
     let text = String::from_utf8(bytes)
         .map_err(|_| Failure::other(format!("the {what} is not UTF-8 text"), path_at(path)))?;
@@ -57,7 +59,7 @@ fn read_key_text(path: &Path, what: &str) -> Result<String, Failure> {
 }
 
 pub(super) fn path_at(path: &Path) -> String {
-    format!("file {}", path.display())
+    files::at(path)
 }
 
 pub(super) fn read_signer(path: &Path) -> Result<SignerKey, Failure> {
@@ -85,6 +87,22 @@ pub(super) fn read_note(path: &Path) -> Result<String, Failure> {
     let bytes = read_limited(path, MAX_NOTE_LEN as u64 + 1, "checkpoint file")?;
     String::from_utf8(bytes)
         .map_err(|_| Failure::other("the checkpoint file is not UTF-8 text", path_at(path)))
+}
+
+/// Refuses (exit 2) a trusted-checkpoint file that is not a signed checkpoint note at
+/// all. One that is, but is not signed by `key`, passes: the verification reports that
+/// as the integrity failure it is (exit 1).
+pub(super) fn check_note_form(note: &str, key: &VerifierKey, path: &Path) -> Result<(), Failure> {
+    match Checkpoint::open(note, std::slice::from_ref(key)) {
+        Ok(_)
+        | Err(CheckpointError::Note(
+            NoteError::UnverifiedNote | NoteError::InvalidSignature { .. },
+        )) => Ok(()),
+        Err(e) => Err(Failure::other(
+            format!("not a signed checkpoint: {e}"),
+            path_at(path),
+        )),
+    }
 }
 
 /// Creates `path`, failing if anything (a dangling symlink included) is already there,
@@ -125,6 +143,29 @@ fn exists(path: &Path) -> Failure {
     )
 }
 
+/// Creates the missing directories above a key file, readable by the owner only (they
+/// hold a secret key).
+fn make_parent(path: &Path) -> Result<(), Failure> {
+    let parent = files::parent_of(path);
+    if parent.is_dir() {
+        return Ok(());
+    }
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(parent).map_err(|e| {
+        Failure::io(
+            "creating the key file's directory",
+            &e,
+            format!("dir {}", parent.display()),
+        )
+    })
+}
+
 #[derive(Serialize)]
 struct KeygenView {
     name: String,
@@ -146,6 +187,7 @@ pub fn keygen(out: &mut Out, name: &str, prefix: &Path) -> Result<Outcome, Failu
     }
     let signer = SignerKey::from_random(name)
         .map_err(|e| Failure::other(format!("cannot make a key named {name:?}: {e}"), ""))?;
+    make_parent(&key_path)?;
     let verifier = signer.verifier();
     write_new(&key_path, &format!("{signer}\n"), true)?;
     if let Err(f) = write_new(&pub_path, &format!("{verifier}\n"), false) {
@@ -177,7 +219,7 @@ struct CheckpointView<'a> {
     size: u64,
     root: Hash,
     origin: &'a str,
-    hash: HashAlg,
+    alg: HashAlg,
 }
 
 pub fn checkpoint(out: &mut Out, dir: &Path, key: &Path) -> Result<Outcome, Failure> {
@@ -208,7 +250,7 @@ pub fn checkpoint(out: &mut Out, dir: &Path, key: &Path) -> Result<Outcome, Fail
         size: cp.size,
         root: cp.root,
         origin: &cp.origin,
-        hash: ledger.hash_alg(),
+        alg: ledger.hash_alg(),
     })?;
     Ok(Outcome::Ok)
 }
@@ -238,7 +280,7 @@ pub fn prove(out: &mut Out, dir: &Path, seq: u64, size: Option<u64>) -> Result<O
         .prove_inclusion(seq, size)
         .map_err(|e| Failure::ledger(&e, at_seq(dir, seq)))?;
     if out.json {
-        out.json(&p)?;
+        out.json(&InclusionFile::new(&p, ledger.hash_alg()))?;
         return Ok(Outcome::Ok);
     }
     out.line(format_args!(
@@ -264,7 +306,7 @@ pub fn prove_consistency(
         .prove_consistency(old, new)
         .map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
     if out.json {
-        out.json(&p)?;
+        out.json(&ConsistencyFile::new(&p, ledger.hash_alg()))?;
         return Ok(Outcome::Ok);
     }
     out.line(format_args!(
@@ -277,6 +319,87 @@ pub fn prove_consistency(
     out.line(format_args!("new root  {}", p.new_root))?;
     print_hashes(out, "proof     ", &p.proof)?;
     Ok(Outcome::Ok)
+}
+
+/// An inclusion proof as `prove --json` prints it and `verify-proof` reads it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InclusionFile {
+    /// Always "inclusion".
+    kind: String,
+    alg: String,
+    /// The record's sequence number (its leaf index).
+    seq: u64,
+    /// The tree size the proof is for.
+    size: u64,
+    /// The record hash (the leaf hash).
+    hash: Hash,
+    /// The root of the tree of `size` records.
+    root: Hash,
+    proof: Vec<Hash>,
+}
+
+impl InclusionFile {
+    fn new(p: &InclusionProof, alg: HashAlg) -> InclusionFile {
+        InclusionFile {
+            kind: "inclusion".into(),
+            alg: alg.name().into(),
+            seq: p.index,
+            size: p.tree_size,
+            hash: p.leaf_hash,
+            root: p.root,
+            proof: p.proof.clone(),
+        }
+    }
+
+    fn proof(&self) -> InclusionProof {
+        InclusionProof {
+            index: self.seq,
+            tree_size: self.size,
+            leaf_hash: self.hash,
+            proof: self.proof.clone(),
+            root: self.root,
+        }
+    }
+}
+
+/// A consistency proof as `prove-consistency --json` prints it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyFile {
+    /// Always "consistency".
+    kind: String,
+    alg: String,
+    old_size: u64,
+    old_root: Hash,
+    /// The larger tree's size and root.
+    size: u64,
+    root: Hash,
+    proof: Vec<Hash>,
+}
+
+impl ConsistencyFile {
+    fn new(p: &ConsistencyProof, alg: HashAlg) -> ConsistencyFile {
+        ConsistencyFile {
+            kind: "consistency".into(),
+            alg: alg.name().into(),
+            old_size: p.old_size,
+            old_root: p.old_root,
+            size: p.new_size,
+            root: p.new_root,
+            proof: p.proof.clone(),
+        }
+    }
+
+    fn proof(&self) -> ConsistencyProof {
+        ConsistencyProof {
+            old_size: self.old_size,
+            new_size: self.size,
+            old_root: self.old_root,
+            new_root: self.root,
+            proof: self.proof.clone(),
+        }
+    }
 }
 
 enum Proof {
@@ -293,28 +416,39 @@ impl Proof {
     }
 }
 
-/// Tells the two proof forms apart by their fields, then parses strictly (unknown or
-/// repeated fields are errors).
-fn parse_proof(text: &[u8], at: &str) -> Result<Proof, Failure> {
-    let bad = |e: serde_json::Error| Failure::other(format!("not a proof: {e}"), at);
+/// Reads a proof file: its `kind` says which form, its `alg` which hash; then it is parsed
+/// strictly (unknown or repeated fields are errors). Anything else is not a proof (exit 2).
+fn parse_proof(text: &[u8], at: &str) -> Result<(Proof, HashAlg), Failure> {
+    let bad = |e: serde_json::Error| Failure::other(format!("not a chainlog proof: {e}"), at);
     let obj: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(text).map_err(bad)?;
-    match (obj.contains_key("index"), obj.contains_key("old_size")) {
-        (true, false) => serde_json::from_slice(text)
-            .map(Proof::Inclusion)
-            .map_err(bad),
-        (false, true) => serde_json::from_slice(text)
-            .map(Proof::Consistency)
-            .map_err(bad),
-        (true, true) => Err(Failure::other(
-            "not a proof: it has both `index` (inclusion) and `old_size` (consistency)",
+    let alg_name = obj.get("alg").and_then(|v| v.as_str()).ok_or_else(|| {
+        Failure::other(
+            "not a chainlog proof: it has no `alg` (proofs name their hash algorithm; one printed by an older chainlog must be made again)",
             at,
-        )),
-        (false, false) => Err(Failure::other(
-            "not a proof: it has neither `index` (inclusion) nor `old_size` (consistency)",
+        )
+    })?;
+    let alg = HashAlg::from_name(alg_name).ok_or_else(|| {
+        Failure::other(
+            format!("not a chainlog proof: unknown hash algorithm {alg_name:?}"),
             at,
-        )),
-    }
+        )
+    })?;
+    let proof = match obj.get("kind").and_then(|v| v.as_str()) {
+        Some("inclusion") => serde_json::from_slice::<InclusionFile>(text)
+            .map(|f| Proof::Inclusion(f.proof()))
+            .map_err(bad)?,
+        Some("consistency") => serde_json::from_slice::<ConsistencyFile>(text)
+            .map(|f| Proof::Consistency(f.proof()))
+            .map_err(bad)?,
+        _ => {
+            return Err(Failure::other(
+                "not a chainlog proof: `kind` is neither \"inclusion\" nor \"consistency\"",
+                at,
+            ))
+        }
+    };
+    Ok((proof, alg))
 }
 
 /// Where the trusted root comes from.
@@ -428,9 +562,9 @@ fn check_proof(proof: &Proof, alg: HashAlg, trusted: &Trusted) -> Result<String,
 
 #[derive(Serialize)]
 struct ProofCheckView {
-    valid: bool,
+    ok: bool,
     kind: &'static str,
-    hash: HashAlg,
+    alg: HashAlg,
     /// `root` (given with --root) or `checkpoint`.
     trusted: &'static str,
     /// The checkpoint's signer key, when one was given.
@@ -448,7 +582,8 @@ pub struct VerifyProofArgs {
     pub root: Option<Hash>,
     pub checkpoint: Option<PathBuf>,
     pub pub_key: Option<PathBuf>,
-    pub hash: HashAlg,
+    /// The algorithm the caller expects, if given.
+    pub hash: Option<HashAlg>,
 }
 
 pub fn verify_proof(out: &mut Out, a: VerifyProofArgs) -> Result<Outcome, Failure> {
@@ -459,7 +594,7 @@ pub fn verify_proof(out: &mut Out, a: VerifyProofArgs) -> Result<Outcome, Failur
         path_at(&file)
     };
     let text = read_limited(&file, MAX_PROOF_FILE, "proof")?;
-    let proof = parse_proof(&text, &at)?;
+    let (proof, alg) = parse_proof(&text, &at)?;
     let trusted = match (a.root, a.checkpoint, a.pub_key) {
         (Some(r), None, None) => Ok(Trusted::Root(r)),
         (None, Some(note), Some(key)) => trusted_checkpoint(&note, &key)?,
@@ -472,9 +607,9 @@ pub fn verify_proof(out: &mut Out, a: VerifyProofArgs) -> Result<Outcome, Failur
         }
     };
     let mut view = ProofCheckView {
-        valid: false,
+        ok: false,
         kind: proof.kind(),
-        hash: a.hash,
+        alg,
         trusted: "checkpoint",
         checkpoint_key: None,
         checkpoint_size: None,
@@ -482,6 +617,10 @@ pub fn verify_proof(out: &mut Out, a: VerifyProofArgs) -> Result<Outcome, Failur
         detail: String::new(),
     };
     let verdict = match &trusted {
+        _ if a.hash.is_some_and(|h| h != alg) => Err(format!(
+            "the proof is for a {alg} tree but --hash {} was given",
+            a.hash.unwrap_or(alg)
+        )),
         Err(why) => Err(why.clone()),
         Ok(t) => {
             match t {
@@ -492,21 +631,21 @@ pub fn verify_proof(out: &mut Out, a: VerifyProofArgs) -> Result<Outcome, Failur
                     view.checkpoint_root = Some(cp.root);
                 }
             }
-            check_proof(&proof, a.hash, t)
+            check_proof(&proof, alg, t)
         }
     };
-    view.valid = verdict.is_ok();
+    view.ok = verdict.is_ok();
     view.detail = match verdict {
         Ok(s) | Err(s) => s,
     };
     if out.json {
         out.json(&view)?;
-    } else if view.valid {
+    } else if view.ok {
         out.line(format_args!("OK: {}", view.detail))?;
     } else {
         out.line(format_args!("INVALID {} proof: {}", view.kind, view.detail))?;
     }
-    Ok(if view.valid {
+    Ok(if view.ok {
         Outcome::Ok
     } else {
         Outcome::Broken

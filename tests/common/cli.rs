@@ -105,3 +105,70 @@ where
 pub fn p(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
 }
+
+/// `chainlog ARGS` running in the background with stdin, stdout and stderr piped.
+pub fn spawn<I, S>(args: I) -> std::process::Child
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    spawn_env(args, &[])
+}
+
+/// As [`spawn`], with extra environment variables.
+pub fn spawn_env<I, S>(args: I, env: &[(&str, &str)]) -> std::process::Child
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chainlog"));
+    cmd.args(args)
+        .env_remove("CHAINLOG_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn chainlog")
+}
+
+/// Sends `sig` (`TERM`, `INT`, `KILL`) to process `pid` with kill(1).
+pub fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(st.success(), "kill -{sig} {pid} failed");
+}
+
+/// Kills process `pid` if the test is still running after `secs` seconds, so a broken
+/// build fails the test instead of hanging it. It never decides an outcome: a test that
+/// works finishes long before and drops this first.
+pub struct Watchdog(Option<std::sync::mpsc::Sender<()>>);
+
+impl Watchdog {
+    pub fn new(pid: u32, secs: u64) -> Watchdog {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(std::time::Duration::from_secs(secs))
+            {
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        });
+        Watchdog(Some(tx))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -23,10 +23,10 @@ mod ledger;
 mod log;
 #[cfg(all(feature = "store", not(loom)))]
 mod migrate;
-#[cfg(all(feature = "store", not(loom)))]
-mod redaction;
 #[cfg(all(test, feature = "store", not(loom)))]
 mod power_loss;
+#[cfg(all(feature = "store", not(loom)))]
+mod redaction;
 #[cfg(feature = "store")]
 mod store;
 #[cfg(feature = "store")]

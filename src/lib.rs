@@ -38,7 +38,7 @@ pub use export::{
     export_header_len, verify_export, EmbeddedCheckpoint, ExportCheck, ExportHeader, ExportReader,
     ExportReport, ExportTrailer,
 };
-pub use format::{FrameError, REDACTION_PREFIX};
+pub use format::{FrameError, RecordKind, REDACTION_PREFIX};
 pub use hash::{to_hex, Hash, HashAlg, HASH_LEN};
 pub use merkle::{
     prove_consistency, prove_inclusion, root_from_leaves, split_stored_hash_index,
@@ -47,8 +47,8 @@ pub use merkle::{
     ProofError, TreeError, MAX_TREE_SIZE,
 };
 pub use note::{
-    open_note, sign_note, NoteError, NoteSignature, OpenedNote, SignerKey, VerifierKey,
-    MAX_NOTE_LEN, MAX_NOTE_SIGNATURES,
+    open_note, parse_note, sign_note, NoteError, NoteSignature, OpenedNote, ParsedNote, SignerKey,
+    VerifierKey, MAX_NOTE_LEN, MAX_NOTE_SIGNATURES,
 };
 pub use verify::{Break, BreakKind, CheckpointCheck, CheckpointStatus, VerifyReport};
 

@@ -5,35 +5,41 @@
 mod common;
 use common::fix_crc;
 
-use chainlog::format::{self, decode_frame, encode_frame, Entry, FrameError};
+use chainlog::format::{self, decode_frame, encode_frame, Entry, FrameError, RecordKind};
 use chainlog::{Hash, HashAlg};
 
 const LEDGER_ID: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
 const TS0: u64 = 1_700_000_000_000_000_000;
-/// (salt byte, payload, timestamp) of records 0, 1, 2.
-const RECORDS: [(u8, &[u8], u64); 3] = [
-    (0x11, b"hello, ledger", TS0),
-    (0x22, b"", TS0 + 1000),
-    (0x33, b"\x00\xff\xfe", TS0 + 1000),
+/// (salt byte, payload, timestamp, kind) of records 0..=3; record 3 is the redaction
+/// record of record 2 (its payload is made from record 2's hash).
+const RECORDS: [(u8, &[u8], u64, RecordKind); 4] = [
+    (0x11, b"hello, ledger", TS0, RecordKind::Ordinary),
+    (0x22, b"", TS0 + 1000, RecordKind::Ordinary),
+    (0x33, b"\x00\xff\xfe", TS0 + 1000, RecordKind::Ordinary),
+    (0x44, b"", TS0 + 2000, RecordKind::Redaction),
 ];
 
 const VECTORS: &str = "
 blake3 genesis_prev 633147d13438765cc953dafd0f70e11c0fcfc85ccd22e5be3c04793b83b82a45
-blake3 record 0 hash 0c27e351190ced796d2ec76899fa856e8f9e33da1413a339fcb4bc24113fca9b
-blake3 record 0 frame 000000ac0101000000000000000017979cfe362a0000633147d13438765cc953dafd0f70e11c0fcfc85ccd22e5be3c04793b83b82a45e60398a0ff1bf32fd89683c60afa2306b13c40f87991cc0a7945299747fb82880000000d0c27e351190ced796d2ec76899fa856e8f9e33da1413a339fcb4bc24113fca9b00111111111111111111111111111111111111111111111111111111111111111168656c6c6f2c206c6564676572ccc101b7
-blake3 record 1 hash e06971af8da11991709b31a51bb9135c8743cddb24fe6a5fb3283dd83389b538
-blake3 record 1 frame 0000009f0101000000000000000117979cfe362a03e80c27e351190ced796d2ec76899fa856e8f9e33da1413a339fcb4bc24113fca9bc2e2260153d94939ee48c71e7c7260260f8bcf7cf7f2ddaf0e7219ffe31c045900000000e06971af8da11991709b31a51bb9135c8743cddb24fe6a5fb3283dd83389b538002222222222222222222222222222222222222222222222222222222222222222ce39d906
-blake3 record 2 hash 5f47bff0ee5554ca1b6066f05b7ce68cef9da24d46df609c61808b1797edc285
-blake3 record 2 frame 000000a20101000000000000000217979cfe362a03e8e06971af8da11991709b31a51bb9135c8743cddb24fe6a5fb3283dd83389b5386f8ff6072d0d136a0b105144f0cd546065b58291175f27a9bd939cae1205534f000000035f47bff0ee5554ca1b6066f05b7ce68cef9da24d46df609c61808b1797edc28500333333333333333333333333333333333333333333333333333333333333333300fffe796386b4
-blake3 record 2 redacted_frame 0000007f0101000000000000000217979cfe362a03e8e06971af8da11991709b31a51bb9135c8743cddb24fe6a5fb3283dd83389b5386f8ff6072d0d136a0b105144f0cd546065b58291175f27a9bd939cae1205534f000000035f47bff0ee5554ca1b6066f05b7ce68cef9da24d46df609c61808b1797edc285011a662d68
+blake3 record 0 hash 2b5f74c44b2b656e3e5058355c02edca78d160bef8e7b1b9d5d860b04b7c9fab
+blake3 record 0 frame 000000ad020100000000000000000017979cfe362a0000633147d13438765cc953dafd0f70e11c0fcfc85ccd22e5be3c04793b83b82a45e60398a0ff1bf32fd89683c60afa2306b13c40f87991cc0a7945299747fb82880000000d2b5f74c44b2b656e3e5058355c02edca78d160bef8e7b1b9d5d860b04b7c9fab00111111111111111111111111111111111111111111111111111111111111111168656c6c6f2c206c65646765728c4a35f6
+blake3 record 1 hash bf593f7cfbe2072cedbe1969109a4cbf30fa4d115bb30f470147813152cba0b3
+blake3 record 1 frame 000000a0020100000000000000000117979cfe362a03e82b5f74c44b2b656e3e5058355c02edca78d160bef8e7b1b9d5d860b04b7c9fabc2e2260153d94939ee48c71e7c7260260f8bcf7cf7f2ddaf0e7219ffe31c045900000000bf593f7cfbe2072cedbe1969109a4cbf30fa4d115bb30f470147813152cba0b30022222222222222222222222222222222222222222222222222222222222222225729e366
+blake3 record 2 hash a32132ad634d9eeb355e37a569b987059a66967edb7abf592b5bbc0ff5a7db5f
+blake3 record 2 frame 000000a3020100000000000000000217979cfe362a03e8bf593f7cfbe2072cedbe1969109a4cbf30fa4d115bb30f470147813152cba0b36f8ff6072d0d136a0b105144f0cd546065b58291175f27a9bd939cae1205534f00000003a32132ad634d9eeb355e37a569b987059a66967edb7abf592b5bbc0ff5a7db5f00333333333333333333333333333333333333333333333333333333333333333300fffe2de5609c
+blake3 record 2 redacted_frame 00000080020100000000000000000217979cfe362a03e8bf593f7cfbe2072cedbe1969109a4cbf30fa4d115bb30f470147813152cba0b36f8ff6072d0d136a0b105144f0cd546065b58291175f27a9bd939cae1205534f00000003a32132ad634d9eeb355e37a569b987059a66967edb7abf592b5bbc0ff5a7db5f010edfcab3
+blake3 record 3 hash 3b593e67eb01cd82134e350d4f4e4863368bf550dd29461d628c52621f288bb5
+blake3 record 3 frame 0000010c020101000000000000000317979cfe362a07d0a32132ad634d9eeb355e37a569b987059a66967edb7abf592b5bbc0ff5a7db5fd25ab964c71f270b2db070e2eac920df09b3545ad44dd44bd651941a1217faf70000006c3b593e67eb01cd82134e350d4f4e4863368bf550dd29461d628c52621f288bb5004444444444444444444444444444444444444444444444444444444444444444636861696e6c6f672d726564616374696f6e2f31207365713d3220686173683d6133323133326164363334643965656233353565333761353639623938373035396136363936376564623761626635393262356262633066663561376462356620726561736f6e3d74657374192a3cab
 sha256 genesis_prev 9d6b2f03ebdda7fec145b50afc05b8a696082522ef73130b453d88ac79e3a317
-sha256 record 0 hash 858fa1d9a3187e984b6bab309896a9bd6b365da8a83d3f7da73fee8019459de6
-sha256 record 0 frame 000000ac0102000000000000000017979cfe362a00009d6b2f03ebdda7fec145b50afc05b8a696082522ef73130b453d88ac79e3a3176f10501aee03b4a8e5ef163f885b8e5dd12fd40f915a4bf257909920c5bebd190000000d858fa1d9a3187e984b6bab309896a9bd6b365da8a83d3f7da73fee8019459de600111111111111111111111111111111111111111111111111111111111111111168656c6c6f2c206c656467657214ab7878
-sha256 record 1 hash d2db7ddff1b45e9eb355a9fa3dfabec4f5149dca5895e0ccfc033355059171d3
-sha256 record 1 frame 0000009f0102000000000000000117979cfe362a03e8858fa1d9a3187e984b6bab309896a9bd6b365da8a83d3f7da73fee8019459de645dbfe0dd7b69ba886b9c865f2ccfe6c9966885853fd230b9dd01d2e37404fba00000000d2db7ddff1b45e9eb355a9fa3dfabec4f5149dca5895e0ccfc033355059171d3002222222222222222222222222222222222222222222222222222222222222222fe6034d0
-sha256 record 2 hash 54058e4a4211acf53a573b509e8fd81691f45902f3449ef728a7d6152a0f5b34
-sha256 record 2 frame 000000a20102000000000000000217979cfe362a03e8d2db7ddff1b45e9eb355a9fa3dfabec4f5149dca5895e0ccfc033355059171d3bc573bcb6bf3d3348540b7a08269edbcd3c78ee7cfe294a5636840d57e9122740000000354058e4a4211acf53a573b509e8fd81691f45902f3449ef728a7d6152a0f5b3400333333333333333333333333333333333333333333333333333333333333333300fffe7cebcf30
-sha256 record 2 redacted_frame 0000007f0102000000000000000217979cfe362a03e8d2db7ddff1b45e9eb355a9fa3dfabec4f5149dca5895e0ccfc033355059171d3bc573bcb6bf3d3348540b7a08269edbcd3c78ee7cfe294a5636840d57e9122740000000354058e4a4211acf53a573b509e8fd81691f45902f3449ef728a7d6152a0f5b3401ac4bac12
+sha256 record 0 hash 9df59e3620ea941942799537e42674d7a62d85db12d8b4ba79c46351103625d7
+sha256 record 0 frame 000000ad020200000000000000000017979cfe362a00009d6b2f03ebdda7fec145b50afc05b8a696082522ef73130b453d88ac79e3a3176f10501aee03b4a8e5ef163f885b8e5dd12fd40f915a4bf257909920c5bebd190000000d9df59e3620ea941942799537e42674d7a62d85db12d8b4ba79c46351103625d700111111111111111111111111111111111111111111111111111111111111111168656c6c6f2c206c6564676572a65d5c16
+sha256 record 1 hash 2c005ce45cd65424edc062141b150fc832be235bc02bc8059dd9a98292f0a690
+sha256 record 1 frame 000000a0020200000000000000000117979cfe362a03e89df59e3620ea941942799537e42674d7a62d85db12d8b4ba79c46351103625d745dbfe0dd7b69ba886b9c865f2ccfe6c9966885853fd230b9dd01d2e37404fba000000002c005ce45cd65424edc062141b150fc832be235bc02bc8059dd9a98292f0a6900022222222222222222222222222222222222222222222222222222222222222225b84ee57
+sha256 record 2 hash d201802ceff291e3237994d694f55f88d019e89dfd4950f34b81d1d3266f5cd6
+sha256 record 2 frame 000000a3020200000000000000000217979cfe362a03e82c005ce45cd65424edc062141b150fc832be235bc02bc8059dd9a98292f0a690bc573bcb6bf3d3348540b7a08269edbcd3c78ee7cfe294a5636840d57e91227400000003d201802ceff291e3237994d694f55f88d019e89dfd4950f34b81d1d3266f5cd600333333333333333333333333333333333333333333333333333333333333333300fffe8d174068
+sha256 record 2 redacted_frame 00000080020200000000000000000217979cfe362a03e82c005ce45cd65424edc062141b150fc832be235bc02bc8059dd9a98292f0a690bc573bcb6bf3d3348540b7a08269edbcd3c78ee7cfe294a5636840d57e91227400000003d201802ceff291e3237994d694f55f88d019e89dfd4950f34b81d1d3266f5cd6013484f13e
+sha256 record 3 hash 70c352b402a804d99fb085e883e171fff826d3410bbf92177044c7500aed788c
+sha256 record 3 frame 0000010c020201000000000000000317979cfe362a07d0d201802ceff291e3237994d694f55f88d019e89dfd4950f34b81d1d3266f5cd6b78e80e1f7d82d53796e1d5535d97743c4c82d8c6d90e560a9d3b7996760e1c60000006c70c352b402a804d99fb085e883e171fff826d3410bbf92177044c7500aed788c004444444444444444444444444444444444444444444444444444444444444444636861696e6c6f672d726564616374696f6e2f31207365713d3220686173683d6432303138303263656666323931653332333739393464363934663535663838643031396538396466643439353066333462383164316433323636663563643620726561736f6e3d7465737435b35b62
 ";
 
 fn vector(alg: HashAlg, what: &str) -> Vec<u8> {
@@ -50,10 +56,19 @@ fn golden_vectors_both_algorithms() {
     for alg in [HashAlg::Blake3, HashAlg::Sha256] {
         let mut prev = alg.genesis_prev(&LEDGER_ID);
         assert_eq!(prev.as_bytes().to_vec(), vector(alg, "genesis_prev"));
-        for (seq, (salt_byte, payload, ts)) in RECORDS.iter().enumerate() {
+        let mut hashes = Vec::new();
+        for (seq, (salt_byte, payload, ts, kind)) in RECORDS.iter().enumerate() {
+            let redaction;
+            let payload: &[u8] = if *kind == RecordKind::Redaction {
+                redaction = format::redaction_payload(2, &hashes[2], "test");
+                redaction.as_bytes()
+            } else {
+                payload
+            };
             let salt = [*salt_byte; 32];
             let entry = Entry {
                 alg,
+                kind: *kind,
                 seq: seq as u64,
                 timestamp: *ts,
                 prev,
@@ -74,7 +89,7 @@ fn golden_vectors_both_algorithms() {
             let f = decode_frame(&frame).unwrap();
             assert_eq!(f.entry, entry);
             assert_eq!(f.stored_hash, hash);
-            assert_eq!(f.body, Some((&salt, *payload)));
+            assert_eq!(f.body, Some((&salt, payload)));
             if seq == 2 {
                 let mut red = Vec::new();
                 assert_eq!(encode_frame(&mut red, &entry, None), hash);
@@ -82,6 +97,7 @@ fn golden_vectors_both_algorithms() {
                 assert_eq!(decode_frame(&red).unwrap().body, None);
             }
             prev = hash;
+            hashes.push(hash);
         }
     }
 }
@@ -91,6 +107,7 @@ fn sample() -> Vec<u8> {
     let salt = [5u8; 32];
     let entry = Entry {
         alg,
+        kind: RecordKind::Ordinary,
         seq: 9,
         timestamp: 77,
         prev: Hash([1; 32]),
@@ -146,9 +163,15 @@ fn oversized_and_undersized_lengths_are_rejected() {
 #[test]
 fn bad_version_algorithm_and_body_tag_are_rejected() {
     let mut f = sample();
-    f[format::F_ENTRY + format::E_VERSION] = 2;
+    f[format::F_ENTRY + format::E_VERSION] = 1;
     fix_crc(&mut f);
-    assert_eq!(decode_frame(&f), Err(FrameError::BadVersion { version: 2 }));
+    assert_eq!(decode_frame(&f), Err(FrameError::BadVersion { version: 1 }));
+    for kind in 2..=255u8 {
+        let mut f = sample();
+        f[format::F_ENTRY + format::E_KIND] = kind;
+        fix_crc(&mut f);
+        assert_eq!(decode_frame(&f), Err(FrameError::BadKind { kind }));
+    }
     let mut f = sample();
     f[format::F_ENTRY + format::E_ALG] = 9;
     fix_crc(&mut f);
@@ -240,6 +263,7 @@ fn format_md_tables_match_the_constants() {
     let entry = doc_table("Record frame", 1);
     assert_eq!(offset_of(&entry, "version"), format::E_VERSION);
     assert_eq!(offset_of(&entry, "algorithm"), format::E_ALG);
+    assert_eq!(offset_of(&entry, "kind"), format::E_KIND);
     assert_eq!(offset_of(&entry, "seq"), format::E_SEQ);
     assert_eq!(offset_of(&entry, "timestamp"), format::E_TIMESTAMP);
     assert_eq!(offset_of(&entry, "prev_hash"), format::E_PREV);
@@ -275,14 +299,15 @@ fn format_md_export_tables_match_the_constants() {
         "ledger",
         "from",
         "count",
-        "prev_hash",
-        "prev_ts",
         "frontier",
     ];
     let offsets: Vec<usize> = names.iter().map(|n| offset_of(&header, n)).collect();
-    assert_eq!(offsets, vec![0, 8, 9, 10, 26, 34, 42, 74, 82]);
-    assert_eq!(export_header_len(0), 86);
-    assert_eq!(export_header_len(5), 86 + 64);
+    assert_eq!(offsets, vec![0, 8, 9, 10, 26, 34, 42]);
+    assert_eq!(export_header_len(0), 46);
+    // from = 5: two frontier hashes, the entry of record 4, no path (5 is odd).
+    assert_eq!(export_header_len(5), 46 + 64 + 87);
+    // from = 12: two frontier hashes, the entry of record 11 and a path of two hashes.
+    assert_eq!(export_header_len(12), 46 + 64 + 87 + 64);
     let trailer = doc_table("Export file", 2);
     let names = [
         "magic",
@@ -304,7 +329,7 @@ fn format_md_export_tables_match_the_constants() {
         .unwrap();
     assert_eq!(&out[..8], b"CLEXPORT");
     assert_eq!(u64::from_be_bytes(out[34..42].try_into().unwrap()), 1);
-    let t = export_header_len(0) + format::frame_len(&out[86..]).unwrap();
+    let t = export_header_len(0) + format::frame_len(&out[46..]).unwrap();
     assert_eq!(&out[t..t + 8], b"CLTRAILR");
     assert_eq!(
         u64::from_be_bytes(out[t + 48..t + 56].try_into().unwrap()),

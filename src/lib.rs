@@ -62,6 +62,20 @@ pub use transfer::{ExportOptions, ExportSummary, ImportSummary};
 #[cfg(feature = "store")]
 pub use writer::{Durability, FailurePolicy, Health, Metrics, Receipt};
 
+/// Checks that the operating system's random source works, as an error rather than a
+/// panic: the standard library's hash maps draw their keys from it and panic when it
+/// fails, so a program can call this first and stop cleanly instead.
+#[cfg(feature = "store")]
+pub fn check_os_random() -> Result<()> {
+    let mut probe = [0u8; 16];
+    getrandom::getrandom(&mut probe).map_err(|e| {
+        Error::io(
+            "reading the operating system's random source",
+            std::io::Error::other(e.to_string()),
+        )
+    })
+}
+
 /// The README's library example runs as a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -240,7 +240,9 @@ pub(crate) struct ChainVerifier {
     nodes: Vec<u8>,
     /// Redacted records seen, and the records redaction records name.
     redacted_seqs: Vec<(u64, Hash)>,
-    named: std::collections::HashSet<(u64, Hash)>,
+    /// A BTreeSet: a std HashSet would draw keys from the OS random source, which panics
+    /// when that fails.
+    named: std::collections::BTreeSet<(u64, Hash)>,
 }
 
 impl ChainVerifier {

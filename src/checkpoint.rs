@@ -22,7 +22,8 @@ use base64::Engine as _;
 
 use crate::hash::{Hash, HASH_LEN};
 use crate::note::{
-    open_note, sign_note, NoteError, OpenedNote, SignerKey, VerifierKey, MAX_NOTE_LEN,
+    open_note, parse_note, sign_note, NoteError, OpenedNote, ParsedNote, SignerKey, VerifierKey,
+    MAX_NOTE_LEN,
 };
 
 /// A tree head: the log's origin line, its size and root, and any extension lines.
@@ -123,6 +124,20 @@ impl From<NoteError> for CheckpointError {
     }
 }
 
+/// A line from outside (an origin) quoted in a message: whole when short, else its first
+/// 64 characters and its length in bytes, so a hostile line cannot flood a log.
+pub(crate) fn shown(line: &str) -> String {
+    const SHOWN: usize = 64;
+    match line.char_indices().nth(SHOWN) {
+        None => format!("{line:?}"),
+        Some((cut, _)) => format!(
+            "{:?}… ({} bytes)",
+            line.get(..cut).unwrap_or_default(),
+            line.len()
+        ),
+    }
+}
+
 /// C2SP tlog-checkpoint: ASCII decimal, no sign and no leading zeros except for `0`.
 fn parse_size(s: &str) -> Result<u64, CheckpointError> {
     if !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -204,6 +219,14 @@ impl Checkpoint {
     /// The checkpoint as a signed note. C2SP recommends the key name match the origin.
     pub fn sign(&self, key: &SignerKey) -> Result<String, CheckpointError> {
         Ok(sign_note(&self.to_body()?, key)?)
+    }
+
+    /// Parses a signed checkpoint note with [`parse_note`] (the form only: no signature is
+    /// checked) and parses its text.
+    pub fn parse_note(note: impl AsRef<[u8]>) -> Result<(Checkpoint, ParsedNote), CheckpointError> {
+        let parsed = parse_note(note)?;
+        let checkpoint = Checkpoint::parse_body(&parsed.text)?;
+        Ok((checkpoint, parsed))
     }
 
     /// Opens a signed checkpoint note with [`open_note`] and parses its text.
@@ -318,6 +341,15 @@ mod tests {
         let mut c = sample();
         c.extensions.push(String::new());
         assert_eq!(c.to_body(), Err(CheckpointError::EmptyLine { line: 5 }));
+    }
+
+    #[test]
+    fn long_lines_are_shown_cut_with_their_length() {
+        assert_eq!(shown("chainlog/ab"), "\"chainlog/ab\"");
+        let long = "o".repeat(900_000);
+        let s = shown(&long);
+        assert!(s.len() < 100, "{s}");
+        assert!(s.ends_with("… (900000 bytes)"), "{s}");
     }
 
     #[test]

@@ -59,7 +59,9 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io { op, source } => write!(f, "I/O error during {op}: {source}"),
+            Error::Io { op, source } => {
+                write!(f, "I/O error during {op}: {}", io_message(source))
+            }
             Error::AlreadyOpen { path } => write!(
                 f,
                 "ledger {} is already open (in this process or another); close it first",
@@ -105,5 +107,55 @@ impl std::error::Error for Error {
             Error::Io { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+/// An I/O error as a sentence, never as Debug text. sled copies an I/O error by wrapping
+/// its Debug form (`Os { code: 5, kind: Uncategorized, message: "Input/output error" }`)
+/// in a new error; that text is turned back into the message and the OS error code.
+pub(crate) fn io_message(e: &io::Error) -> String {
+    let text = e.to_string();
+    let quoted = |t: &str, field: &str| -> Option<String> {
+        let at = t.find(field)? + field.len();
+        let rest = t.get(at..)?;
+        let end = rest.rfind('"')?;
+        Some(rest.get(..end)?.replace("\\\"", "\""))
+    };
+    if let Some(rest) = text.strip_prefix("Os { code: ") {
+        let code: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if let Some(message) = quoted(rest, "message: \"") {
+            return format!("{message} (os error {code})");
+        }
+    } else if text.starts_with("Custom { ") {
+        if let Some(message) = quoted(&text, "error: \"") {
+            return message;
+        }
+    } else if text.starts_with("Kind(") {
+        return e.kind().to_string();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_copied_through_debug_text_read_as_sentences() {
+        let os = io::Error::from_raw_os_error(5);
+        let copied = io::Error::new(os.kind(), format!("{os:?}"));
+        assert!(copied.to_string().starts_with("Os {"), "{copied}");
+        let e = Error::io("reading a group", copied);
+        assert_eq!(
+            e.to_string(),
+            format!("I/O error during reading a group: {os}")
+        );
+        let custom = io::Error::other("disk on fire");
+        let copied = io::Error::new(custom.kind(), format!("{custom:?}"));
+        assert_eq!(io_message(&copied), "disk on fire");
+        let kind = io::Error::from(io::ErrorKind::StorageFull);
+        let copied = io::Error::new(kind.kind(), format!("{kind:?}"));
+        assert_eq!(io_message(&copied), kind.kind().to_string());
+        assert_eq!(io_message(&os), os.to_string());
     }
 }

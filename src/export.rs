@@ -7,9 +7,9 @@ use std::io::{self, Read};
 
 use serde::Serialize;
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{shown, Checkpoint};
 use crate::format::{
-    self, be_u32, be_u64, hash_at, Config, CRC_LEN, FORMAT_VERSION, LEN_LEN, MAX_FRAME_LEN,
+    self, be_u32, be_u64, hash_at, Config, Entry, CRC_LEN, ENTRY_LEN, LEN_LEN, MAX_FRAME_LEN,
     REDACTED_FRAME_LEN,
 };
 use crate::hash::{to_hex, Hash, HashAlg, HASH_LEN};
@@ -25,17 +25,19 @@ pub const EXPORT_MAGIC: &[u8; 8] = b"CLEXPORT";
 /// First bytes of an export trailer.
 pub const TRAILER_MAGIC: &[u8; 8] = b"CLTRAILR";
 
+/// Export format version: 0x02 carries record `from - 1`'s entry, bound to the tree.
+pub const EXPORT_VERSION: u8 = 0x02;
+
 pub const X_MAGIC: usize = 0;
 pub const X_VERSION: usize = X_MAGIC + 8;
 pub const X_ALG: usize = X_VERSION + 1;
 pub const X_LEDGER_ID: usize = X_ALG + 1;
 pub const X_FROM: usize = X_LEDGER_ID + 16;
 pub const X_COUNT: usize = X_FROM + 8;
-pub const X_PREV_HASH: usize = X_COUNT + 8;
-pub const X_PREV_TS: usize = X_PREV_HASH + HASH_LEN;
-/// The tree frontier at size `from`: popcount(from) hashes, then the CRC.
-pub const X_FRONTIER: usize = X_PREV_TS + 8;
-/// Header length with an empty frontier; add 32 per frontier hash.
+/// The tree frontier at size `from`: popcount(from) hashes; then, when `from > 0`, record
+/// `from - 1`'s entry and the path that binds it to the last frontier hash; then the CRC.
+pub const X_FRONTIER: usize = X_COUNT + 8;
+/// Header length with an empty frontier and no predecessor; see [`export_header_len`].
 pub const HEADER_BASE_LEN: usize = X_FRONTIER + CRC_LEN;
 
 pub const T_MAGIC: usize = 0;
@@ -49,9 +51,21 @@ pub const T_NOTE: usize = T_NOTE_LEN + 4;
 /// Largest checkpoint note a trailer may carry.
 pub const MAX_TRAILER_NOTE: usize = 1 << 20;
 
-/// Length of an export header whose first record is `from`.
+/// Length of an export header whose first record is `from`: the frontier's
+/// `popcount(from)` hashes and, when `from > 0`, the predecessor entry and its path of
+/// `trailing_zeros(from)` hashes.
 pub fn export_header_len(from: u64) -> usize {
-    HEADER_BASE_LEN + HASH_LEN * from.count_ones() as usize
+    let prev = if from == 0 {
+        0
+    } else {
+        ENTRY_LEN + HASH_LEN * from.trailing_zeros() as usize
+    };
+    HEADER_BASE_LEN + HASH_LEN * from.count_ones() as usize + prev
+}
+
+/// Where the predecessor entry starts in a header whose first record is `from` (> 0).
+fn prev_entry_offset(from: u64) -> usize {
+    X_FRONTIER + HASH_LEN * from.count_ones() as usize
 }
 
 /// What an export's header says.
@@ -63,12 +77,18 @@ pub struct ExportHeader {
     pub from: u64,
     /// Number of records.
     pub count: u64,
-    /// Hash of record `from - 1` (the genesis predecessor when `from` is 0).
+    /// Hash of record `from - 1` (the genesis predecessor when `from` is 0); not stored,
+    /// it is the hash of `prev_entry`.
     pub prev_hash: Hash,
-    /// Timestamp of record `from - 1` (0 when `from` is 0).
+    /// Timestamp of record `from - 1` (0 when `from` is 0), from `prev_entry`.
     pub prev_timestamp: u64,
     /// The Merkle tree over records `0..from`.
     pub tree: Frontier,
+    /// Record `from - 1`'s entry, when `from > 0`.
+    pub prev_entry: Option<Entry>,
+    /// The `trailing_zeros(from)` left siblings, lowest first, that fold the predecessor's
+    /// record hash into the last (smallest) subtree hash of `tree`.
+    pub prev_path: Vec<Hash>,
 }
 
 impl ExportHeader {
@@ -76,15 +96,19 @@ impl ExportHeader {
         let frontier = self.tree.to_bytes();
         let mut b = Vec::with_capacity(HEADER_BASE_LEN + frontier.len());
         b.extend_from_slice(EXPORT_MAGIC);
-        b.push(FORMAT_VERSION);
+        b.push(EXPORT_VERSION);
         b.push(self.alg.id());
         b.extend_from_slice(&self.ledger_id);
         b.extend_from_slice(&self.from.to_be_bytes());
         b.extend_from_slice(&self.count.to_be_bytes());
-        b.extend_from_slice(self.prev_hash.as_bytes());
-        b.extend_from_slice(&self.prev_timestamp.to_be_bytes());
         // The frontier's own size prefix is `from`, already written.
         b.extend_from_slice(frontier.get(8..).unwrap_or_default());
+        if let Some(e) = &self.prev_entry {
+            b.extend_from_slice(&e.to_bytes());
+            for h in &self.prev_path {
+                b.extend_from_slice(h.as_bytes());
+            }
+        }
         let crc = crc32fast::hash(&b);
         b.extend_from_slice(&crc.to_be_bytes());
         b
@@ -256,15 +280,16 @@ impl<R: Read> ExportReader<R> {
             return Ok(Err(header_break(0, "not a chainlog export (bad magic)")));
         }
         let version = fixed.get(X_VERSION).copied().unwrap_or_default();
-        if version != FORMAT_VERSION {
+        if version != EXPORT_VERSION {
             return Ok(Err(header_break(
                 X_VERSION as u64,
-                format!("unsupported export version 0x{version:02x}"),
+                format!(
+                    "unsupported export version 0x{version:02x} (expected 0x{EXPORT_VERSION:02x})"
+                ),
             )));
         }
         let from = be_u64(&fixed, X_FROM);
-        let k = from.count_ones() as usize;
-        let mut rest = vec![0u8; HASH_LEN * k + CRC_LEN];
+        let mut rest = vec![0u8; export_header_len(from) - X_FRONTIER];
         if !input.fill(&mut rest)? {
             return Ok(Err(header_break(
                 input.pos,
@@ -286,12 +311,13 @@ impl<R: Read> ExportReader<R> {
                 format!("unknown hash algorithm id 0x{alg_id:02x}"),
             )));
         };
+        let count = be_u64(&bytes, X_COUNT);
+        if from.checked_add(count).is_none() {
+            return Ok(Err(header_break(X_COUNT as u64, "record range overflows")));
+        }
+        let entry_at = prev_entry_offset(from);
         let mut frontier = from.to_be_bytes().to_vec();
-        frontier.extend_from_slice(
-            bytes
-                .get(X_FRONTIER..bytes.len() - CRC_LEN)
-                .unwrap_or_default(),
-        );
+        frontier.extend_from_slice(bytes.get(X_FRONTIER..entry_at).unwrap_or_default());
         let tree = match Frontier::from_bytes(alg, &frontier) {
             Ok(t) => t,
             Err(e) => {
@@ -303,26 +329,62 @@ impl<R: Read> ExportReader<R> {
         };
         let mut ledger_id = [0u8; 16];
         ledger_id.copy_from_slice(bytes.get(X_LEDGER_ID..X_FROM).unwrap_or(&[0; 16]));
-        let header = ExportHeader {
+        let mut header = ExportHeader {
             alg,
             ledger_id,
             from,
-            count: be_u64(&bytes, X_COUNT),
-            prev_hash: hash_at(&bytes, X_PREV_HASH),
-            prev_timestamp: be_u64(&bytes, X_PREV_TS),
+            count,
+            prev_hash: Hash::default(),
+            prev_timestamp: 0,
             tree,
+            prev_entry: None,
+            prev_path: Vec::new(),
         };
-        if from.checked_add(header.count).is_none() {
-            return Ok(Err(header_break(X_COUNT as u64, "record range overflows")));
-        }
         let genesis = header.genesis_prev();
-        if from == 0 && (header.prev_hash != genesis || header.prev_timestamp != 0) {
-            return Ok(Err(Break::new(
-                0,
-                BreakKind::GenesisMismatch,
-                "an export from record 0 must start from the genesis predecessor",
-            )
-            .at(X_PREV_HASH as u64)));
+        header.prev_hash = genesis;
+        if from > 0 {
+            let entry_bytes = bytes
+                .get(entry_at..entry_at + ENTRY_LEN)
+                .unwrap_or_default();
+            let path: Vec<Hash> = bytes
+                .get(entry_at + ENTRY_LEN..bytes.len() - CRC_LEN)
+                .unwrap_or_default()
+                .chunks_exact(HASH_LEN)
+                .map(|c| hash_at(c, 0))
+                .collect();
+            let brk = |d: String| Ok(Err(header_break(entry_at as u64, d)));
+            let entry = match Entry::from_bytes(entry_bytes) {
+                Ok(e) => e,
+                Err(e) => return brk(format!("predecessor entry: {e}")),
+            };
+            if entry.alg != alg {
+                return brk(format!(
+                    "the predecessor entry uses {}, the export {alg}",
+                    entry.alg
+                ));
+            }
+            if entry.seq != from - 1 {
+                return brk(format!(
+                    "the predecessor entry is record {}, not {}",
+                    entry.seq,
+                    from - 1
+                ));
+            }
+            // The predecessor's record hash, folded with its left siblings, must be the
+            // frontier's last subtree: the tree (and so the root) covers the entry.
+            let leaf = entry.hash();
+            let folded = path.iter().fold(leaf, |acc, left| alg.node(left, &acc));
+            if header.tree.last_subtree() != Some(folded) {
+                return brk(format!(
+                    "the predecessor entry (record {}, hash {leaf}) is not leaf {} of the header's tree",
+                    from - 1,
+                    from - 1
+                ));
+            }
+            header.prev_hash = leaf;
+            header.prev_timestamp = entry.timestamp;
+            header.prev_entry = Some(entry);
+            header.prev_path = path;
         }
         let chain = ChainVerifier::resume(
             alg,
@@ -565,26 +627,17 @@ impl<R: Read> ExportReader<R> {
         keys: &[VerifierKey],
         t: &ExportTrailer,
     ) -> Result<EmbeddedCheckpoint, (bool, String)> {
-        let (cp, signed_by) = if keys.is_empty() {
-            let body = note
-                .split_once("\n\n")
-                .map(|(b, _)| format!("{b}\n"))
-                .ok_or((false, "the checkpoint is not a signed note".to_string()))?;
-            let cp =
-                Checkpoint::parse_body(&body).map_err(|e| (false, format!("checkpoint: {e}")))?;
-            (cp, Vec::new())
-        } else {
-            let (cp, opened) = Checkpoint::open(note, keys)
-                .map_err(|e| (true, format!("checkpoint signature: {e}")))?;
-            (cp, opened.verified.into_iter().map(|s| s.name).collect())
-        };
+        // The form first, with or without a key (one strict parser), then what the note
+        // says, and only then who signed it.
+        let (cp, _) =
+            Checkpoint::parse_note(note).map_err(|e| (false, format!("checkpoint: {e}")))?;
         let origin = self.header.origin();
         if cp.origin != origin {
             return Err((
                 false,
                 format!(
-                    "the checkpoint is for {:?}, the export for {origin:?}",
-                    cp.origin
+                    "the checkpoint is for {}, the export for {origin:?}",
+                    shown(&cp.origin)
                 ),
             ));
         }
@@ -597,6 +650,13 @@ impl<R: Read> ExportReader<R> {
                 ),
             ));
         }
+        let signed_by = if keys.is_empty() {
+            Vec::new()
+        } else {
+            let (_, opened) = Checkpoint::open(note, keys)
+                .map_err(|e| (true, format!("checkpoint signature: {e}")))?;
+            opened.verified.into_iter().map(|s| s.name).collect()
+        };
         Ok(EmbeddedCheckpoint {
             size: cp.size,
             root: cp.root,
@@ -724,8 +784,8 @@ fn trusted_check<R: Read>(
     if cp.origin != h.origin() {
         c.status = CheckpointStatus::WrongOrigin;
         c.detail = format!(
-            "the checkpoint is for {:?}, the export for {:?}",
-            cp.origin,
+            "the checkpoint is for {}, the export for {:?}",
+            shown(&cp.origin),
             h.origin()
         );
     } else if cp.size > end {

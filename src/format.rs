@@ -1,5 +1,6 @@
-//! Record format v1: frames, configuration and head, byte for byte as `docs/FORMAT.md`
-//! specifies them. Offsets are built from one another so the layout is stated once.
+//! Record format: frames (whose entry starts with the record kind), configuration and
+//! head, byte for byte as `docs/FORMAT.md` specifies them. Offsets are built from one
+//! another so the layout is stated once.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 use std::fmt;
@@ -7,7 +8,7 @@ use std::fmt;
 use crate::hash::{Hash, HashAlg, HASH_LEN};
 use crate::merkle::Frontier;
 
-/// Format version byte of frames, configuration and head.
+/// Format version byte of configuration and head.
 pub const FORMAT_VERSION: u8 = 0x01;
 
 // ---- frame: [len u32][entry][record hash][body tag][salt, payload]?[crc32] ----
@@ -18,8 +19,10 @@ pub const LEN_LEN: usize = 4;
 pub const CRC_LEN: usize = 4;
 
 /// Entry field offsets, relative to the start of the entry (frame offset 4).
-pub const E_VERSION: usize = 0;
-pub const E_ALG: usize = E_VERSION + 1;
+/// The entry's first byte is its kind (format 1 called it the version, and its one
+/// value, 0x01, is the ordinary record's kind: format-1 records stay valid unchanged).
+pub const E_KIND: usize = 0;
+pub const E_ALG: usize = E_KIND + 1;
 pub const E_SEQ: usize = E_ALG + 1;
 pub const E_TIMESTAMP: usize = E_SEQ + 8;
 pub const E_PREV: usize = E_TIMESTAMP + 8;
@@ -39,6 +42,42 @@ pub const F_PAYLOAD: usize = F_SALT + HASH_LEN;
 pub const BODY_PRESENT: u8 = 0x00;
 /// Body tag: payload and salt were removed by redaction; the commitment stays.
 pub const BODY_REDACTED: u8 = 0x01;
+
+/// What a record is: an application's record, or one of chainlog's own. The kind is in
+/// the hashed entry, so only the writer that made a record decides it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RecordKind {
+    /// Any payload an application appends (kind byte 0x00).
+    Ordinary,
+    /// chainlog's record of a redaction, made only by `Ledger::redact` (kind byte 0x01).
+    Redaction,
+}
+
+impl RecordKind {
+    /// The kind byte.
+    pub fn id(self) -> u8 {
+        match self {
+            RecordKind::Ordinary => KIND_ORDINARY,
+            RecordKind::Redaction => KIND_REDACTION,
+        }
+    }
+
+    /// The kind with this byte; every other byte is reserved and rejected.
+    pub fn from_id(id: u8) -> Option<RecordKind> {
+        match id {
+            KIND_ORDINARY => Some(RecordKind::Ordinary),
+            KIND_REDACTION => Some(RecordKind::Redaction),
+            _ => None,
+        }
+    }
+}
+
+/// Kind byte of an ordinary record.
+pub const KIND_ORDINARY: u8 = 0x01;
+/// Kind byte of a redaction record.
+pub const KIND_REDACTION: u8 = 0x02;
 
 /// Length of a redacted frame (no salt, no payload).
 pub const REDACTED_FRAME_LEN: usize = F_SALT + CRC_LEN;
@@ -62,6 +101,8 @@ pub enum FrameError {
     BadVersion { version: u8 },
     /// An unknown hash algorithm byte.
     BadAlgorithm { id: u8 },
+    /// A reserved record kind byte.
+    BadKind { kind: u8 },
     /// An unknown body tag.
     BadBodyTag { tag: u8 },
     /// The length field disagrees with the payload length and body tag.
@@ -85,9 +126,10 @@ impl fmt::Display for FrameError {
                 "frame length {len} is outside {REDACTED_FRAME_LEN}..={MAX_FRAME_LEN}"
             ),
             FrameError::BadVersion { version } => {
-                write!(f, "unknown frame version 0x{version:02x} (expected 0x01)")
+                write!(f, "unknown format version 0x{version:02x}")
             }
             FrameError::BadAlgorithm { id } => write!(f, "unknown hash algorithm id 0x{id:02x}"),
+            FrameError::BadKind { kind } => write!(f, "reserved record kind 0x{kind:02x}"),
             FrameError::BadBodyTag { tag } => write!(f, "unknown body tag 0x{tag:02x}"),
             FrameError::LengthMismatch {
                 frame_len,
@@ -111,6 +153,7 @@ impl std::error::Error for FrameError {}
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub alg: HashAlg,
+    pub kind: RecordKind,
     pub seq: u64,
     pub timestamp: u64,
     pub prev: Hash,
@@ -122,7 +165,7 @@ impl Entry {
     /// The entry bytes, exactly as hashed.
     pub fn to_bytes(self) -> [u8; ENTRY_LEN] {
         let mut e = [0u8; ENTRY_LEN];
-        e[E_VERSION] = FORMAT_VERSION;
+        e[E_KIND] = self.kind.id();
         e[E_ALG] = self.alg.id();
         e[E_SEQ..E_TIMESTAMP].copy_from_slice(&self.seq.to_be_bytes());
         e[E_TIMESTAMP..E_PREV].copy_from_slice(&self.timestamp.to_be_bytes());
@@ -130,6 +173,30 @@ impl Entry {
         e[E_COMMITMENT..E_PAYLOAD_LEN].copy_from_slice(&self.commitment.0);
         e[E_PAYLOAD_LEN..ENTRY_LEN].copy_from_slice(&self.payload_len.to_be_bytes());
         e
+    }
+
+    /// Decodes entry bytes (exactly [`ENTRY_LEN`] of them), checking the kind, then the
+    /// algorithm.
+    pub fn from_bytes(e: &[u8]) -> Result<Entry, FrameError> {
+        if e.len() != ENTRY_LEN {
+            return Err(FrameError::Truncated {
+                needed: ENTRY_LEN,
+                available: e.len(),
+            });
+        }
+        let kind_id = e.get(E_KIND).copied().unwrap_or_default();
+        let kind = RecordKind::from_id(kind_id).ok_or(FrameError::BadKind { kind: kind_id })?;
+        let alg_id = e.get(E_ALG).copied().unwrap_or_default();
+        let alg = HashAlg::from_id(alg_id).ok_or(FrameError::BadAlgorithm { id: alg_id })?;
+        Ok(Entry {
+            alg,
+            kind,
+            seq: be_u64(e, E_SEQ),
+            timestamp: be_u64(e, E_TIMESTAMP),
+            prev: hash_at(e, E_PREV),
+            commitment: hash_at(e, E_COMMITMENT),
+            payload_len: be_u32(e, E_PAYLOAD_LEN),
+        })
     }
 
     /// The record hash: the RFC 9162 leaf hash of the entry bytes.
@@ -241,14 +308,8 @@ pub fn decode_frame(buf: &[u8]) -> Result<FrameRef<'_>, FrameError> {
     if stored != computed {
         return Err(FrameError::Crc { stored, computed });
     }
-    let e = frame.get(F_ENTRY..F_HASH).unwrap_or_default();
-    let version = e.get(E_VERSION).copied().unwrap_or_default();
-    if version != FORMAT_VERSION {
-        return Err(FrameError::BadVersion { version });
-    }
-    let alg_id = e.get(E_ALG).copied().unwrap_or_default();
-    let alg = HashAlg::from_id(alg_id).ok_or(FrameError::BadAlgorithm { id: alg_id })?;
-    let payload_len = be_u32(e, E_PAYLOAD_LEN);
+    let entry = Entry::from_bytes(frame.get(F_ENTRY..F_HASH).unwrap_or_default())?;
+    let payload_len = entry.payload_len;
     let tag = frame.get(F_BODY_TAG).copied().unwrap_or_default();
     let expected_len = match tag {
         BODY_PRESENT => PRESENT_FRAME_OVERHEAD as u64 + u64::from(payload_len),
@@ -272,14 +333,7 @@ pub fn decode_frame(buf: &[u8]) -> Result<FrameRef<'_>, FrameError> {
         None
     };
     Ok(FrameRef {
-        entry: Entry {
-            alg,
-            seq: be_u64(e, E_SEQ),
-            timestamp: be_u64(e, E_TIMESTAMP),
-            prev: hash_at(e, E_PREV),
-            commitment: hash_at(e, E_COMMITMENT),
-            payload_len,
-        },
+        entry,
         stored_hash: hash_at(frame, F_HASH),
         body,
         len,
@@ -321,17 +375,50 @@ impl<'a> Iterator for Frames<'a> {
 }
 
 /// The start of a redaction record's payload; the rest is
-/// `seq=<n> hash=<record hash, 64 lowercase hex> reason=<text>`.
+/// `seq=<n> hash=<record hash, 64 lowercase hex> reason=<text>`. The text alone makes
+/// nothing a redaction record: only the record kind does.
 pub const REDACTION_PREFIX: &str = "chainlog-redaction/1 ";
 
-/// The record a redaction record's payload names: its sequence number and hash.
-pub fn parse_redaction(payload: &[u8]) -> Option<(u64, Hash)> {
-    let rest = payload.strip_prefix(REDACTION_PREFIX.as_bytes())?;
-    let rest = std::str::from_utf8(rest).ok()?;
-    let mut words = rest.splitn(3, ' ');
-    let seq = words.next()?.strip_prefix("seq=")?.parse().ok()?;
-    let hash = Hash::from_hex(words.next()?.strip_prefix("hash=")?)?;
-    Some((seq, hash))
+/// Whether `c` is a control character as FORMAT.md defines it: Unicode general category
+/// Cc, that is U+0000..=U+001F and U+007F..=U+009F.
+pub fn is_control(c: char) -> bool {
+    c.is_control()
+}
+
+/// The payload of the redaction record of record `seq` with hash `hash`.
+pub fn redaction_payload(seq: u64, hash: &Hash, reason: &str) -> String {
+    format!("{REDACTION_PREFIX}seq={seq} hash={hash} reason={reason}")
+}
+
+/// The record a redaction record's payload names, parsed strictly (docs/FORMAT.md,
+/// *Redaction*): UTF-8, the prefix, `seq=` a canonical decimal `u64` (no sign, no leading
+/// zero unless it is `0`), `hash=` exactly 64 lowercase hex digits, `reason=` text with no
+/// control character. Say why it is not one otherwise.
+pub fn parse_redaction(payload: &[u8]) -> Result<(u64, Hash), &'static str> {
+    let rest = payload
+        .strip_prefix(REDACTION_PREFIX.as_bytes())
+        .ok_or("does not start with \"chainlog-redaction/1 \"")?;
+    let rest = std::str::from_utf8(rest).map_err(|_| "is not UTF-8")?;
+    let rest = rest.strip_prefix("seq=").ok_or("has no \"seq=\"")?;
+    let (seq, rest) = rest.split_once(' ').ok_or("has no space after seq")?;
+    let canonical = !seq.is_empty()
+        && seq.bytes().all(|b| b.is_ascii_digit())
+        && (seq == "0" || !seq.starts_with('0'));
+    if !canonical {
+        return Err("seq is not a canonical decimal number");
+    }
+    let seq: u64 = seq.parse().map_err(|_| "seq does not fit in 64 bits")?;
+    let rest = rest.strip_prefix("hash=").ok_or("has no \"hash=\"")?;
+    let (hex, reason) = rest.split_once(' ').ok_or("has no space after hash")?;
+    if hex.len() != 2 * HASH_LEN || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err("hash is not 64 lowercase hex digits");
+    }
+    let hash = Hash::from_hex(hex).ok_or("hash is not 64 lowercase hex digits")?;
+    let reason = reason.strip_prefix("reason=").ok_or("has no \"reason=\"")?;
+    if reason.chars().any(is_control) {
+        return Err("reason has a control character");
+    }
+    Ok((seq, hash))
 }
 
 // ---- configuration: written once at creation ----
@@ -548,6 +635,7 @@ mod tests {
         let salt = [7u8; HASH_LEN];
         let e = Entry {
             alg,
+            kind: RecordKind::Ordinary,
             seq: 3,
             timestamp: 42,
             prev: Hash([9; HASH_LEN]),

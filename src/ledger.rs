@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
-use crate::format::{self, Config, FrameRef, Head, REDACTION_PREFIX};
+use crate::format::{self, Config, FrameRef, Head, RecordKind};
 use crate::hash::{Hash, HashAlg, HASH_LEN};
 use crate::layout;
 use crate::log::media::{FsMedia, Media};
@@ -69,6 +69,8 @@ pub struct Record {
     pub timestamp: u64,
     pub prev_hash: Hash,
     pub hash: Hash,
+    /// An application's record, or one of chainlog's own (a redaction record).
+    pub kind: RecordKind,
     /// `H(0x02 ‖ salt ‖ payload)`: what the record hash covers in place of the payload.
     pub commitment: Hash,
     pub payload_len: u32,
@@ -89,6 +91,7 @@ impl Record {
             timestamp: f.entry.timestamp,
             prev_hash: f.entry.prev,
             hash: f.stored_hash,
+            kind: f.entry.kind,
             commitment: f.entry.commitment,
             payload_len: f.entry.payload_len,
             payload: f.body.map(|(_, p)| p.to_vec()),
@@ -166,7 +169,7 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
     }
 }
 
-fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
     getrandom::getrandom(&mut b).map_err(|e| {
         Error::io(
@@ -196,11 +199,9 @@ fn corrupt(detail: impl Into<String>) -> Error {
 /// The body of a checkpoint note this ledger signed itself (its signature was checked
 /// when it was made; the key may not be at hand now).
 fn parse_own_checkpoint(note: &str) -> Result<Checkpoint> {
-    let body = note
-        .split_once("\n\n")
-        .map(|(b, _)| format!("{b}\n"))
-        .ok_or_else(|| corrupt("the stored latest checkpoint is not a signed note"))?;
-    Checkpoint::parse_body(&body).map_err(|e| corrupt(format!("the stored latest checkpoint: {e}")))
+    Checkpoint::parse_note(note)
+        .map(|(cp, _)| cp)
+        .map_err(|e| corrupt(format!("the stored latest checkpoint: {e}")))
 }
 
 /// Records a durable head in the watermark; a failure only weakens later checks, so it
@@ -594,11 +595,7 @@ impl Ledger {
                 detail: format!("record {seq} is already redacted"),
             });
         }
-        if record
-            .payload
-            .as_deref()
-            .is_some_and(|p| p.starts_with(REDACTION_PREFIX.as_bytes()))
-        {
+        if record.kind == RecordKind::Redaction {
             return Err(Error::InvalidArgument {
                 detail: format!("record {seq} is a redaction record; those stay readable"),
             });
@@ -611,11 +608,16 @@ impl Ledger {
         };
         redaction::write_intent(&self.dir, &intent)?;
         // The audit trail first: the redaction is on record before anything is removed.
-        let payload = format!(
-            "{REDACTION_PREFIX}seq={seq} hash={} reason={reason}",
-            record.hash
-        );
-        let receipt = self.append_with(payload.as_bytes(), Durability::Sync)?;
+        let payload = format::redaction_payload(seq, &record.hash, reason);
+        let p = self
+            .core
+            .prepare_kind(RecordKind::Redaction, payload.as_bytes())?;
+        let mut receipts = self
+            .core
+            .append(std::slice::from_ref(&p), Durability::Sync)?;
+        let receipt = receipts
+            .pop()
+            .ok_or_else(|| corrupt("append returned no receipt"))?;
         self.rewrite_redacted(seq)?;
         redaction::remove_intent(&self.dir)?;
         Ok(receipt)
@@ -626,6 +628,7 @@ impl Ledger {
         let r = self.get(seq)?;
         let entry = format::Entry {
             alg: self.core.config.alg,
+            kind: r.kind,
             seq,
             timestamp: r.timestamp,
             prev: r.prev_hash,
@@ -898,8 +901,8 @@ impl Ledger {
         if cp.origin != origin {
             check.status = CheckpointStatus::WrongOrigin;
             check.detail = format!(
-                "the checkpoint is for {:?}, this ledger is {origin:?}",
-                cp.origin
+                "the checkpoint is for {}, this ledger is {origin:?}",
+                crate::checkpoint::shown(&cp.origin)
             );
         } else if cp.size > len {
             check.status = CheckpointStatus::Truncated;

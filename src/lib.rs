@@ -46,7 +46,7 @@ pub use export::{
     export_header_len, verify_export, EmbeddedCheckpoint, ExportCheck, ExportHeader, ExportReader,
     ExportReport, ExportTrailer,
 };
-pub use format::{FrameError, REDACTION_PREFIX};
+pub use format::{FrameError, RecordKind, REDACTION_PREFIX};
 pub use hash::{to_hex, Hash, HashAlg, HASH_LEN};
 pub use merkle::{
     prove_consistency, prove_inclusion, root_from_leaves, split_stored_hash_index,
@@ -55,8 +55,8 @@ pub use merkle::{
     ProofError, TreeError, MAX_TREE_SIZE,
 };
 pub use note::{
-    open_note, sign_note, NoteError, NoteSignature, OpenedNote, SignerKey, VerifierKey,
-    MAX_NOTE_LEN, MAX_NOTE_SIGNATURES,
+    open_note, parse_note, sign_note, NoteError, NoteSignature, OpenedNote, ParsedNote, SignerKey,
+    VerifierKey, MAX_NOTE_LEN, MAX_NOTE_SIGNATURES,
 };
 pub use verify::{Break, BreakKind, CheckpointCheck, CheckpointStatus, VerifyReport};
 
@@ -69,6 +69,20 @@ pub use store::{FaultPlan, Op};
 pub use transfer::{ExportOptions, ExportSummary, ImportSummary};
 #[cfg(feature = "store")]
 pub use writer::{Durability, FailurePolicy, Health, Metrics, Receipt};
+
+/// Checks that the operating system's random source works, as an error rather than a
+/// panic: the standard library's hash maps draw their keys from it and panic when it
+/// fails, so a program can call this first and stop cleanly instead.
+#[cfg(feature = "store")]
+pub fn check_os_random() -> Result<()> {
+    let mut probe = [0u8; 16];
+    getrandom::getrandom(&mut probe).map_err(|e| {
+        Error::io(
+            "reading the operating system's random source",
+            std::io::Error::other(e.to_string()),
+        )
+    })
+}
 
 /// The README's library example runs as a doctest.
 #[cfg(doctest)]

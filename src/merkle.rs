@@ -752,6 +752,12 @@ impl Frontier {
         Ok(())
     }
 
+    /// The hash of the smallest (rightmost) complete subtree, the one that holds the last
+    /// leaf; `None` for the empty tree.
+    pub fn last_subtree(&self) -> Option<Hash> {
+        self.subtrees.last().copied()
+    }
+
     /// RFC 9162 §2.1.1: the root hash of the tree.
     pub fn root(&self) -> Hash {
         let mut rev = self.subtrees.iter().rev();

@@ -9,10 +9,11 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::format::{self, Config, Head, STORED_NODE_MIN_LEVEL};
 use crate::layout;
-use crate::ledger::lock_dir;
+use crate::ledger::{lock_dir, random_bytes};
 use crate::log::media::{sync_dir, FsMedia};
 use crate::log::Log;
 use crate::store::{write_atomically, SledStore, Store, CHECKPOINT_FILE};
+use crate::writer::now_nanos;
 
 /// Where the new log is built before it is renamed to `log`.
 const BUILDING: &str = "log.migrating";
@@ -23,7 +24,8 @@ fn corrupt(detail: impl Into<String>) -> Error {
     }
 }
 
-/// Migrates the format-1 ledger in `dir`; returns the number of records carried over.
+/// Migrates the format-1 ledger in `dir`; returns the number of records carried over
+/// (the redaction records it adds not counted).
 pub(crate) fn migrate(dir: &Path, cache_bytes: u64) -> Result<u64> {
     let _lock = lock_dir(dir)?;
     let log_dir = dir.join(layout::LOG_DIR);
@@ -71,6 +73,7 @@ fn build(dir: &Path, old: &SledStore) -> Result<u64> {
     Log::create(&FsMedia::new(&building), &config)?;
     let log = Log::open(Box::new(FsMedia::new(&building)), 0, true)?;
     let mut head = Head::empty(&config);
+    let mut redacted = Vec::new();
     for g in old.groups_from(0) {
         let (key, frames) = g?;
         if key >= stored.next_seq {
@@ -99,6 +102,9 @@ fn build(dir: &Path, old: &SledStore) -> Result<u64> {
                 )));
             }
             kept.extend_from_slice(frames.get(off..off + f.len).unwrap_or_default());
+            if f.body.is_none() {
+                redacted.push((f.entry.seq, f.stored_hash));
+            }
             head.tree
                 .push_with(f.stored_hash, |level, node| {
                     if level >= STORED_NODE_MIN_LEVEL {
@@ -115,6 +121,7 @@ fn build(dir: &Path, old: &SledStore) -> Result<u64> {
         }
     }
     if head != stored {
+        // (checked before the redaction records below are added)
         return Err(corrupt(format!(
             "the records of the format-1 store end at {} with root {}, its head says {} with root {}",
             head.next_seq,
@@ -123,11 +130,41 @@ fn build(dir: &Path, old: &SledStore) -> Result<u64> {
             stored.root()
         )));
     }
+    // Format 1 named redactions by payload text, which names nothing now (only the
+    // record kind does): each redaction is put on record again, as a redaction record.
+    for (seq, hash) in redacted {
+        let payload = format::redaction_payload(seq, &hash, "migrated from storage format 1");
+        let salt: [u8; crate::hash::HASH_LEN] = random_bytes()?;
+        let entry = format::Entry {
+            alg: config.alg,
+            kind: format::RecordKind::Redaction,
+            seq: head.next_seq,
+            timestamp: now_nanos().max(head.last_timestamp),
+            prev: head.last_hash,
+            commitment: config.alg.commitment(&salt, payload.as_bytes()),
+            payload_len: payload.len() as u32,
+        };
+        let mut frame = Vec::new();
+        let hash = format::encode_frame(&mut frame, &entry, Some((&salt, payload.as_bytes())));
+        let mut nodes = Vec::new();
+        head.tree
+            .push_with(hash, |level, node| {
+                if level >= STORED_NODE_MIN_LEVEL {
+                    nodes.extend_from_slice(node.as_bytes());
+                }
+            })
+            .map_err(|e| corrupt(e.to_string()))?;
+        let key = head.next_seq;
+        head.next_seq += 1;
+        head.last_hash = hash;
+        head.last_timestamp = entry.timestamp;
+        log.append(key, &frame, &nodes, &head)?;
+    }
     log.sync()?;
     if let Some(note) = old.read_checkpoint()? {
         write_atomically(dir, CHECKPOINT_FILE, &note)?;
     }
-    Ok(head.next_seq)
+    Ok(stored.next_seq)
 }
 
 /// Removes what storage format 1 kept: `CURRENT` and the `store-<n>` directories.

@@ -425,15 +425,58 @@ pub fn sign_note(text: &str, key: &SignerKey) -> Result<String, NoteError> {
     Ok(note)
 }
 
-/// Parses a signed note and checks its signatures against `known` keys.
+/// A signed note whose form was checked by [`parse_note`]; its signatures are not checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ParsedNote {
+    /// The signed text, ending in a newline.
+    pub text: String,
+    /// Every signature line, in order, as written.
+    pub signatures: Vec<NoteSignature>,
+}
+
+/// Parses one signature line (without its newline): `— <name> <base64(key id ‖ sig)>`.
+fn parse_signature_line(line: &str, number: usize) -> Result<NoteSignature, NoteError> {
+    let malformed = |reason| NoteError::MalformedSignature {
+        line: number,
+        reason,
+    };
+    let body = line
+        .strip_prefix(SIG_PREFIX)
+        .ok_or_else(|| malformed("does not start with an em dash and a space"))?;
+    let (name, b64) = body
+        .split_once(' ')
+        .ok_or_else(|| malformed("no space between key name and signature"))?;
+    if !valid_key_name(name) {
+        return Err(malformed("invalid key name"));
+    }
+    let data = BASE64
+        .decode(b64)
+        .map_err(|_| malformed("signature is not canonical base64"))?;
+    let Some((id_bytes, signature)) = data.split_first_chunk::<4>() else {
+        return Err(malformed("signature is shorter than its 4-byte key id"));
+    };
+    if signature.is_empty() {
+        return Err(malformed("signature is empty"));
+    }
+    Ok(NoteSignature {
+        name: name.to_owned(),
+        key_id: u32::from_be_bytes(*id_bytes),
+        signature: signature.to_vec(),
+    })
+}
+
+/// Parses a signed note strictly, as C2SP signed-note defines its form, without checking
+/// any signature: the one parser behind [`open_note`], for callers that hold no key.
 ///
-/// Follows C2SP signed-note and Go's `note.Open`: the text runs up to the last blank line;
-/// signatures by keys not in `known` (by name and key id) are kept unchecked; every
-/// signature by a known key must verify, or the note is rejected; and at least one must,
-/// or the result is [`NoteError::UnverifiedNote`]. Anything malformed is an error: bad
-/// UTF-8, control characters, a missing final newline, bad base64, extra spaces, more than
-/// [`MAX_NOTE_SIGNATURES`] signatures or more than [`MAX_NOTE_LEN`] bytes.
-pub fn open_note(note: impl AsRef<[u8]>, known: &[VerifierKey]) -> Result<OpenedNote, NoteError> {
+/// The note is at most [`MAX_NOTE_LEN`] bytes of UTF-8 with no control character
+/// (U+0000..=U+001F) other than newline. The text runs up to and including the newline
+/// before the *last* blank line; after that blank line come 1 to [`MAX_NOTE_SIGNATURES`]
+/// signature lines, each `— <key name> <base64>` and each ending in a newline (so the note
+/// ends in one): an em dash (U+2014), one space, a key name (non-empty, no `+`, no
+/// Unicode white space), one space, and canonical standard base64 (RFC 4648 §4, padded,
+/// unused bits zero) of a 4-byte key id followed by at least one signature byte.
+pub fn parse_note(note: impl AsRef<[u8]>) -> Result<ParsedNote, NoteError> {
     let note = note.as_ref();
     if note.len() > MAX_NOTE_LEN {
         return Err(NoteError::TooLarge { len: note.len() });
@@ -460,42 +503,34 @@ pub fn open_note(note: impl AsRef<[u8]>, known: &[VerifierKey]) -> Result<Opened
     if sigs.split('\n').count() > MAX_NOTE_SIGNATURES {
         return Err(NoteError::TooManySignatures);
     }
-
-    let mut opened = OpenedNote {
+    let signatures = sigs
+        .split('\n')
+        .enumerate()
+        .map(|(i, line)| parse_signature_line(line, i + 1))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ParsedNote {
         text: text.to_owned(),
+        signatures,
+    })
+}
+
+/// Parses a signed note with [`parse_note`] and checks its signatures against `known` keys.
+///
+/// Follows C2SP signed-note and Go's `note.Open`: signatures by keys not in `known` (by
+/// name and key id) are kept unchecked; every signature by a known key must verify, or the
+/// note is rejected (even next to a good one by the same key); and at least one must, or
+/// the result is [`NoteError::UnverifiedNote`]. Anything malformed is an error before any
+/// signature is checked.
+pub fn open_note(note: impl AsRef<[u8]>, known: &[VerifierKey]) -> Result<OpenedNote, NoteError> {
+    let parsed = parse_note(note)?;
+    let text = parsed.text;
+    let mut opened = OpenedNote {
+        text: String::new(),
         verified: Vec::new(),
         unverified: Vec::new(),
     };
-    for (i, line) in sigs.split('\n').enumerate() {
-        let malformed = |reason| NoteError::MalformedSignature {
-            line: i + 1,
-            reason,
-        };
-        let body = line
-            .strip_prefix(SIG_PREFIX)
-            .ok_or_else(|| malformed("does not start with an em dash and a space"))?;
-        let (name, b64) = body
-            .split_once(' ')
-            .ok_or_else(|| malformed("no space between key name and signature"))?;
-        if !valid_key_name(name) {
-            return Err(malformed("invalid key name"));
-        }
-        let data = BASE64
-            .decode(b64)
-            .map_err(|_| malformed("signature is not canonical base64"))?;
-        let Some((id_bytes, signature)) = data.split_first_chunk::<4>() else {
-            return Err(malformed("signature is shorter than its 4-byte key id"));
-        };
-        if signature.is_empty() {
-            return Err(malformed("signature is empty"));
-        }
-        let key_id = u32::from_be_bytes(*id_bytes);
-        let sig = NoteSignature {
-            name: name.to_owned(),
-            key_id,
-            signature: signature.to_vec(),
-        };
-
+    for sig in parsed.signatures {
+        let (name, key_id) = (sig.name.as_str(), sig.key_id);
         let mut matching = known
             .iter()
             .filter(|k| k.name == name && k.key_id == key_id);
@@ -513,7 +548,7 @@ pub fn open_note(note: impl AsRef<[u8]>, known: &[VerifierKey]) -> Result<Opened
         }
         // Unlike Go, a repeated line from a known key is checked too: a bad signature
         // from a trusted key always rejects the note.
-        let verifies = Signature::from_slice(signature)
+        let verifies = Signature::from_slice(&sig.signature)
             .ok()
             .is_some_and(|s| key.key.verify_strict(text.as_bytes(), &s).is_ok());
         if !verifies {
@@ -525,7 +560,7 @@ pub fn open_note(note: impl AsRef<[u8]>, known: &[VerifierKey]) -> Result<Opened
         if !opened
             .verified
             .iter()
-            .any(|v| v.name == name && v.key_id == key_id)
+            .any(|v| v.name == sig.name && v.key_id == key_id)
         {
             opened.verified.push(sig);
         }
@@ -533,6 +568,7 @@ pub fn open_note(note: impl AsRef<[u8]>, known: &[VerifierKey]) -> Result<Opened
     if opened.verified.is_empty() {
         return Err(NoteError::UnverifiedNote);
     }
+    opened.text = text;
     Ok(opened)
 }
 
@@ -725,6 +761,34 @@ mod tests {
             sign_note("tab\there\n", &k),
             Err(NoteError::ControlCharacter { offset: 3 })
         ));
+    }
+
+    #[test]
+    fn parse_note_checks_the_form_without_a_key() {
+        let k = key("a", 1);
+        let note = sign_note(TEXT, &k).unwrap();
+        let parsed = parse_note(&note).unwrap();
+        assert_eq!(parsed.text, TEXT);
+        assert_eq!(parsed.signatures.len(), 1);
+        assert_eq!(parsed.signatures[0].name, "a");
+        let line = note[TEXT.len() + 1..].to_string();
+        for bad in [
+            TEXT.to_string(),
+            format!("{TEXT}\n{}", line.replacen('\u{2014}', "-", 1)),
+            format!("{TEXT}\n{}", line.replacen("=\n", "\n", 1)),
+            format!("{TEXT}\n{}", line.replacen(' ', " !", 2)),
+            format!("\u{7}{TEXT}\n{line}"),
+            format!("{TEXT}\n{}", line.replacen(" a ", " a+b ", 1)),
+            format!("{TEXT}\n{}", line.trim_end_matches('\n')),
+            format!("{TEXT}\n{}", line.repeat(MAX_NOTE_SIGNATURES + 1)),
+        ] {
+            assert!(parse_note(&bad).is_err(), "{bad:?}");
+        }
+        // The split is at the last blank line, with or without a key.
+        let text = "one\n\ntwo\n";
+        let signed = sign_note(text, &k).unwrap();
+        assert_eq!(parse_note(&signed).unwrap().text, text);
+        assert_eq!(open_note(&signed, &[k.verifier()]).unwrap().text, text);
     }
 
     #[test]

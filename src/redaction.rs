@@ -133,7 +133,9 @@ pub(crate) fn finish_torn(dir: &Path) -> Result<()> {
         return Ok(());
     }
     // Rebuild the redacted frame from the entry bytes.
-    let e = decode_entry(alg, entry, intent.seq);
+    let Some(e) = decode_entry(entry).filter(|e| e.seq == intent.seq) else {
+        return Ok(());
+    };
     let mut frame = Vec::new();
     format::encode_frame(&mut frame, &e, None);
     let Some(bytes) = redacted_region(&frame, intent.frame.len) else {
@@ -149,15 +151,8 @@ pub(crate) fn finish_torn(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn decode_entry(alg: crate::hash::HashAlg, e: &[u8], seq: u64) -> format::Entry {
-    format::Entry {
-        alg,
-        seq,
-        timestamp: be_u64(e, format::E_TIMESTAMP),
-        prev: hash_at(e, format::E_PREV),
-        commitment: hash_at(e, format::E_COMMITMENT),
-        payload_len: format::be_u32(e, format::E_PAYLOAD_LEN),
-    }
+fn decode_entry(e: &[u8]) -> Option<format::Entry> {
+    format::Entry::from_bytes(e).ok()
 }
 
 /// Once the ledger is open: a redaction whose record is durable but whose frame still
@@ -177,7 +172,8 @@ pub(crate) fn resume(ledger: &Ledger) -> Result<()> {
                 .any(|r| {
                     r.payload
                         .as_deref()
-                        .and_then(parse_redaction)
+                        .filter(|_| r.kind == format::RecordKind::Redaction)
+                        .and_then(|p| parse_redaction(p).ok())
                         .is_some_and(|(s, h)| s == intent.seq && h == intent.hash)
                 });
             if recorded {

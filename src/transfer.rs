@@ -15,7 +15,7 @@ use crate::export::{
 use crate::format::{self, Config};
 use crate::hash::Hash;
 use crate::ledger::{check_record, tree_error, Ledger, Options};
-use crate::merkle::Frontier;
+use crate::merkle::{self, Frontier};
 use crate::note::{SignerKey, VerifierKey};
 use crate::writer::Durability;
 
@@ -124,14 +124,36 @@ impl Ledger {
             });
         }
         let alg = self.hash_alg();
-        let (prev_hash, prev_timestamp) = if from == 0 {
-            (self.genesis_prev(), 0)
-        } else {
-            let r = self.get(from - 1)?;
-            (r.hash, r.timestamp)
-        };
         let tree = Frontier::load(alg, from, &self.tree_reader(from))
             .map_err(|e| tree_error(e, "reading the tree at the export's start"))?;
+        // Record from-1's whole entry goes into the header, with the left siblings that
+        // fold its hash into the frontier's last subtree, so the root covers it.
+        let (prev_hash, prev_timestamp, prev_entry, prev_path) = if from == 0 {
+            (self.genesis_prev(), 0, None, Vec::new())
+        } else {
+            let r = self.get(from - 1)?;
+            let entry = format::Entry {
+                alg,
+                kind: r.kind,
+                seq: r.seq,
+                timestamp: r.timestamp,
+                prev: r.prev_hash,
+                commitment: r.commitment,
+                payload_len: r.payload_len,
+            };
+            let mut path = merkle::prove_inclusion(alg, from - 1, from, &self.tree_reader(from))
+                .map_err(|e| tree_error(e, "proving the export's predecessor"))?;
+            path.truncate(from.trailing_zeros() as usize);
+            let folded = path
+                .iter()
+                .fold(entry.hash(), |acc, left| alg.node(left, &acc));
+            if entry.hash() != r.hash || tree.last_subtree() != Some(folded) {
+                return Err(Error::Corrupt {
+                    detail: format!("record {} is not the stored tree's leaf", from - 1),
+                });
+            }
+            (r.hash, r.timestamp, Some(entry), path)
+        };
         let header = ExportHeader {
             alg,
             ledger_id: self.ledger_id(),
@@ -140,6 +162,8 @@ impl Ledger {
             prev_hash,
             prev_timestamp,
             tree: tree.clone(),
+            prev_entry,
+            prev_path,
         };
         let mut w = CountingWriter {
             inner: BufWriter::with_capacity(1 << 20, out),
@@ -152,6 +176,11 @@ impl Ledger {
         let mut scratch = Vec::new();
         self.for_each_frame(from, to, |seq, f, raw| {
             check_record(f, alg)?;
+            if f.entry.kind == format::RecordKind::Redaction && redact.contains(&seq) {
+                return Err(Error::InvalidArgument {
+                    detail: format!("record {seq} is a redaction record; those stay readable"),
+                });
+            }
             let bytes = if f.body.is_some() && redact.contains(&seq) {
                 scratch.clear();
                 format::encode_frame(&mut scratch, &f.entry, None);

@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::format::{self, FrameError, FrameRef, Head};
+use crate::format::{self, FrameError, FrameRef, Head, RecordKind};
 use crate::hash::{Hash, HashAlg};
 use crate::merkle::Frontier;
 
@@ -244,7 +244,9 @@ pub(crate) struct ChainVerifier {
     nodes: Vec<u8>,
     /// Redacted records seen, and the records redaction records name.
     redacted_seqs: Vec<(u64, Hash)>,
-    named: std::collections::HashMap<u64, Hash>,
+    /// A BTreeSet: a std HashSet would draw keys from the OS random source, which panics
+    /// when that fails.
+    named: std::collections::BTreeSet<(u64, Hash)>,
 }
 
 impl ChainVerifier {
@@ -291,7 +293,7 @@ impl ChainVerifier {
     pub fn unrecorded_redactions(&self) -> Vec<u64> {
         self.redacted_seqs
             .iter()
-            .filter(|(s, h)| self.named.get(s) != Some(h))
+            .filter(|named| !self.named.contains(named))
             .map(|(s, _)| *s)
             .collect()
     }
@@ -417,17 +419,42 @@ impl ChainVerifier {
                 ),
             ));
         }
-        // Counted only once every check passed, so the counts describe checked records.
-        match f.body {
-            Some((_, payload)) => {
-                if let Some((s, h)) = format::parse_redaction(payload) {
-                    self.named.insert(s, h);
+        // A redaction record is recognised by its kind, never by its payload text, and
+        // must follow the grammar exactly and name an earlier record.
+        let named = match (e.kind, f.body) {
+            (RecordKind::Redaction, Some((_, payload))) => {
+                let (s, h) = format::parse_redaction(payload).map_err(|why| {
+                    self.brk(
+                        seq,
+                        BreakKind::Malformed,
+                        format!("the redaction record's payload {why}"),
+                    )
+                })?;
+                if s >= seq {
+                    return Err(self.brk(
+                        seq,
+                        BreakKind::Malformed,
+                        format!("the redaction record names record {s}, which is not earlier"),
+                    ));
                 }
+                Some((s, h))
             }
-            None => {
-                self.redacted += 1;
-                self.redacted_seqs.push((seq, computed));
+            (RecordKind::Redaction, None) => {
+                return Err(self.brk(
+                    seq,
+                    BreakKind::Malformed,
+                    "a redaction record's payload was removed; those stay readable".into(),
+                ))
             }
+            _ => None,
+        };
+        // Counted only once every check passed, so the counts describe checked records.
+        if let Some(n) = named {
+            self.named.insert(n);
+        }
+        if f.body.is_none() {
+            self.redacted += 1;
+            self.redacted_seqs.push((seq, computed));
         }
         let nodes = &mut self.nodes;
         self.tree

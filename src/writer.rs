@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::format::{self, Config, Entry, Head};
+use crate::format::{self, Config, Entry, Head, RecordKind};
 use crate::hash::{Hash, HASH_LEN};
 use crate::merkle::MAX_TREE_SIZE;
 use crate::store::Store;
@@ -188,6 +188,7 @@ struct State {
 
 /// A prepared payload: its salt and commitment, computed before taking the lock.
 pub(crate) struct Prepared<'a> {
+    kind: RecordKind,
     salt: [u8; HASH_LEN],
     commitment: Hash,
     payload: &'a [u8],
@@ -253,16 +254,31 @@ impl<S: Store> Core<S> {
         }
     }
 
-    /// Salt and commitment for a payload; runs outside the lock.
+    /// Salt and commitment for an ordinary record's payload; runs outside the lock.
     pub fn prepare<'a>(&self, payload: &'a [u8]) -> Result<Prepared<'a>> {
-        let mut all = self.prepare_all(std::slice::from_ref(&payload))?;
+        self.prepare_kind(RecordKind::Ordinary, payload)
+    }
+
+    /// Salt and commitment for a record of `kind`; runs outside the lock. Only chainlog's
+    /// own code asks for a kind other than [`RecordKind::Ordinary`].
+    pub fn prepare_kind<'a>(&self, kind: RecordKind, payload: &'a [u8]) -> Result<Prepared<'a>> {
+        let mut all = self.prepare_all_kind(kind, std::slice::from_ref(&payload))?;
         all.pop().ok_or_else(|| Error::InvalidArgument {
             detail: "nothing to prepare".into(),
         })
     }
 
-    /// Salts and commitments for several payloads; runs outside the lock.
+    /// Salts and commitments for several ordinary records' payloads; runs outside the lock.
     pub fn prepare_all<'a>(&self, payloads: &[&'a [u8]]) -> Result<Vec<Prepared<'a>>> {
+        self.prepare_all_kind(RecordKind::Ordinary, payloads)
+    }
+
+    /// Salts and commitments for several records of `kind`; runs outside the lock.
+    fn prepare_all_kind<'a>(
+        &self,
+        kind: RecordKind,
+        payloads: &[&'a [u8]],
+    ) -> Result<Vec<Prepared<'a>>> {
         if let Some(p) = payloads.iter().find(|p| p.len() > format::MAX_PAYLOAD) {
             return Err(Error::PayloadTooLarge {
                 len: p.len(),
@@ -290,6 +306,7 @@ impl<S: Store> Core<S> {
                 let mut salt = [0u8; HASH_LEN];
                 salt.copy_from_slice(s);
                 Prepared {
+                    kind,
                     commitment: self.config.alg.commitment(&salt, payload),
                     salt,
                     payload,
@@ -360,6 +377,7 @@ impl<S: Store> Core<S> {
                 }
                 let entry = Entry {
                     alg,
+                    kind: p.kind,
                     seq,
                     timestamp: ts,
                     prev,

@@ -484,7 +484,7 @@ fn bench_reports_figures_and_verifies() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true);
     assert_eq!(v["records"], 300);
-    assert_eq!(v["frame_bytes"], 300 * (159 + 64));
+    assert_eq!(v["frame_bytes"], 300 * (160 + 64));
     for k in [
         "appends_per_sec",
         "p50_us",
@@ -497,4 +497,47 @@ fn bench_reports_figures_and_verifies() {
     assert!(v["p50_us"].as_u64() <= v["p99_us"].as_u64());
     assert!(v["p99_us"].as_u64() <= v["max_us"].as_u64());
     assert!(v["bytes_on_disk"].as_u64().unwrap() > v["frame_bytes"].as_u64().unwrap() / 2);
+}
+
+/// A failing OS random source is an error (exit 2, one line on stderr), never a panic.
+/// Uses strace's fault injection (Debian `strace`); skipped where strace is missing.
+#[test]
+fn a_failing_random_source_is_an_error_not_a_panic() {
+    let strace = std::process::Command::new("strace").arg("-V").output();
+    if !strace.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: strace is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ledger");
+    for args in [
+        vec!["init", p(&dir)],
+        vec!["keygen", "k", "--out", p(&tmp.path().join("k"))],
+    ] {
+        let out = std::process::Command::new("strace")
+            .args([
+                "-f",
+                "-qq",
+                "-o",
+                "/dev/null",
+                "-e",
+                "inject=getrandom:error=EIO",
+            ])
+            .arg(env!("CARGO_BIN_EXE_chainlog"))
+            .args(&args)
+            .env_remove("CHAINLOG_LOG")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(
+                "chainlog: I/O error during reading the operating system's random source"
+            ),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    }
+    assert!(!dir.exists());
 }

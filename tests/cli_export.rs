@@ -358,3 +358,196 @@ fn export_never_overwrites_and_a_failed_export_leaves_nothing() {
         assert_eq!(temps_of(&out), Vec::<PathBuf>::new(), "{bad:?}");
     }
 }
+
+/// Trailer layout (docs/FORMAT.md, *Trailer*): where the trailer starts in an export of
+/// `bytes`, found from its end: the note length is at +88, the CRC closes the file.
+fn trailer_start(bytes: &[u8]) -> usize {
+    // The trailer is 92 + note_len + 4 bytes; try every note length the file allows.
+    (0..bytes.len().saturating_sub(96))
+        .rev()
+        .find(|&t| {
+            bytes[t..t + 8] == *b"CLTRAILR"
+                && u32::from_be_bytes(bytes[t + 88..t + 92].try_into().unwrap()) as usize + 96
+                    == bytes.len() - t
+        })
+        .expect("a trailer")
+}
+
+/// The export with its trailer's note replaced by `note` (length and CRC recomputed).
+fn with_note(bytes: &[u8], note: &[u8]) -> Vec<u8> {
+    let t = trailer_start(bytes);
+    let mut out = bytes[..t + 88].to_vec();
+    out.extend_from_slice(&(note.len() as u32).to_be_bytes());
+    out.extend_from_slice(note);
+    let crc = crc32fast::hash(&out[t..]);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+fn note_of(bytes: &[u8]) -> String {
+    let t = trailer_start(bytes);
+    let n = u32::from_be_bytes(bytes[t + 88..t + 92].try_into().unwrap()) as usize;
+    String::from_utf8(bytes[t + 92..t + 92 + n].to_vec()).unwrap()
+}
+
+#[test]
+fn malformed_checkpoint_notes_are_rejected_without_a_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = ledger(tmp.path(), "n", 12);
+    let (key, pub_key) = keygen(tmp.path(), "signer");
+    let good = tmp.path().join("good.export");
+    export(&dir, &good, &["--key", p(&key)]).quiet_ok();
+    let bytes = fs::read(&good).unwrap();
+    let note = note_of(&bytes);
+    let (body, sig_line) = note.rsplit_once("\n\n").unwrap();
+    let body = format!("{body}\n");
+    let sig = sig_line.trim_end_matches('\n');
+    // The signature line is "— signer <base64>".
+    let b64 = sig.rsplit_once(' ').unwrap().1;
+    let cases = [
+        ("no signature line", body.clone()),
+        ("no signature line after a blank line", format!("{body}\n")),
+        (
+            "hyphen for the em dash",
+            format!("{body}\n{}\n", sig.replacen('\u{2014}', "-", 1)),
+        ),
+        (
+            "bad base64",
+            format!("{body}\n\u{2014} signer {}\n", &b64[1..]),
+        ),
+        (
+            "base64 without padding",
+            format!("{body}\n\u{2014} signer {}\n", b64.trim_end_matches('=')),
+        ),
+        ("a control character", format!("{body}\n{}\r\n", sig)),
+        (
+            "a tab in the text",
+            format!("{}\t\n\n{sig}\n", body.trim_end_matches('\n')),
+        ),
+        (
+            "'+' in the key name",
+            format!("{body}\n\u{2014} sig+ner {b64}\n"),
+        ),
+        ("no final newline", format!("{body}\n{sig}")),
+        ("two spaces", format!("{body}\n\u{2014} signer  {b64}\n")),
+    ];
+    for (what, bad) in &cases {
+        let file = tmp.path().join("bad.export");
+        fs::write(&file, with_note(&bytes, bad.as_bytes())).unwrap();
+        let v = verify_export(&file, &[]).code(1).one();
+        assert_eq!(
+            v["first_break"]["kind"], "checkpoint_mismatch",
+            "{what}: {v}"
+        );
+        let v = verify_export(&file, &["--pub", p(&pub_key)]).code(1).one();
+        assert_eq!(
+            v["first_break"]["kind"], "checkpoint_mismatch",
+            "{what}: {v}"
+        );
+        let target = tmp.path().join("imported");
+        let r = run(["import", p(&file), p(&target)]).code(1);
+        assert!(r.stderr.contains("checkpoint"), "{what}: {}", r.stderr);
+        let _ = fs::remove_dir_all(&target);
+    }
+    // The same note rebuilt from its parts is accepted: the cases differ only as named.
+    let file = tmp.path().join("rebuilt.export");
+    fs::write(
+        &file,
+        with_note(&bytes, format!("{body}\n{sig}\n").as_bytes()),
+    )
+    .unwrap();
+    verify_export(&file, &[]).quiet_ok();
+    verify_export(&file, &["--pub", p(&pub_key)]).quiet_ok();
+}
+
+/// The header of an export of `bytes`: from, count and the offset where records start.
+fn header_fields(bytes: &[u8]) -> (u64, u64, usize) {
+    let from = u64::from_be_bytes(bytes[26..34].try_into().unwrap());
+    let count = u64::from_be_bytes(bytes[34..42].try_into().unwrap());
+    (from, count, chainlog::export_header_len(from))
+}
+
+fn fix_crc_at(b: &mut [u8], start: usize, end: usize) {
+    let crc = crc32fast::hash(&b[start..end - 4]);
+    b[end - 4..end].copy_from_slice(&crc.to_be_bytes());
+}
+
+#[test]
+fn range_exports_bind_the_predecessor_hash_and_timestamp() {
+    use chainlog::format::{ENTRY_LEN, E_PREV, E_TIMESTAMP};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = ledger(tmp.path(), "r", 12);
+    let (key, pub_key) = keygen(tmp.path(), "signer");
+    let forged_hash = [0x5au8; 32];
+
+    // A signed empty range: the header's predecessor and the trailer's last hash are the
+    // only hashes in the file. Replace both (CRCs recomputed).
+    let empty = tmp.path().join("empty.export");
+    export(
+        &dir,
+        &empty,
+        &["--from", "7", "--to", "7", "--key", p(&key)],
+    )
+    .quiet_ok();
+    let bytes = fs::read(&empty).unwrap();
+    verify_export(&empty, &["--pub", p(&pub_key)]).quiet_ok();
+    let (from, count, hl) = header_fields(&bytes);
+    assert_eq!((from, count), (7, 0));
+    // from = 7: three frontier hashes, then record 6's entry (7 is odd: no path).
+    let entry_at = 42 + 32 * 3;
+    assert_eq!(hl, entry_at + ENTRY_LEN + 4);
+    let mut forged = bytes.clone();
+    forged[entry_at + E_PREV..entry_at + E_PREV + 32].copy_from_slice(&forged_hash);
+    fix_crc_at(&mut forged, 0, hl);
+    let t = trailer_start(&forged);
+    forged[t + 16..t + 48].copy_from_slice(&forged_hash);
+    let end = forged.len();
+    fix_crc_at(&mut forged, t, end);
+    let file = tmp.path().join("forged-empty.export");
+    fs::write(&file, &forged).unwrap();
+    for extra in [&[][..], &["--pub", p(&pub_key)][..]] {
+        let v = verify_export(&file, extra).code(1).one();
+        assert_eq!(v["first_break"]["kind"], "bad_header", "{v}");
+        assert_eq!(v["first_break"]["offset"], entry_at as u64, "{v}");
+    }
+    // The old attack exactly: the trailer's last hash set to the hash of a forged
+    // predecessor entry; still the tree does not cover it.
+    let mut entry: Vec<u8> = bytes[entry_at..entry_at + ENTRY_LEN].to_vec();
+    entry[E_PREV] ^= 1;
+    let forged_leaf = chainlog::HashAlg::Blake3.leaf(&entry);
+    let mut forged = bytes.clone();
+    forged[entry_at..entry_at + ENTRY_LEN].copy_from_slice(&entry);
+    fix_crc_at(&mut forged, 0, hl);
+    forged[t + 16..t + 48].copy_from_slice(forged_leaf.as_bytes());
+    let end = forged.len();
+    fix_crc_at(&mut forged, t, end);
+    fs::write(&file, &forged).unwrap();
+    let v = verify_export(&file, &[]).code(1).one();
+    assert_eq!(v["first_break"]["kind"], "bad_header", "{v}");
+
+    // A signed --from 5 export with the predecessor's timestamp set to 0.
+    let five = tmp.path().join("five.export");
+    export(&dir, &five, &["--from", "5", "--key", p(&key)]).quiet_ok();
+    let bytes = fs::read(&five).unwrap();
+    let (from, _, hl) = header_fields(&bytes);
+    assert_eq!(from, 5);
+    let entry_at = 42 + 32 * 2;
+    let mut forged = bytes.clone();
+    forged[entry_at + E_TIMESTAMP..entry_at + E_TIMESTAMP + 8].copy_from_slice(&[0; 8]);
+    fix_crc_at(&mut forged, 0, hl);
+    let file = tmp.path().join("forged-five.export");
+    fs::write(&file, &forged).unwrap();
+    for extra in [&[][..], &["--pub", p(&pub_key)][..]] {
+        let v = verify_export(&file, extra).code(1).one();
+        assert_eq!(v["first_break"]["kind"], "bad_header", "{v}");
+    }
+    // A range whose start is even carries a path: from 8 (a complete subtree of 8).
+    let eight = tmp.path().join("eight.export");
+    export(&dir, &eight, &["--from", "8", "--key", p(&key)]).quiet_ok();
+    let bytes = fs::read(&eight).unwrap();
+    assert_eq!(header_fields(&bytes).2, 42 + 32 + ENTRY_LEN + 3 * 32 + 4);
+    verify_export(&eight, &["--pub", p(&pub_key)]).quiet_ok();
+    let target = tmp.path().join("from-eight");
+    // An import of a range needs the ledger it continues; into a new directory it fails.
+    run(["import", p(&eight), p(&target)]).code(1);
+}

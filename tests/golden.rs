@@ -5,16 +5,18 @@
 mod common;
 use common::fix_crc;
 
-use chainlog::format::{self, decode_frame, encode_frame, Entry, FrameError};
+use chainlog::format::{self, decode_frame, encode_frame, Entry, FrameError, RecordKind};
 use chainlog::{Hash, HashAlg};
 
 const LEDGER_ID: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
 const TS0: u64 = 1_700_000_000_000_000_000;
-/// (salt byte, payload, timestamp) of records 0, 1, 2.
-const RECORDS: [(u8, &[u8], u64); 3] = [
-    (0x11, b"hello, ledger", TS0),
-    (0x22, b"", TS0 + 1000),
-    (0x33, b"\x00\xff\xfe", TS0 + 1000),
+/// (salt byte, payload, timestamp, kind) of records 0..=3; record 3 is the redaction
+/// record of record 2 (its payload is made from record 2's hash).
+const RECORDS: [(u8, &[u8], u64, RecordKind); 4] = [
+    (0x11, b"hello, ledger", TS0, RecordKind::Ordinary),
+    (0x22, b"", TS0 + 1000, RecordKind::Ordinary),
+    (0x33, b"\x00\xff\xfe", TS0 + 1000, RecordKind::Ordinary),
+    (0x44, b"", TS0 + 2000, RecordKind::Redaction),
 ];
 
 const VECTORS: &str = "
@@ -26,6 +28,8 @@ blake3 record 1 frame 0000009f0101000000000000000117979cfe362a03e80c27e351190ced
 blake3 record 2 hash 5f47bff0ee5554ca1b6066f05b7ce68cef9da24d46df609c61808b1797edc285
 blake3 record 2 frame 000000a20101000000000000000217979cfe362a03e8e06971af8da11991709b31a51bb9135c8743cddb24fe6a5fb3283dd83389b5386f8ff6072d0d136a0b105144f0cd546065b58291175f27a9bd939cae1205534f000000035f47bff0ee5554ca1b6066f05b7ce68cef9da24d46df609c61808b1797edc28500333333333333333333333333333333333333333333333333333333333333333300fffe796386b4
 blake3 record 2 redacted_frame 0000007f0101000000000000000217979cfe362a03e8e06971af8da11991709b31a51bb9135c8743cddb24fe6a5fb3283dd83389b5386f8ff6072d0d136a0b105144f0cd546065b58291175f27a9bd939cae1205534f000000035f47bff0ee5554ca1b6066f05b7ce68cef9da24d46df609c61808b1797edc285011a662d68
+blake3 record 3 hash 5fcd00d90343d3263975ed768b2526e672eef6dde775d570be15b01335a869c4
+blake3 record 3 frame 0000010b0201000000000000000317979cfe362a07d05f47bff0ee5554ca1b6066f05b7ce68cef9da24d46df609c61808b1797edc2856d3f86d86b3b2e06f1525c51f6fce5d81caf6971a82fc406af431dd51c823b670000006c5fcd00d90343d3263975ed768b2526e672eef6dde775d570be15b01335a869c4004444444444444444444444444444444444444444444444444444444444444444636861696e6c6f672d726564616374696f6e2f31207365713d3220686173683d3566343762666630656535353534636131623630363666303562376365363863656639646132346434366466363039633631383038623137393765646332383520726561736f6e3d7465737487a001a3
 sha256 genesis_prev 9d6b2f03ebdda7fec145b50afc05b8a696082522ef73130b453d88ac79e3a317
 sha256 record 0 hash 858fa1d9a3187e984b6bab309896a9bd6b365da8a83d3f7da73fee8019459de6
 sha256 record 0 frame 000000ac0102000000000000000017979cfe362a00009d6b2f03ebdda7fec145b50afc05b8a696082522ef73130b453d88ac79e3a3176f10501aee03b4a8e5ef163f885b8e5dd12fd40f915a4bf257909920c5bebd190000000d858fa1d9a3187e984b6bab309896a9bd6b365da8a83d3f7da73fee8019459de600111111111111111111111111111111111111111111111111111111111111111168656c6c6f2c206c656467657214ab7878
@@ -34,6 +38,8 @@ sha256 record 1 frame 0000009f0102000000000000000117979cfe362a03e8858fa1d9a3187e
 sha256 record 2 hash 54058e4a4211acf53a573b509e8fd81691f45902f3449ef728a7d6152a0f5b34
 sha256 record 2 frame 000000a20102000000000000000217979cfe362a03e8d2db7ddff1b45e9eb355a9fa3dfabec4f5149dca5895e0ccfc033355059171d3bc573bcb6bf3d3348540b7a08269edbcd3c78ee7cfe294a5636840d57e9122740000000354058e4a4211acf53a573b509e8fd81691f45902f3449ef728a7d6152a0f5b3400333333333333333333333333333333333333333333333333333333333333333300fffe7cebcf30
 sha256 record 2 redacted_frame 0000007f0102000000000000000217979cfe362a03e8d2db7ddff1b45e9eb355a9fa3dfabec4f5149dca5895e0ccfc033355059171d3bc573bcb6bf3d3348540b7a08269edbcd3c78ee7cfe294a5636840d57e9122740000000354058e4a4211acf53a573b509e8fd81691f45902f3449ef728a7d6152a0f5b3401ac4bac12
+sha256 record 3 hash d84adb8f231670209dac515fa1272c586df51eaee3484653d8d94ca85b5d7468
+sha256 record 3 frame 0000010b0202000000000000000317979cfe362a07d054058e4a4211acf53a573b509e8fd81691f45902f3449ef728a7d6152a0f5b341eee44b02b2a23442add94d63dec6f26d542f513daf181efe950419523f900b00000006cd84adb8f231670209dac515fa1272c586df51eaee3484653d8d94ca85b5d7468004444444444444444444444444444444444444444444444444444444444444444636861696e6c6f672d726564616374696f6e2f31207365713d3220686173683d3534303538653461343231316163663533613537336235303965386664383136393166343539303266333434396566373238613764363135326130663562333420726561736f6e3d7465737404fe4203
 ";
 
 fn vector(alg: HashAlg, what: &str) -> Vec<u8> {
@@ -50,10 +56,19 @@ fn golden_vectors_both_algorithms() {
     for alg in [HashAlg::Blake3, HashAlg::Sha256] {
         let mut prev = alg.genesis_prev(&LEDGER_ID);
         assert_eq!(prev.as_bytes().to_vec(), vector(alg, "genesis_prev"));
-        for (seq, (salt_byte, payload, ts)) in RECORDS.iter().enumerate() {
+        let mut hashes = Vec::new();
+        for (seq, (salt_byte, payload, ts, kind)) in RECORDS.iter().enumerate() {
+            let redaction;
+            let payload: &[u8] = if *kind == RecordKind::Redaction {
+                redaction = format::redaction_payload(2, &hashes[2], "test");
+                redaction.as_bytes()
+            } else {
+                payload
+            };
             let salt = [*salt_byte; 32];
             let entry = Entry {
                 alg,
+                kind: *kind,
                 seq: seq as u64,
                 timestamp: *ts,
                 prev,
@@ -74,7 +89,7 @@ fn golden_vectors_both_algorithms() {
             let f = decode_frame(&frame).unwrap();
             assert_eq!(f.entry, entry);
             assert_eq!(f.stored_hash, hash);
-            assert_eq!(f.body, Some((&salt, *payload)));
+            assert_eq!(f.body, Some((&salt, payload)));
             if seq == 2 {
                 let mut red = Vec::new();
                 assert_eq!(encode_frame(&mut red, &entry, None), hash);
@@ -82,6 +97,7 @@ fn golden_vectors_both_algorithms() {
                 assert_eq!(decode_frame(&red).unwrap().body, None);
             }
             prev = hash;
+            hashes.push(hash);
         }
     }
 }
@@ -91,6 +107,7 @@ fn sample() -> Vec<u8> {
     let salt = [5u8; 32];
     let entry = Entry {
         alg,
+        kind: RecordKind::Ordinary,
         seq: 9,
         timestamp: 77,
         prev: Hash([1; 32]),
@@ -145,10 +162,14 @@ fn oversized_and_undersized_lengths_are_rejected() {
 
 #[test]
 fn bad_version_algorithm_and_body_tag_are_rejected() {
-    let mut f = sample();
-    f[format::F_ENTRY + format::E_VERSION] = 2;
-    fix_crc(&mut f);
-    assert_eq!(decode_frame(&f), Err(FrameError::BadVersion { version: 2 }));
+    // The first entry byte is the kind: 0x01 ordinary (format 1's version byte), 0x02
+    // redaction; every other value is reserved.
+    for kind in (0..=255u8).filter(|k| !matches!(k, 1 | 2)) {
+        let mut f = sample();
+        f[format::F_ENTRY + format::E_KIND] = kind;
+        fix_crc(&mut f);
+        assert_eq!(decode_frame(&f), Err(FrameError::BadKind { kind }));
+    }
     let mut f = sample();
     f[format::F_ENTRY + format::E_ALG] = 9;
     fix_crc(&mut f);
@@ -238,7 +259,7 @@ fn format_md_tables_match_the_constants() {
     assert_eq!(offset_of(&frame, "salt"), format::F_SALT);
     assert_eq!(offset_of(&frame, "payload"), format::F_PAYLOAD);
     let entry = doc_table("Record frame", 1);
-    assert_eq!(offset_of(&entry, "version"), format::E_VERSION);
+    assert_eq!(offset_of(&entry, "kind"), format::E_KIND);
     assert_eq!(offset_of(&entry, "algorithm"), format::E_ALG);
     assert_eq!(offset_of(&entry, "seq"), format::E_SEQ);
     assert_eq!(offset_of(&entry, "timestamp"), format::E_TIMESTAMP);
@@ -275,14 +296,15 @@ fn format_md_export_tables_match_the_constants() {
         "ledger",
         "from",
         "count",
-        "prev_hash",
-        "prev_ts",
         "frontier",
     ];
     let offsets: Vec<usize> = names.iter().map(|n| offset_of(&header, n)).collect();
-    assert_eq!(offsets, vec![0, 8, 9, 10, 26, 34, 42, 74, 82]);
-    assert_eq!(export_header_len(0), 86);
-    assert_eq!(export_header_len(5), 86 + 64);
+    assert_eq!(offsets, vec![0, 8, 9, 10, 26, 34, 42]);
+    assert_eq!(export_header_len(0), 46);
+    // from = 5: two frontier hashes, the entry of record 4, no path (5 is odd).
+    assert_eq!(export_header_len(5), 46 + 64 + 87);
+    // from = 12: two frontier hashes, the entry of record 11 and a path of two hashes.
+    assert_eq!(export_header_len(12), 46 + 64 + 87 + 64);
     let trailer = doc_table("Export file", 2);
     let names = [
         "magic",
@@ -304,7 +326,7 @@ fn format_md_export_tables_match_the_constants() {
         .unwrap();
     assert_eq!(&out[..8], b"CLEXPORT");
     assert_eq!(u64::from_be_bytes(out[34..42].try_into().unwrap()), 1);
-    let t = export_header_len(0) + format::frame_len(&out[86..]).unwrap();
+    let t = export_header_len(0) + format::frame_len(&out[46..]).unwrap();
     assert_eq!(&out[t..t + 8], b"CLTRAILR");
     assert_eq!(
         u64::from_be_bytes(out[t + 48..t + 56].try_into().unwrap()),

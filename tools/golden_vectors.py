@@ -15,17 +15,19 @@ ALGS = {"blake3": (0x01, lambda b: blake3.blake3(b).digest()),
         "sha256": (0x02, lambda b: hashlib.sha256(b).digest())}
 LEDGER_ID = bytes(range(16))
 TS0 = 1_700_000_000_000_000_000
-RECORDS = [  # (salt byte, payload, timestamp)
-    (0x11, b"hello, ledger", TS0),
-    (0x22, b"", TS0 + 1000),
-    (0x33, b"\x00\xff\xfe", TS0 + 1000),
+KIND_ORDINARY, KIND_REDACTION = 0x01, 0x02
+RECORDS = [  # (salt byte, payload, timestamp, kind); None: the redaction record of record 2
+    (0x11, b"hello, ledger", TS0, KIND_ORDINARY),
+    (0x22, b"", TS0 + 1000, KIND_ORDINARY),
+    (0x33, b"\x00\xff\xfe", TS0 + 1000, KIND_ORDINARY),
+    (0x44, None, TS0 + 2000, KIND_REDACTION),
 ]
 
 
-def frame(alg_id, H, seq, ts, prev, salt, payload, redacted=False):
+def frame(alg_id, H, kind, seq, ts, prev, salt, payload, redacted=False):
     commitment = H(b"\x02" + salt + payload)
-    entry = (bytes([0x01, alg_id]) + struct.pack(">QQ", seq, ts) + prev + commitment
-             + struct.pack(">I", len(payload)))
+    entry = (bytes([kind, alg_id]) + struct.pack(">QQ", seq, ts) + prev
+             + commitment + struct.pack(">I", len(payload)))
     assert len(entry) == 86
     rh = H(b"\x00" + entry)
     body = b"\x01" if redacted else b"\x00" + salt + payload
@@ -37,12 +39,17 @@ def frame(alg_id, H, seq, ts, prev, salt, payload, redacted=False):
 for name, (alg_id, H) in ALGS.items():
     prev = H(b"\x03" + b"chainlog genesis" + bytes([alg_id]) + LEDGER_ID)
     print(f"{name} genesis_prev {prev.hex()}")
-    for seq, (sb, payload, ts) in enumerate(RECORDS):
-        f, rh = frame(alg_id, H, seq, ts, prev, bytes([sb]) * 32, payload)
+    hashes = []
+    for seq, (sb, payload, ts, kind) in enumerate(RECORDS):
+        if payload is None:
+            payload = f"chainlog-redaction/1 seq=2 hash={hashes[2].hex()} reason=test".encode()
+        f, rh = frame(alg_id, H, kind, seq, ts, prev, bytes([sb]) * 32, payload)
+        hashes.append(rh)
         print(f"{name} record {seq} hash {rh.hex()}")
         print(f"{name} record {seq} frame {f.hex()}")
         if seq == 2:
-            fr, rh2 = frame(alg_id, H, seq, ts, prev, bytes([sb]) * 32, payload, redacted=True)
+            fr, rh2 = frame(alg_id, H, kind, seq, ts, prev, bytes([sb]) * 32, payload,
+                            redacted=True)
             assert rh2 == rh
             print(f"{name} record {seq} redacted_frame {fr.hex()}")
         prev = rh

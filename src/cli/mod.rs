@@ -520,6 +520,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_ERROR));
         }
     };
+    // Logging builds hash maps, whose keys come from the OS random source: a failing
+    // source must be an error here, not a panic there.
+    if let Err(e) = chainlog::check_os_random() {
+        let _ = writeln!(io::stderr(), "chainlog: {e}");
+        return ExitCode::from(EXIT_ERROR);
+    }
     init_logging();
     // The ledger is dropped (closed and flushed) inside `run`, before the process exits.
     match commands::run(cli) {

@@ -10,8 +10,8 @@ Exit 0: the export verifies.  Exit 1: the first break found is reported as
 (bad arguments, unreadable FILE / key file, missing dependency).
 
 The file is streamed: memory use is bounded by one 1 MiB read buffer, the
-≤ 1 MiB checkpoint note and a ≤ 64-hash Merkle frontier, whatever the number of
-records.
+≤ 1 MiB checkpoint note, a ≤ 64-hash Merkle frontier, one redaction record's
+payload (≤ 16 MiB) and one (seq, hash) pair per redacted record or redaction.
 """
 
 import argparse
@@ -25,7 +25,9 @@ import zlib
 
 # ---------------------------------------------------------------- constants
 
-VERSION = 0x01
+EXPORT_VERSION = 0x02
+KIND_ORDINARY = 0x01
+KIND_REDACTION = 0x02
 ALG_BLAKE3 = 0x01
 ALG_SHA256 = 0x02
 ALG_NAMES = {ALG_BLAKE3: "blake3", ALG_SHA256: "sha256"}
@@ -44,12 +46,15 @@ FRAME_FIXED_BODY = 159                   # frame_len = 159 + n with body
 FRAME_REDACTED = 127                     # frame_len of a redacted frame
 FRAME_MAX = FRAME_FIXED_BODY + MAX_PAYLOAD
 FRAME_HEAD = 4 + ENTRY_LEN + HASH_LEN + 1   # frame_len, entry, record_hash, body_tag = 123
+MAX_TREE = 1 << 62
 
 HEADER_MAGIC = b"CLEXPORT"
-HEADER_FIXED = 82
+HEADER_FIXED = 42
 TRAILER_MAGIC = b"CLTRAILR"
 TRAILER_FIXED = 92
 MAX_NOTE = 1024 * 1024                   # 1 MiB
+MAX_SIGNATURES = 100
+REDACTION_PREFIX = b"chainlog-redaction/1 "
 
 CHUNK = 1 << 20
 EM_DASH_PREFIX = "\u2014 "
@@ -226,8 +231,10 @@ def key_id(name, pub):
 
 
 def valid_key_name(name):
+    # FORMAT.md: non-empty, no '+', no Unicode white space (control characters below
+    # U+0020 cannot occur in a note at all).
     return (bool(name) and "+" not in name
-            and not any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7f for c in name))
+            and not any(c.isspace() or ord(c) < 0x20 for c in name))
 
 
 def std_b64decode(s):
@@ -268,15 +275,15 @@ class NoteError(Exception):
 
 
 def parse_signed_note(data):
-    """C2SP signed-note -> (body text, [(name, raw signature bytes)])."""
+    """C2SP signed-note, FORMAT.md "Signed-note rules" -> (text, [(name, raw bytes)])."""
+    if len(data) > MAX_NOTE:
+        raise NoteError("note is over 1 MiB")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise NoteError("note is not valid UTF-8") from None
-    if any((ord(c) < 0x20 and c != "\n") or ord(c) == 0x7f for c in text):
+    if any(ord(c) < 0x20 and c != "\n" for c in text):
         raise NoteError("note contains a control character other than newline")
-    if not text.endswith("\n"):
-        raise NoteError("note does not end with a newline")
     i = text.rfind("\n\n")
     if i < 0:
         raise NoteError("note has no blank line before its signatures")
@@ -284,8 +291,13 @@ def parse_signed_note(data):
     sig_block = text[i + 2:]
     if not sig_block:
         raise NoteError("note has no signature lines")
+    if not sig_block.endswith("\n"):
+        raise NoteError("note does not end with a newline")
+    lines = sig_block[:-1].split("\n")
+    if len(lines) > MAX_SIGNATURES:
+        raise NoteError("note has more than %d signature lines" % MAX_SIGNATURES)
     sigs = []
-    for line in sig_block[:-1].split("\n"):
+    for line in lines:
         if not line.startswith(EM_DASH_PREFIX):
             raise NoteError("signature line does not start with '\u2014 ': %r" % line[:80])
         rest = line[len(EM_DASH_PREFIX):]
@@ -294,10 +306,11 @@ def parse_signed_note(data):
             raise NoteError("signature line has no space after the key name")
         name, b64 = rest[:sp], rest[sp + 1:]
         if not valid_key_name(name):
-            raise NoteError("signature line has an invalid key name %r" % name)
+            raise NoteError("signature line has an invalid key name %r" % name[:80])
         raw = std_b64decode(b64)
         if raw is None or len(raw) < 5:
-            raise NoteError("signature of key %r is not valid base64 of key id ‖ signature" % name)
+            raise NoteError("signature of key %r is not canonical base64 of key id ‖ signature"
+                            % name[:80])
         sigs.append((name, raw))
     return body, sigs
 
@@ -318,8 +331,8 @@ def parse_checkpoint(body):
     if size >= 1 << 64:
         raise NoteError("checkpoint tree size does not fit in 64 bits")
     root = std_b64decode(root_s)
-    if root is None:
-        raise NoteError("checkpoint root hash is not standard base64")
+    if root is None or len(root) != HASH_LEN:
+        raise NoteError("checkpoint root hash is not canonical base64 of 32 bytes")
     for ext in lines[3:]:
         if not ext:
             raise NoteError("checkpoint has an empty extension line")
@@ -327,18 +340,54 @@ def parse_checkpoint(body):
 
 
 def check_signature(body, sigs, key):
-    """Return None when a signature by `key` verifies, else a reason."""
+    """Return None when a signature by `key` verifies and none by it fails, else a reason."""
     name, kid, pub = key
-    found = False
+    good = False
     for sname, raw in sigs:
         if sname != name or raw[:4] != kid:
             continue  # C2SP: signatures by unknown keys are ignored
-        found = True
         if len(raw) == 4 + 64 and ed25519_verify(pub, body.encode("utf-8"), raw[4:]):
-            return None
-    if not found:
+            good = True
+        else:
+            return "a signature by key %s+%s does not verify" % (name, kid.hex())
+    if not good:
         return "no signature by key %s+%s" % (name, kid.hex())
-    return "signature by key %s+%s does not verify" % (name, kid.hex())
+    return None
+
+
+def is_cc(c):
+    """FORMAT.md's control character: Unicode category Cc."""
+    o = ord(c)
+    return o < 0x20 or 0x7f <= o <= 0x9f
+
+
+def parse_redaction(payload):
+    """FORMAT.md *Redaction* grammar -> (seq, hash bytes); NoteError with the reason."""
+    if not payload.startswith(REDACTION_PREFIX):
+        raise NoteError("does not start with the redaction prefix")
+    try:
+        rest = payload[len(REDACTION_PREFIX):].decode("utf-8")
+    except UnicodeDecodeError:
+        raise NoteError("is not UTF-8") from None
+    if not rest.startswith("seq="):
+        raise NoteError("has no seq=")
+    seq_s, sep, rest = rest[4:].partition(" ")
+    if not sep or not seq_s or not all(c in "0123456789" for c in seq_s) or \
+            (len(seq_s) > 1 and seq_s[0] == "0"):
+        raise NoteError("seq is not a canonical decimal number")
+    seq = int(seq_s)
+    if seq >= 1 << 64:
+        raise NoteError("seq does not fit in 64 bits")
+    if not rest.startswith("hash="):
+        raise NoteError("has no hash=")
+    hx, sep, rest = rest[5:].partition(" ")
+    if not sep or len(hx) != 64 or any(c not in "0123456789abcdef" for c in hx):
+        raise NoteError("hash is not 64 lowercase hex digits")
+    if not rest.startswith("reason="):
+        raise NoteError("has no reason=")
+    if any(is_cc(c) for c in rest[7:]):
+        raise NoteError("reason has a control character")
+    return seq, bytes.fromhex(hx)
 
 
 # ---------------------------------------------------------------- streaming reader
@@ -374,211 +423,276 @@ def u32(b, o):
 # ---------------------------------------------------------------- verification
 
 
+def read_or_short(r, n):
+    """Read up to n bytes; (bytes, complete?)."""
+    out = bytearray()
+    while len(out) < n:
+        chunk = r.f.read(min(n - len(out), CHUNK))
+        if not chunk:
+            break
+        out += chunk
+    r.pos += len(out)
+    return bytes(out), len(out) == n
+
+
+def decode_entry(entry):
+    """Entry fields; NoteError naming the first bad field (kind, then algorithm)."""
+    if entry[0] not in (KIND_ORDINARY, KIND_REDACTION):
+        raise NoteError("entry kind 0x%02x is reserved" % entry[0])
+    if entry[1] not in ALG_NAMES:
+        raise NoteError("entry algorithm 0x%02x is unknown" % entry[1])
+    return {"alg": entry[1], "kind": entry[0], "seq": u64(entry, 2), "ts": u64(entry, 10),
+            "prev": entry[18:50], "commit": entry[50:82], "plen": u32(entry, 82)}
+
+
 def verify(f, key=None, trusted=None):
     r = Reader(f)
 
-    # ---- header
-    head = r.read(HEADER_FIXED, 0, "the header")
+    # ---- header (FORMAT.md "Verifying an export", step 1: all bad_header, record 0)
+    def hb(off, detail):
+        return Break("bad_header", 0, off, detail)
+    head, ok = read_or_short(r, HEADER_FIXED)
+    if not ok:
+        raise hb(r.pos, "the file ends inside the header")
+    if head[0:8] != HEADER_MAGIC:
+        raise hb(0, "header magic is %r, not %r" % (head[0:8], HEADER_MAGIC))
+    if head[8] != EXPORT_VERSION:
+        raise hb(8, "header version is 0x%02x, not 0x02" % head[8])
     frm = u64(head, 26)
     count = u64(head, 34)
-    rec = frm
-    if head[0:8] != HEADER_MAGIC:
-        raise Break("malformed", 0, 0, "header magic is %r, not %r" % (head[0:8], HEADER_MAGIC))
-    if head[8] != VERSION:
-        raise Break("malformed", rec, 8, "header version is 0x%02x, not 0x01" % head[8])
-    alg = head[9]
-    if alg not in ALG_NAMES:
-        raise Break("malformed", rec, 9, "header algorithm 0x%02x is unknown" % alg)
-    ledger = head[10:26]
-    prev_hash = head[42:74]
-    prev_ts = u64(head, 74)
     k = bin(frm).count("1")
-    rest = r.read(HASH_LEN * k + 4, rec, "the header frontier and CRC (popcount(from) = %d)" % k)
-    crc_off = HEADER_FIXED + HASH_LEN * k
-    stored_crc = u32(rest, HASH_LEN * k)
-    if zlib.crc32(head + rest[: HASH_LEN * k]) != stored_crc:
-        raise Break("corrupt", rec, crc_off, "header CRC mismatch")
-    frontier = [rest[i * HASH_LEN:(i + 1) * HASH_LEN] for i in range(k)]
-
+    t = (frm & -frm).bit_length() - 1 if frm else 0
+    hlen = HEADER_FIXED + HASH_LEN * k + (ENTRY_LEN + HASH_LEN * t if frm else 0) + 4
+    rest, ok = read_or_short(r, hlen - HEADER_FIXED)
+    if not ok:
+        raise hb(r.pos, "the file ends inside the header (%d bytes)" % hlen)
+    hdr = head + rest
+    if zlib.crc32(hdr[:-4]) != u32(hdr, hlen - 4):
+        raise hb(hlen - 4, "header CRC mismatch")
+    alg = hdr[9]
+    if alg not in ALG_NAMES:
+        raise hb(9, "header algorithm 0x%02x is unknown" % alg)
+    if frm + count >= 1 << 64:
+        raise hb(34, "from + count does not fit in 64 bits")
+    if frm > MAX_TREE:
+        raise hb(42, "from is above 2^62")
+    ledger = hdr[10:26]
+    frontier = [hdr[42 + i * HASH_LEN:42 + (i + 1) * HASH_LEN] for i in range(k)]
     H = Hash(alg)
     genesis_prev = H(TAG_GENESIS, GENESIS_LABEL, bytes([alg]), ledger)
-    if frm == 0:
-        if prev_hash != genesis_prev:
-            raise Break("genesis_mismatch", 0, 42,
-                        "from = 0 but header prev_hash %s is not genesis_prev %s"
-                        % (prev_hash.hex(), genesis_prev.hex()))
-        if prev_ts != 0:
-            raise Break("malformed", 0, 74, "from = 0 but header prev_ts is %d, not 0" % prev_ts)
+    prev_hash, prev_ts = genesis_prev, 0
+    if frm:
+        eoff = 42 + HASH_LEN * k
+        pentry = hdr[eoff:eoff + ENTRY_LEN]
+        try:
+            pe = decode_entry(pentry)
+        except NoteError as e:
+            raise hb(eoff, "predecessor entry: %s" % e) from None
+        if pe["alg"] != alg:
+            raise hb(eoff, "predecessor entry algorithm differs from the header's")
+        if pe["seq"] != frm - 1:
+            raise hb(eoff, "predecessor entry is record %d, not %d" % (pe["seq"], frm - 1))
+        h = H(TAG_LEAF, pentry)
+        po = eoff + ENTRY_LEN
+        for i in range(t):
+            h = H.node(hdr[po + i * HASH_LEN:po + (i + 1) * HASH_LEN], h)
+        if h != frontier[-1]:
+            raise hb(eoff, "predecessor entry is not leaf %d of the header's tree" % (frm - 1))
+        prev_hash, prev_ts = H(TAG_LEAF, pentry), pe["ts"]
 
     tree = Tree(H, frontier, frm)
     trusted_checked = False
     if trusted is not None:
         t_size, t_root = trusted
         if t_size < frm:
-            raise Break("checkpoint_uncheckable", frm, 26,
+            raise Break("trusted_not_covered", frm, 26,
                         "trusted checkpoint size %d is below the export's from %d" % (t_size, frm))
         if t_size == frm:
             if tree.root() != t_root:
-                raise Break("checkpoint_inconsistent", frm, 82,
+                raise Break("trusted_forked", frm, 42,
                             "header frontier root %s differs from the trusted checkpoint root %s"
                             % (tree.root().hex(), t_root.hex()))
             trusted_checked = True
 
-    # ---- frames
+    # ---- frames (step 2: every break at the offset where the frame starts)
     seq_expected = frm
     end = frm + count
-    redacted = 0
+    redacted = []        # (seq, hash) of redacted records
+    named = set()        # (seq, hash) named by redaction records
     last_hash = prev_hash
     last_ts = prev_ts
     while seq_expected < end:
         rec = seq_expected
         off = r.pos
-        lenb = r.read(4, rec, "frame_len of record %d" % rec)
+        lenb, ok = read_or_short(r, 4)
+        if not ok:
+            raise Break("truncated", rec, off, "the file ends before record %d" % rec)
         flen = u32(lenb, 0)
         if flen < FRAME_REDACTED or flen > FRAME_MAX:
             raise Break("malformed", rec, off,
                         "frame_len %d outside [%d, %d]" % (flen, FRAME_REDACTED, FRAME_MAX))
-        fh = r.read(FRAME_HEAD - 4, rec, "frame of record %d (frame_len %d)" % (rec, flen))
+        fh, ok = read_or_short(r, FRAME_HEAD - 4)
+        if not ok:
+            raise Break("truncated", rec, off, "the file ends inside record %d" % rec)
         entry = fh[0:ENTRY_LEN]
         stored_hash = fh[ENTRY_LEN:ENTRY_LEN + HASH_LEN]
         body_tag = fh[ENTRY_LEN + HASH_LEN]
-        e_ver, e_alg = entry[0], entry[1]
-        e_seq = u64(entry, 2)
-        e_ts = u64(entry, 10)
-        e_prev = entry[18:50]
-        e_commit = entry[50:82]
         e_plen = u32(entry, 82)
-        if e_ver != VERSION:
-            raise Break("malformed", rec, off + 4, "frame version 0x%02x, not 0x01" % e_ver)
-        if e_alg not in ALG_NAMES:
-            raise Break("malformed", rec, off + 5, "frame algorithm 0x%02x is unknown" % e_alg)
-        if body_tag not in (0, 1):
-            raise Break("malformed", rec, off + 122, "body_tag 0x%02x is neither 0x00 nor 0x01"
-                        % body_tag)
-        if e_plen > MAX_PAYLOAD:
-            raise Break("malformed", rec, off + 86,
-                        "payload_len %d exceeds 16 MiB" % e_plen)
-        want_len = FRAME_FIXED_BODY + e_plen if body_tag == 0 else FRAME_REDACTED
-        if flen != want_len:
-            raise Break("malformed", rec, off,
-                        "frame_len %d disagrees with body_tag %d and payload_len %d (expected %d)"
-                        % (flen, body_tag, e_plen, want_len))
-        crc = zlib.crc32(lenb)
-        crc = zlib.crc32(fh, crc)
-        commit = None
-        if body_tag == 0:
-            salt = r.read(SALT_LEN, rec, "salt of record %d" % rec)
-            crc = zlib.crc32(salt, crc)
-            ch = H.new()
+        # The rest of the frame: salt and payload (hashed only when the shape is right).
+        shaped = body_tag == 0 and flen == FRAME_FIXED_BODY + e_plen
+        crc = zlib.crc32(fh, zlib.crc32(lenb))
+        left = flen - FRAME_HEAD - 4
+        ch = H.new() if shaped else None
+        if ch is not None:
             ch.update(TAG_COMMIT)
-            ch.update(salt)
-            left = e_plen
-            while left:
-                chunk = r.read(min(left, CHUNK), rec, "payload of record %d" % rec)
-                crc = zlib.crc32(chunk, crc)
+        # A redaction record's salt and payload are kept, to read its grammar.
+        keep = shaped and entry[0] == KIND_REDACTION
+        kept = bytearray()
+        while left:
+            chunk, ok = read_or_short(r, min(left, CHUNK))
+            if not ok:
+                raise Break("truncated", rec, off, "the file ends inside record %d" % rec)
+            crc = zlib.crc32(chunk, crc)
+            if ch is not None:
                 ch.update(chunk)
-                left -= len(chunk)
-            commit = ch.digest()
-        crcb = r.read(4, rec, "CRC of record %d" % rec)
+                if keep:
+                    kept += chunk
+            left -= len(chunk)
+        crcb, ok = read_or_short(r, 4)
+        if not ok:
+            raise Break("truncated", rec, off, "the file ends inside record %d" % rec)
         if crc != u32(crcb, 0):
             raise Break("corrupt", rec, off, "frame CRC mismatch (stored %08x, computed %08x)"
                         % (u32(crcb, 0), crc))
-        if e_alg != alg:
-            raise Break("wrong_algorithm", rec, off + 5,
-                        "frame algorithm 0x%02x differs from the export's 0x%02x" % (e_alg, alg))
+        try:
+            e = decode_entry(entry)
+        except NoteError as err:
+            raise Break("malformed", rec, off, str(err)) from None
+        if body_tag not in (0, 1):
+            raise Break("malformed", rec, off, "body_tag 0x%02x is neither 0x00 nor 0x01"
+                        % body_tag)
+        want_len = FRAME_FIXED_BODY + e_plen if body_tag == 0 else FRAME_REDACTED
+        if flen != want_len or e_plen > MAX_PAYLOAD:
+            raise Break("malformed", rec, off,
+                        "frame_len %d disagrees with body_tag %d and payload_len %d"
+                        % (flen, body_tag, e_plen))
+        if e["alg"] != alg:
+            raise Break("wrong_algorithm", rec, off,
+                        "frame algorithm 0x%02x differs from the export's 0x%02x"
+                        % (e["alg"], alg))
         rh = H(TAG_LEAF, entry)
         if rh != stored_hash:
-            raise Break("hash_mismatch", rec, off + 90,
+            raise Break("hash_mismatch", rec, off,
                         "stored record hash %s, H(0x00 ‖ entry) = %s"
                         % (stored_hash.hex(), rh.hex()))
-        if e_seq != seq_expected:
-            raise Break("sequence_gap", rec, off + 6,
-                        "frame seq %d, expected %d" % (e_seq, seq_expected))
-        if commit is not None and commit != e_commit:
-            raise Break("payload_mismatch", rec, off + 123,
-                        "salt and payload hash to %s, entry commits to %s"
-                        % (commit.hex(), e_commit.hex()))
-        if e_seq == 0 and e_prev != genesis_prev:
-            raise Break("genesis_mismatch", rec, off + 22,
-                        "record 0 prev_hash %s is not genesis_prev %s"
-                        % (e_prev.hex(), genesis_prev.hex()))
-        if e_seq != 0 and e_prev == genesis_prev:
-            raise Break("duplicate_genesis", rec, off + 22,
-                        "record %d carries the genesis predecessor" % e_seq)
-        if e_prev != last_hash:
-            raise Break("link_mismatch", rec, off + 22,
-                        "prev_hash %s, previous record hash %s" % (e_prev.hex(), last_hash.hex()))
-        if e_ts < last_ts:
-            raise Break("timestamp_regression", rec, off + 14,
-                        "timestamp %d earlier than previous %d" % (e_ts, last_ts))
+        if e["seq"] != seq_expected:
+            raise Break("sequence_gap", rec, off,
+                        "frame seq %d, expected %d" % (e["seq"], seq_expected))
+        if ch is not None and ch.digest() != e["commit"]:
+            raise Break("payload_mismatch", rec, off,
+                        "salt and payload do not hash to the entry's commitment")
+        if rec == 0:
+            if e["prev"] != genesis_prev:
+                raise Break("genesis_mismatch", rec, off,
+                            "record 0 prev_hash %s is not genesis_prev %s"
+                            % (e["prev"].hex(), genesis_prev.hex()))
+        elif e["prev"] == genesis_prev:
+            raise Break("duplicate_genesis", rec, off,
+                        "record %d carries the genesis predecessor" % rec)
+        elif e["prev"] != last_hash:
+            raise Break("link_mismatch", rec, off,
+                        "prev_hash %s, previous record hash %s"
+                        % (e["prev"].hex(), last_hash.hex()))
+        if e["ts"] < last_ts:
+            raise Break("timestamp_regression", rec, off,
+                        "timestamp %d earlier than previous %d" % (e["ts"], last_ts))
+        if e["kind"] == KIND_REDACTION:
+            if body_tag == 1:
+                raise Break("malformed", rec, off, "a redaction record's payload was removed")
+            payload = bytes(kept[SALT_LEN:])
+            try:
+                n_seq, n_hash = parse_redaction(payload)
+            except NoteError as err:
+                raise Break("malformed", rec, off,
+                            "the redaction record's payload %s" % err) from None
+            if n_seq >= rec:
+                raise Break("malformed", rec, off,
+                            "the redaction record names record %d, which is not earlier" % n_seq)
+            named.add((n_seq, n_hash))
         if body_tag == 1:
-            redacted += 1
+            redacted.append((rec, rh))
         tree.append(rh)
         last_hash = rh
-        last_ts = e_ts
+        last_ts = e["ts"]
         seq_expected += 1
         if trusted is not None and not trusted_checked and tree.size == trusted[0]:
             if tree.root() != trusted[1]:
-                raise Break("checkpoint_inconsistent", rec, off,
+                raise Break("trusted_forked", rec, off,
                             "root after record %d is %s, trusted checkpoint says %s"
                             % (rec, tree.root().hex(), trusted[1].hex()))
             trusted_checked = True
 
-    # ---- trailer
+    # ---- trailer (step 3)
     rec = end
     toff = r.pos
-    t = r.read(TRAILER_FIXED, rec, "the trailer")
+    t, ok = read_or_short(r, TRAILER_FIXED)
+    if not ok:
+        raise Break("truncated", rec, toff, "the file ends inside the trailer")
     if t[0:8] != TRAILER_MAGIC:
-        raise Break("malformed", rec, toff,
+        raise Break("bad_trailer", rec, toff,
                     "trailer magic is %r, not %r" % (t[0:8], TRAILER_MAGIC))
     note_len = u32(t, 88)
     if note_len > MAX_NOTE:
-        raise Break("malformed", rec, toff + 88, "note_len %d exceeds 1 MiB" % note_len)
-    note = r.read(note_len, rec, "the checkpoint note") if note_len else b""
-    crcb = r.read(4, rec, "the trailer CRC")
+        raise Break("bad_trailer", rec, toff + 88, "note_len %d exceeds 1 MiB" % note_len)
+    tail, ok = read_or_short(r, note_len + 4)
+    if not ok:
+        raise Break("truncated", rec, r.pos, "the file ends inside the trailer")
+    note, crcb = tail[:note_len], tail[note_len:]
     if zlib.crc32(note, zlib.crc32(t)) != u32(crcb, 0):
-        raise Break("corrupt", rec, toff + TRAILER_FIXED + note_len, "trailer CRC mismatch")
+        raise Break("bad_trailer", rec, toff + TRAILER_FIXED + note_len, "trailer CRC mismatch")
     extra_off = r.pos
     extra = f.read(1)
     if extra:
-        raise Break("trailing_bytes", rec, extra_off, "bytes follow the trailer")
+        raise Break("trailing_data", rec, extra_off, "bytes follow the trailer")
+    try:
+        note.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Break("bad_trailer", rec, toff + TRAILER_FIXED, "the note is not UTF-8") from None
     t_count = u64(t, 8)
     t_last = t[16:48]
     t_size = u64(t, 48)
     t_root = t[56:88]
+    root = tree.root()
     if t_count != count:
-        raise Break("count_mismatch", rec, toff + 8,
+        raise Break("trailer_mismatch", rec, toff,
                     "trailer count %d, header count %d" % (t_count, count))
     if t_last != last_hash:
-        raise Break("last_hash_mismatch", rec, toff + 16,
+        raise Break("trailer_mismatch", rec, toff,
                     "trailer last_hash %s, last record hash %s" % (t_last.hex(), last_hash.hex()))
     if t_size != tree.size:
-        raise Break("tree_size_mismatch", rec, toff + 48,
+        raise Break("trailer_mismatch", rec, toff,
                     "trailer tree_size %d, from + count = %d" % (t_size, tree.size))
-    root = tree.root()
     if t_root != root:
-        raise Break("tree_mismatch", rec, toff + 56,
+        raise Break("trailer_mismatch", rec, toff,
                     "trailer root %s, computed root %s" % (t_root.hex(), root.hex()))
 
-    # ---- checkpoint note
+    # ---- checkpoint note (step 4: form, body, origin, size and root, then signatures)
     checkpoint = "none"
+    noff = toff + TRAILER_FIXED
     if note_len:
-        noff = toff + TRAILER_FIXED
         try:
             body, sigs = parse_signed_note(note)
             origin, c_size, c_root = parse_checkpoint(body)
         except NoteError as e:
-            raise Break("bad_checkpoint", rec, noff, str(e)) from None
+            raise Break("checkpoint_mismatch", rec, noff, str(e)) from None
         want_origin = "chainlog/" + ledger.hex()
         if origin != want_origin:
-            raise Break("bad_checkpoint", rec, noff,
-                        "checkpoint origin %r, expected %r" % (origin[:100], want_origin))
-        if c_size != t_size:
-            raise Break("bad_checkpoint", rec, noff,
-                        "checkpoint tree size %d, export tree_size %d" % (c_size, t_size))
-        if c_root != root:
-            raise Break("bad_checkpoint", rec, noff,
-                        "checkpoint root %s, export root %s" % (c_root.hex(), root.hex()))
+            raise Break("checkpoint_mismatch", rec, noff,
+                        "checkpoint origin %r, expected %r" % (origin[:64], want_origin))
+        if c_size != t_size or c_root != root:
+            raise Break("checkpoint_mismatch", rec, noff,
+                        "checkpoint says size %d root %s, export %d %s"
+                        % (c_size, c_root.hex(), t_size, root.hex()))
         checkpoint = "unverified"
         if key is not None:
             why = check_signature(body, sigs, key)
@@ -586,18 +700,19 @@ def verify(f, key=None, trusted=None):
                 raise Break("bad_signature", rec, noff, why)
             checkpoint = "verified"
     elif key is not None:
-        raise Break("unsigned", rec, toff + 88,
+        raise Break("bad_signature", rec, toff + 88,
                     "a verifier key was given but the export has no checkpoint note")
 
     if trusted is not None and not trusted_checked:
-        raise Break("checkpoint_truncated", rec, toff,
+        raise Break("trusted_truncated", rec, toff,
                     "trusted checkpoint size %d is beyond the export's tree_size %d"
                     % (trusted[0], tree.size))
 
     return {
         "ok": True,
         "records": count,
-        "redacted": redacted,
+        "redacted": len(redacted),
+        "unrecorded_redactions": sum(1 for x in redacted if x not in named),
         "root": root.hex(),
         "tree_size": tree.size,
         "from": frm,
@@ -675,7 +790,7 @@ def main(argv=None):
                 if trusted is not None:
                     want = "chainlog/" + result["ledger"]
                     if t_origin != want:
-                        raise Break("checkpoint_inconsistent", result["tree_size"], 0,
+                        raise Break("trusted_wrong_origin", result["tree_size"], 0,
                                     "trusted checkpoint origin %r, export origin %r"
                                     % (t_origin[:100], want))
             except Break:
@@ -700,8 +815,9 @@ def main(argv=None):
     if args.json:
         print(json.dumps(result))
     else:
-        print("OK %d records, %d redacted, root %s"
-              % (result["records"], result["redacted"], result["root"]))
+        print("OK %d records, %d redacted (%d unrecorded), root %s"
+              % (result["records"], result["redacted"], result["unrecorded_redactions"],
+                 result["root"]))
     return 0
 
 

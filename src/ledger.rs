@@ -43,8 +43,11 @@ pub struct Options {
     /// How often the background flush commits and syncs buffered appends: the window
     /// within which a `Buffered` append becomes durable.
     pub flush_interval: Duration,
-    /// Open without recovery and refuse appends: for inspecting a ledger as it is
-    /// stored, including one that a read-write open would refuse.
+    /// Open as a reader: no lock (any number of readers run beside the one writer
+    /// process), no write permission needed, nothing written, appends refused. A reader
+    /// sees the records committed when it opened (the log up to its last commit record;
+    /// what an interrupted commit left after it is not shown); open again to see more.
+    /// It also opens a ledger a writer would refuse, so that `verify` can name the break.
     pub read_only: bool,
 }
 

@@ -506,6 +506,13 @@ impl<S: Store> Core<S> {
     /// Commits everything sequenced so far; with `durable`, also syncs the device.
     pub fn flush(&self, durable: bool) -> Result<()> {
         let st = self.state.lock();
+        // Buffered appends a poisoning dropped returned Ok: a flush must not say they
+        // are durable now.
+        if let Some(reason) = &st.poisoned {
+            return Err(Error::Poisoned {
+                reason: reason.clone(),
+            });
+        }
         let target = st.tip.next_seq;
         self.wait_covered(st, target, durable)
     }

@@ -84,6 +84,8 @@ struct WriteState {
     unsynced: bool,
     /// The head as of the last successful sync.
     durable: Head,
+    /// How far the last segment is known durable (its header when nothing since).
+    synced_off: u64,
 }
 
 /// What opening the log found at its end.
@@ -275,6 +277,7 @@ impl Log {
                 file: Some(Arc::clone(&last.file)),
                 unsynced: false,
                 durable: head.clone(),
+                synced_off: committed_end,
             })
         });
         let log = Log {
@@ -341,6 +344,7 @@ impl Log {
             .open(&name, true)
             .map_err(io("opening a new log segment"))?;
         w.off = bytes.len() as u64;
+        w.synced_off = w.off;
         w.len = len;
         w.file = Some(Arc::clone(&file));
         w.unsynced = false;
@@ -390,7 +394,10 @@ impl Log {
         if w.off + need > w.len {
             // Full: the segment is sealed once what it holds is durable.
             if w.unsynced {
-                self.sync_locked(&mut w)?;
+                if let Err(e) = self.sync_locked(&mut w) {
+                    self.cut_after_failed_sync(&mut w);
+                    return Err(e);
+                }
             }
             self.start_segment_locked(&mut w, &head, need)?;
         }
@@ -436,6 +443,7 @@ impl Log {
             .ok_or_else(|| corrupt("no log segment to sync"))?;
         file.sync().map_err(io("syncing the log"))?;
         w.unsynced = false;
+        w.synced_off = w.off;
         w.durable = self.head();
         Ok(())
     }
@@ -448,16 +456,37 @@ impl Log {
         }
         let r = self.sync_locked(&mut w);
         if r.is_err() {
-            // The kernel may have dropped the pages it failed to write: nothing is ever
-            // written to this segment again, and what follows the durable head in it is
-            // cut off by a new segment.
-            w.file = None;
-            let durable = w.durable.clone();
-            if let Err(e) = self.start_segment_locked(&mut w, &durable, 0) {
-                tracing::error!(error = %e, "starting a new log segment after a failed sync failed");
-            }
+            self.cut_after_failed_sync(&mut w);
         }
         r
+    }
+
+    /// After a failed sync the kernel may have dropped the pages it could not write
+    /// while still showing them to readers: nothing is ever written to that segment
+    /// again, and what follows the durable head in it is cut off by a new segment (so no
+    /// later process builds on bytes the device may not have).
+    fn cut_after_failed_sync(&self, w: &mut WriteState) {
+        let failed = w.file.take();
+        let durable = w.durable.clone();
+        let Err(e) = self.start_segment_locked(w, &durable, 0) else {
+            return;
+        };
+        tracing::error!(error = %e, "starting a new log segment after a failed sync failed; zeroing what followed the durable head instead");
+        // No room for a new segment: overwrite what followed the durable head with
+        // zeros. The page cache shows zeros at once, so no later process builds on the
+        // bytes the device may have lost, whether or not this reaches the device.
+        if let Some(f) = failed {
+            let zeros = vec![0u8; usize::try_from(w.off - w.synced_off).unwrap_or(0)];
+            if let Err(e) = f.write_at(&zeros, w.synced_off).and_then(|()| f.sync()) {
+                tracing::error!(error = %e, "zeroing the log after a failed sync failed");
+            }
+        }
+        w.off = w.synced_off;
+        let mut r = self.read.lock();
+        if let Some(idx) = r.segments.last_mut().and_then(|s| s.index.as_mut()) {
+            idx.retain(|g| g.end_seq() <= durable.next_seq);
+        }
+        r.head = durable;
     }
 
     /// The head as of the last successful sync.

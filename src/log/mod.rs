@@ -26,9 +26,18 @@ use items::{encode_nodes, encode_skip, SegmentHeader, COMMIT_LEN, SEGMENT_HEADER
 use media::{Media, SegmentFile};
 use scan::GroupLoc;
 
-/// A new segment's size: large enough that a segment holds thousands of commits, small
-/// enough that a new ledger stays small and open's scan of the last one is quick.
+/// The first segment's size: a new ledger stays small.
 pub(crate) const SEGMENT_SIZE: u64 = 4 << 20;
+/// Later segments double up to this: large enough that the space a commit too large for
+/// the rest of a segment leaves behind is a few percent, small enough that open's scan of
+/// the last segment stays quick.
+pub(crate) const MAX_SEGMENT_SIZE: u64 = 16 << 20;
+
+/// The size segment `number` is created with (more for a commit that needs it).
+fn segment_size(number: u64) -> u64 {
+    let doublings = u32::try_from(number.saturating_sub(1).min(8)).unwrap_or(8);
+    (SEGMENT_SIZE << doublings).min(MAX_SEGMENT_SIZE)
+}
 /// Sealed segments whose index is kept in memory at once.
 const CACHED_INDEXES: usize = 32;
 const SEGMENT_SUFFIX: &str = ".seg";
@@ -334,7 +343,7 @@ impl Log {
             start: head.clone(),
         };
         let bytes = header.to_bytes();
-        let len = SEGMENT_SIZE.max((bytes.len() as u64 + need).next_multiple_of(4096));
+        let len = segment_size(number).max((bytes.len() as u64 + need).next_multiple_of(4096));
         let name = segment_name(number);
         self.media
             .create(&name, &bytes, len)

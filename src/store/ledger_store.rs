@@ -1,8 +1,9 @@
 //! The store a ledger runs on: the log of record, with sled beside it as a derived tree.
 //!
 //! Reads come from the log. A commit goes to the log first (one write; one sync for
-//! durable appends); then sled gets the commit's Merkle nodes and its head moves by a
-//! compare-and-swap on the head it held. sled is never the only copy of anything: open
+//! durable appends); then sled gets the commits' Merkle nodes and its head moves by a
+//! compare-and-swap on the head it held, every `MIRROR_BATCH` commits and at close.
+//! sled is never the only copy of anything and never ahead of the log: open
 //! repairs it from the log, and when sled itself fails the ledger stops accepting appends
 //! (the commit already in the log stands) and the next open rebuilds it.
 
@@ -35,12 +36,33 @@ pub(crate) struct LedgerStore {
     /// Why sled failed, until the writer has seen it.
     sled_failure: Mutex<Option<String>>,
     staged: Mutex<Staged>,
+    /// Commits not yet applied to sled.
+    mirror: Mutex<Mirror>,
     dir: PathBuf,
 }
 
+/// Commits in the log that sled has not been given yet.
+#[derive(Default)]
+struct Mirror {
+    /// The head sled holds (what its next compare-and-swap expects).
+    sled_head: Option<Vec<u8>>,
+    nodes: Vec<(u64, Vec<u8>)>,
+    /// The newest head to give sled.
+    head: Option<Vec<u8>>,
+    commits: u64,
+}
+
+/// Commits applied to sled at once.
+const MIRROR_BATCH: u64 = 256;
+
 impl LedgerStore {
     pub fn new(log: Log, sled: Option<SledStore>, dir: &Path) -> LedgerStore {
+        let sled_head = Some(log.head().to_bytes());
         LedgerStore {
+            mirror: Mutex::new(Mirror {
+                sled_head,
+                ..Mirror::default()
+            }),
             log,
             sled: Mutex::new(sled),
             sled_failure: Mutex::new(None),
@@ -59,28 +81,51 @@ impl LedgerStore {
         })
     }
 
-    /// Applies one commit to sled. A failure takes sled out of service.
-    fn mirror(&self, key: u64, nodes: &[u8], expected: &[u8], new: &[u8]) {
+    /// Queues one commit for sled, and applies the queue once it holds
+    /// `MIRROR_BATCH` commits. sled gets the queued nodes values, then its head moves
+    /// by one compare-and-swap from the head it held to the newest: far fewer rewrites
+    /// of the head value in sled's log than one per commit, and sled is only ever
+    /// behind the log (which open repairs), never ahead.
+    fn mirror(&self, key: u64, nodes: &[u8], new: &[u8]) {
+        let mut m = self.mirror.lock();
+        if !nodes.is_empty() {
+            m.nodes.push((key, nodes.to_vec()));
+        }
+        m.head = Some(new.to_vec());
+        m.commits += 1;
+        if m.commits >= MIRROR_BATCH {
+            self.apply_mirror(&mut m);
+        }
+    }
+
+    /// Applies what is queued for sled. A failure takes sled out of service.
+    fn apply_mirror(&self, m: &mut Mirror) {
+        let Some(new) = m.head.take() else { return };
+        let nodes = std::mem::take(&mut m.nodes);
+        m.commits = 0;
         let mut sled = self.sled.lock();
         let Some(s) = sled.as_ref() else { return };
         let r = (|| {
-            if !nodes.is_empty() {
-                s.write_nodes(key, nodes)?;
+            for (key, value) in &nodes {
+                s.write_nodes(*key, value)?;
             }
-            if !s.cas_head(Some(expected), new)? {
+            if !s.cas_head(m.sled_head.as_deref(), &new)? {
                 return Err(Error::HeadConflict {
-                    detail: "sled's head is not the one the writer committed".into(),
+                    detail: "sled's head is not the one the writer left there".into(),
                 });
             }
             Ok(())
         })();
-        if let Err(e) = r {
-            tracing::error!(error = %e, "the derived sled tree failed; the next open rebuilds it from the log");
-            *self.sled_failure.lock() = Some(format!(
-                "the derived sled tree failed ({e}); reopen the ledger to rebuild it"
-            ));
-            if let Some(s) = sled.take() {
-                s.abandon();
+        match r {
+            Ok(()) => m.sled_head = Some(new),
+            Err(e) => {
+                tracing::error!(error = %e, "the derived sled tree failed; the next open rebuilds it from the log");
+                *self.sled_failure.lock() = Some(format!(
+                    "the derived sled tree failed ({e}); reopen the ledger to rebuild it"
+                ));
+                if let Some(s) = sled.take() {
+                    s.abandon();
+                }
             }
         }
     }
@@ -90,8 +135,10 @@ impl LedgerStore {
         self.sled.lock()
     }
 
-    /// Closes sled cleanly (flushed), so the next open finds it in step with the log.
+    /// Applies what is queued and closes sled cleanly (flushed), so the next open finds
+    /// it in step with the log.
     pub fn close_sled(&self) {
+        self.apply_mirror(&mut self.mirror.lock());
         if let Some(s) = self.sled.lock().take() {
             s.close();
         }
@@ -136,7 +183,7 @@ impl Store for LedgerStore {
                 }
                 self.log
                     .append(key, &staged.frames, &staged.nodes, &new_head)?;
-                self.mirror(key, &staged.nodes, &current, new);
+                self.mirror(key, &staged.nodes, new);
                 Ok(true)
             }
             None => {

@@ -187,3 +187,75 @@ pub(crate) fn resume(ledger: &Ledger) -> Result<()> {
     }
     remove_intent(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_md_intent_table_matches_the_constants() {
+        let doc = include_str!("../docs/FORMAT.md");
+        let section = doc
+            .split("\n## ")
+            .find(|s| s.starts_with("Ledger directory"))
+            .unwrap();
+        let block = section.split("```").skip(1).step_by(2).nth(2).unwrap();
+        let rows: Vec<(usize, String)> = block
+            .lines()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let off = w.first()?.parse().ok()?;
+                Some((off, w.last()?.to_string()))
+            })
+            .collect();
+        assert_eq!(rows.first().map(|r| r.0), Some(0));
+        for (name, off) in [
+            ("seq", I_SEQ),
+            ("hash", I_HASH),
+            ("size", I_SIZE),
+            ("segment", I_SEGMENT),
+            ("offset", I_OFF),
+            ("len", I_LEN),
+            ("crc32", I_CRC),
+        ] {
+            let line = block
+                .lines()
+                .find(|l| l.split_whitespace().nth(2) == Some(name))
+                .unwrap_or_else(|| panic!("{name} not in the REDACTING table"));
+            let got: usize = line.split_whitespace().next().unwrap().parse().unwrap();
+            assert_eq!(got, off, "{name}");
+        }
+        let end = block.lines().find(|l| l.contains("(end)")).unwrap();
+        assert_eq!(
+            end.split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap(),
+            INTENT_LEN
+        );
+        assert_eq!(&MAGIC[..], b"CLREDACT");
+    }
+
+    #[test]
+    fn an_intent_round_trips_and_a_damaged_one_is_ignored() {
+        let i = Intent {
+            seq: 7,
+            hash: Hash([3; 32]),
+            size: 9,
+            frame: FrameLoc {
+                number: 2,
+                off: 1000,
+                len: 200,
+            },
+        };
+        let b = i.to_bytes();
+        assert_eq!(b.len(), INTENT_LEN);
+        assert_eq!(Intent::from_bytes(&b), Some(i));
+        for k in 0..b.len() {
+            let mut d = b.clone();
+            d[k] ^= 1;
+            assert_eq!(Intent::from_bytes(&d), None, "flip at {k}");
+        }
+    }
+}

@@ -484,7 +484,7 @@ fn bench_reports_figures_and_verifies() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ok"], true);
     assert_eq!(v["records"], 300);
-    assert_eq!(v["frame_bytes"], 300 * (160 + 64));
+    assert_eq!(v["frame_bytes"], 300 * (159 + 64));
     for k in [
         "appends_per_sec",
         "p50_us",

@@ -302,9 +302,9 @@ fn format_md_export_tables_match_the_constants() {
     assert_eq!(offsets, vec![0, 8, 9, 10, 26, 34, 42]);
     assert_eq!(export_header_len(0), 46);
     // from = 5: two frontier hashes, the entry of record 4, no path (5 is odd).
-    assert_eq!(export_header_len(5), 46 + 64 + 87);
+    assert_eq!(export_header_len(5), 46 + 64 + 86);
     // from = 12: two frontier hashes, the entry of record 11 and a path of two hashes.
-    assert_eq!(export_header_len(12), 46 + 64 + 87 + 64);
+    assert_eq!(export_header_len(12), 46 + 64 + 86 + 64);
     let trailer = doc_table("Export file", 2);
     let names = [
         "magic",

@@ -264,6 +264,81 @@ mod tests {
         }
     }
 
+    /// (offset, name) rows of the `n`-th code block of FORMAT.md's log section.
+    fn doc_rows(n: usize) -> Vec<(String, String)> {
+        let doc = include_str!("../../docs/FORMAT.md");
+        let section = doc
+            .split("\n## ")
+            .find(|s| s.starts_with("Log segments"))
+            .unwrap();
+        let block = section.split("```").skip(1).step_by(2).nth(n).unwrap();
+        block
+            .lines()
+            .filter_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                let (off, name) = match w.as_slice() {
+                    [off, end] if *end == "(end)" => (*off, *end),
+                    [off, _, name, ..] => (*off, *name),
+                    _ => return None,
+                };
+                off.chars()
+                    .next()?
+                    .is_ascii_digit()
+                    .then(|| (off.to_string(), name.to_string()))
+            })
+            .collect()
+    }
+
+    fn at(rows: &[(String, String)], name: &str) -> usize {
+        rows.iter()
+            .find(|r| r.1 == name)
+            .unwrap_or_else(|| panic!("{name} not in FORMAT.md's table"))
+            .0
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn format_md_log_tables_match_the_constants() {
+        let h = doc_rows(0);
+        assert_eq!(at(&h, "magic"), S_MAGIC);
+        assert_eq!(at(&h, "version"), S_VERSION);
+        assert_eq!(at(&h, "algorithm"), S_ALG);
+        assert_eq!(at(&h, "ledger"), S_LEDGER_ID);
+        assert_eq!(at(&h, "created"), S_CREATED);
+        assert_eq!(at(&h, "number"), S_NUMBER);
+        assert_eq!(at(&h, "first_seq"), S_FIRST_SEQ);
+        assert_eq!(at(&h, "prev_hash"), S_PREV_HASH);
+        assert_eq!(at(&h, "prev_ts"), S_PREV_TS);
+        assert_eq!(at(&h, "frontier"), S_FRONTIER);
+        let n = doc_rows(1);
+        assert_eq!(at(&n, "key"), N_KEY);
+        assert_eq!(at(&n, "count"), N_COUNT);
+        assert_eq!(at(&n, "hashes"), N_HASHES);
+        let c = doc_rows(2);
+        assert_eq!(at(&c, "size"), C_SIZE);
+        assert_eq!(at(&c, "last_ts"), C_LAST_TS);
+        assert_eq!(at(&c, "last_hash"), C_LAST_HASH);
+        assert_eq!(at(&c, "root"), C_ROOT);
+        assert_eq!(at(&c, "crc32"), C_CRC);
+        assert_eq!(at(&c, "(end)"), COMMIT_LEN);
+        let k = doc_rows(3);
+        assert_eq!(at(&k, "len"), K_LEN);
+        assert_eq!(at(&k, "crc32"), K_CRC);
+        assert_eq!(at(&k, "(end)"), SKIP_MIN_LEN);
+        let doc = include_str!("../../docs/FORMAT.md");
+        for tag in [
+            "`\"NODE\"` = `0x4E4F4445`",
+            "`\"CMIT\"` = `0x434D4954`",
+            "`\"SKIP\"` = `0x534B4950`",
+        ] {
+            assert!(doc.contains(tag), "FORMAT.md lacks {tag}");
+        }
+        assert_eq!(NODES_TAG, 0x4E4F_4445);
+        assert_eq!(COMMIT_TAG, 0x434D_4954);
+        assert_eq!(SKIP_TAG, 0x534B_4950);
+    }
+
     #[test]
     fn layout_matches_format_md() {
         assert_eq!(S_FRONTIER, 90);

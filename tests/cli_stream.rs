@@ -199,19 +199,12 @@ fn a_killed_appender_loses_no_acknowledged_line() {
     run(["verify", d]).ok();
 }
 
-/// Appends one record from another process, retrying while `tail -f`'s poll holds the
-/// ledger open (today a read-only open takes the directory lock too).
+/// Appends from another process beside the follower: readers take no lock, so the
+/// writer gets the ledger at once, however the follower's polls fall.
 fn append_beside_follower(dir: &str, payloads: &[&str]) {
     let mut args = vec!["append", dir];
     args.extend_from_slice(payloads);
-    for _ in 0..10_000 {
-        let r = run(&args);
-        if r.code == Some(0) {
-            return;
-        }
-        assert!(r.stderr.contains("already open"), "{}", r.stderr);
-    }
-    panic!("the follower never let go of the lock");
+    run(&args).ok();
 }
 
 #[test]

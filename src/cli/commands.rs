@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::Duration;
@@ -380,35 +380,16 @@ fn tail(out: &mut Out, dir: &Path, a: TailArgs) -> Result<Outcome, Failure> {
 
 /// `tail -f`: reopens the ledger read-only every `interval` and prints records from
 /// `next` on, until interrupted (or stdout closes).
-///
-/// A read-only open still takes the directory lock today, so while another process
-/// holds the ledger open the poll is skipped (said once on stderr), and a writer that
-/// starts while a poll holds the lock is refused for that moment.
 fn follow(
     out: &mut Out,
     dir: &Path,
     mut next: u64,
     interval: Duration,
 ) -> Result<Outcome, Failure> {
-    // Said once per run: a writer that comes and goes would otherwise repeat it.
-    let mut warned = false;
     loop {
         thread::sleep(interval);
-        let ledger = match open_read_only_raw(dir) {
-            Ok(l) => l,
-            Err(chainlog::Error::AlreadyOpen { .. }) => {
-                if !warned {
-                    warned = true;
-                    let _ = writeln!(
-                        io::stderr(),
-                        "chainlog: {} is open in another process; following resumes when it is closed",
-                        dir.display()
-                    );
-                }
-                continue;
-            }
-            Err(e) => return Err(Failure::ledger(&e, at_dir(dir))),
-        };
+        // A reader takes no lock: this runs beside the writing process.
+        let ledger = open_read_only_raw(dir).map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
         let len = ledger.len();
         if len < next {
             return Err(Failure::integrity(

@@ -18,7 +18,8 @@ use crate::merkle::{self, ConsistencyProof, InclusionProof, TreeError};
 use crate::note::{SignerKey, VerifierKey};
 use crate::redaction;
 use crate::store::{
-    repair_sled, FaultPlan, FaultStore, GroupIter, LedgerStore, SledStore, Store, Value,
+    repair_sled, sled_intact, FaultPlan, FaultStore, GroupIter, LedgerStore, SledStore, Store,
+    Value,
 };
 use crate::sync::{thread, Arc, Mutex, Ordering};
 use crate::tree::TreeReader;
@@ -250,42 +251,39 @@ fn check_watermark(core: &DynCore, head: &Head, mark: &watermark::Mark) -> Resul
     }))
 }
 
-/// What open-time recovery found.
-
-/// Opens the derived sled tree and brings it in step with the log. sled is never needed
-/// to serve the ledger, so when it cannot be opened or repaired the ledger runs without
-/// it (and the next open tries again).
+/// Opens the derived sled tree when its files are exactly those of a clean close in step
+/// with the log, and otherwise rebuilds it from the log. sled is never needed to serve
+/// the ledger, so when it cannot be opened or rebuilt the ledger runs without it (and the
+/// next open tries again).
 fn open_sled(path: &Path, cache_bytes: u64, log: &Log) -> Option<SledStore> {
-    let sled = match SledStore::open(path, cache_bytes) {
-        Ok(s) => s,
-        Err(e @ Error::Corrupt { .. }) => {
-            // Damaged beyond sled's own recovery: everything it held is in the log.
-            tracing::warn!(error = %e, "the derived sled tree is damaged; rebuilding it from the log");
-            let reopened = fs::remove_dir_all(path)
-                .map_err(|e| Error::io("removing a damaged sled tree", e))
-                .and_then(|()| SledStore::open(path, cache_bytes));
-            match reopened {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "the derived sled tree could not be rebuilt; running without it");
-                    return None;
-                }
+    let head = log.head();
+    if sled_intact(path, head.next_seq) {
+        match SledStore::open(path, cache_bytes)
+            .and_then(|s| repair_sled(&s, log, false).map(|_| s))
+        {
+            Ok(s) => return Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "the derived sled tree did not open; rebuilding it from the log")
             }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "the derived sled tree could not be opened; running without it");
-            return None;
+    } else if path.exists() {
+        // After a crash, or with its files changed since its clean close, sled is not
+        // read: damaged files can hang it or make it drop what follows the damage.
+        tracing::warn!(
+            "the derived sled tree was not closed in step with the log; rebuilding it from the log"
+        );
+    }
+    let rebuilt = match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(Error::io("removing a stale sled tree", e))
         }
-    };
-    match repair_sled(&sled, log, false) {
-        Ok(None) => Some(sled),
-        Ok(Some(what)) => {
-            tracing::warn!(%what, "repaired the derived sled tree");
-            Some(sled)
-        }
+        _ => SledStore::open(path, cache_bytes),
+    }
+    .and_then(|s| repair_sled(&s, log, head.next_seq > 0).map(|_| s));
+    match rebuilt {
+        Ok(s) => Some(s),
         Err(e) => {
-            tracing::warn!(error = %e, "repairing the derived sled tree failed; running without it");
-            sled.abandon();
+            tracing::warn!(error = %e, "the derived sled tree could not be rebuilt; running without it");
             None
         }
     }

@@ -126,7 +126,7 @@ fn assert_sled_in_step(dir: &Path, len: u64, what: &str) {
         "{what}"
     );
     let nodes = db.open_tree("nodes").unwrap();
-    assert!(nodes.len() > 0, "{what}: sled has no tree nodes");
+    assert!(!nodes.is_empty(), "{what}: sled has no tree nodes");
     let mut last = None;
     for kv in nodes.iter() {
         let (k, v) = kv.unwrap();

@@ -323,7 +323,7 @@ fn one(f: &Fixture, cmd: Cmd, sys: &str, err: &str, when: u32, work: &Path) -> b
         ),
     };
     let args_ref: Vec<&str> = args.iter().map(String::as_str).collect();
-    let paths = ledger_paths(&dir, &[out_file.clone()]);
+    let paths = ledger_paths(&dir, std::slice::from_ref(&out_file));
     let o = run(&args_ref, stdin.as_deref(), Some((sys, err, when, &paths)));
     let ctx = format!(
         "{cmd:?} under {sys}={err} when={when}: exit {:?}\n{}",

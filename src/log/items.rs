@@ -229,16 +229,13 @@ pub(crate) fn decode_nodes(b: &[u8]) -> Option<(u64, &[u8])> {
 /// A skip item of `len` bytes (at least [`SKIP_MIN_LEN`]): the padding left where a
 /// redacted frame was shorter than the frame it replaced.
 pub(crate) fn encode_skip(len: usize) -> Vec<u8> {
-    let mut b = vec![0u8; len.max(SKIP_MIN_LEN)];
-    if let Some(head) = b.get_mut(..K_CRC) {
-        head[..4].copy_from_slice(&SKIP_TAG.to_be_bytes());
-        // Padding replaces part of one frame, which is below 2^32 bytes.
-        head[K_LEN..K_CRC].copy_from_slice(&(len as u32).to_be_bytes());
-    }
-    let crc = crc32fast::hash(b.get(..K_CRC).unwrap_or_default());
-    if let Some(c) = b.get_mut(K_CRC..SKIP_MIN_LEN) {
-        c.copy_from_slice(&crc.to_be_bytes());
-    }
+    let mut b = Vec::with_capacity(len.max(SKIP_MIN_LEN));
+    b.extend_from_slice(&SKIP_TAG.to_be_bytes());
+    // Padding replaces part of one frame, which is below 2^32 bytes.
+    b.extend_from_slice(&(len as u32).to_be_bytes());
+    let crc = crc32fast::hash(&b);
+    b.extend_from_slice(&crc.to_be_bytes());
+    b.resize(len.max(SKIP_MIN_LEN), 0);
     b
 }
 

@@ -60,8 +60,7 @@ pub(crate) fn walk(bytes: &[u8], header: &SegmentHeader) -> Walk {
     let mut nodes: Option<(u64, u64)> = None;
     let mut frames_end = off;
     w.committed_end = start as u64;
-    loop {
-        let Some(b) = bytes.get(off..) else { break };
+    while let Some(b) = bytes.get(off..) {
         if b.len() < 4 {
             break;
         }
@@ -132,10 +131,17 @@ pub(crate) fn walk(bytes: &[u8], header: &SegmentHeader) -> Walk {
         w.tail_frames += 1;
     }
     let committed = usize::try_from(w.committed_end).unwrap_or(usize::MAX);
-    w.tail = bytes
-        .get(committed..)
-        .is_some_and(|rest| rest.iter().any(|&b| b != 0));
+    w.tail = bytes.get(committed..).is_some_and(|rest| !all_zero(rest));
     w
+}
+
+/// Whether every byte is zero (compared a block at a time: a segment's unused end is
+/// megabytes long).
+fn all_zero(b: &[u8]) -> bool {
+    const BLOCK: usize = 64 << 10;
+    static ZEROS: [u8; BLOCK] = [0; BLOCK];
+    b.chunks(BLOCK)
+        .all(|c| c == ZEROS.get(..c.len()).unwrap_or_default())
 }
 
 /// The frames of a group with skip items left out.

@@ -138,9 +138,15 @@ impl LedgerStore {
     /// Applies what is queued and closes sled cleanly (flushed), so the next open finds
     /// it in step with the log.
     pub fn close_sled(&self) {
-        self.apply_mirror(&mut self.mirror.lock());
-        if let Some(s) = self.sled.lock().take() {
-            s.close();
+        let mut m = self.mirror.lock();
+        self.apply_mirror(&mut m);
+        let Some(s) = self.sled.lock().take() else {
+            return;
+        };
+        if s.close() {
+            if let Some(head) = &m.sled_head {
+                write_sled_mark(&self.dir.join(crate::layout::SLED_DIR), head);
+            }
         }
     }
 }
@@ -259,6 +265,72 @@ pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(
     sync_dir(dir).map_err(|e| Error::io(op, e))
 }
 
+/// Beside sled's files, written at its clean close: the record count it held and a
+/// BLAKE3 digest of every one of its files (`next_seq` 8 bytes big-endian, digest 32,
+/// CRC32 4). sled is opened only when its files are exactly those: damaged sled files
+/// can make sled 0.34.7 hang or silently drop what follows the damage, so after a crash
+/// or any change it is rebuilt from the log instead of read.
+pub(crate) const SLED_MARK: &str = "chainlog.held";
+const MARK_LEN: usize = 8 + 32 + 4;
+
+/// The digest of every file in sled's directory but the mark (names, lengths, bytes).
+fn sled_digest(sled_dir: &Path) -> Option<[u8; 32]> {
+    let mut files = Vec::new();
+    let mut stack = vec![sled_dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).ok()? {
+            let p = e.ok()?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n != SLED_MARK) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut h = blake3::Hasher::new();
+    for f in files {
+        let bytes = fs::read(&f).ok()?;
+        let name = f
+            .strip_prefix(sled_dir)
+            .ok()?
+            .to_string_lossy()
+            .into_owned();
+        h.update(&(name.len() as u64).to_be_bytes());
+        h.update(name.as_bytes());
+        h.update(&(bytes.len() as u64).to_be_bytes());
+        h.update(&bytes);
+    }
+    Some(*h.finalize().as_bytes())
+}
+
+fn write_sled_mark(sled_dir: &Path, head: &[u8]) {
+    let Some(digest) = sled_digest(sled_dir) else {
+        return;
+    };
+    let n = crate::format::be_u64(head, crate::format::H_NEXT_SEQ);
+    let mut b = n.to_be_bytes().to_vec();
+    b.extend_from_slice(&digest);
+    b.extend_from_slice(&crc32fast::hash(&b).to_be_bytes());
+    if let Err(e) = write_atomically(sled_dir, SLED_MARK, &b) {
+        tracing::warn!(error = %e, "recording what the derived sled tree holds failed");
+    }
+}
+
+/// Whether sled's files are exactly those of a clean close at a head of `next_seq`
+/// records.
+pub(crate) fn sled_intact(sled_dir: &Path, next_seq: u64) -> bool {
+    let Ok(b) = fs::read(sled_dir.join(SLED_MARK)) else {
+        return false;
+    };
+    let valid = b.len() == MARK_LEN
+        && crate::format::be_u32(&b, MARK_LEN - 4)
+            == crc32fast::hash(b.get(..MARK_LEN - 4).unwrap_or_default());
+    valid
+        && crate::format::be_u64(&b, 0) == next_seq
+        && sled_digest(sled_dir).is_some_and(|d| b.get(8..40) == Some(&d[..]))
+}
+
 /// Brings sled in step with the log: nothing when it holds the log's head; the missing
 /// commits' nodes when it is behind on the same history; otherwise (missing, damaged,
 /// ahead of the log or on another history) it is emptied and rebuilt from the log.
@@ -270,6 +342,7 @@ pub(crate) fn repair_sled(sled: &SledStore, log: &Log, force: bool) -> Result<Op
     let held = stored
         .as_deref()
         .and_then(|b| Head::from_bytes(alg, b).ok());
+
     if !force && held.as_ref() == Some(&target) {
         return Ok(None);
     }

@@ -17,7 +17,9 @@ mod sled_store;
 #[cfg_attr(not(feature = "fault-injection"), allow(unused_imports))]
 pub use fault::{FaultPlan, FaultStore, Op};
 #[cfg(not(loom))]
-pub(crate) use ledger_store::{repair_sled, write_atomically, LedgerStore, CHECKPOINT_FILE};
+pub(crate) use ledger_store::{
+    repair_sled, sled_intact, write_atomically, LedgerStore, CHECKPOINT_FILE,
+};
 #[cfg(test)]
 pub(crate) use mem::MemStore;
 #[cfg(not(loom))]

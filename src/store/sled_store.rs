@@ -191,23 +191,26 @@ impl SledStore {
     /// Flushes sled and closes it. sled 0.34.7 unwraps a failed `fsync` when its log is
     /// dropped; that panic is contained here and reported as a warning, since everything
     /// sled holds can be rebuilt from the log.
-    pub fn close(self) {
+    /// Returns whether everything reached sled's files.
+    pub fn close(self) -> bool {
         if let Err(e) = self.db.flush() {
             tracing::warn!(error = %e, "flushing the derived sled tree at close failed; the next open repairs it");
             self.abandon();
-            return;
+            return false;
         }
         if std::thread::panicking() {
             // A panic in sled's drop now would abort the process.
             self.abandon();
-            return;
+            return false;
         }
         DROPPING_SLED.with(|d| d.set(true));
         let r = panic::catch_unwind(panic::AssertUnwindSafe(move || drop(self)));
         DROPPING_SLED.with(|d| d.set(false));
         if let Err(p) = r {
             tracing::warn!(error = %panic_text(&*p), "closing the derived sled tree failed; the next open repairs it");
+            return false;
         }
+        true
     }
 
     /// Leaves a failed sled handle unclosed: dropping it would retry its failed I/O (and

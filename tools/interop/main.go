@@ -34,9 +34,9 @@ func (f *files) String() string     { return strings.Join(*f, ",") }
 func (f *files) Set(s string) error { *f = append(*f, s); return nil }
 
 type inclusionProof struct {
-	Index    *int64   `json:"index"`
-	TreeSize *int64   `json:"tree_size"`
-	LeafHash string   `json:"leaf_hash"`
+	Index    *int64   `json:"seq"`
+	TreeSize *int64   `json:"size"`
+	LeafHash string   `json:"hash"`
 	Proof    []string `json:"proof"`
 	Root     string   `json:"root"`
 }

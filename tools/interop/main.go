@@ -34,6 +34,8 @@ func (f *files) String() string     { return strings.Join(*f, ",") }
 func (f *files) Set(s string) error { *f = append(*f, s); return nil }
 
 type inclusionProof struct {
+	Kind     string   `json:"kind"`
+	Alg      string   `json:"alg"`
 	Index    *int64   `json:"seq"`
 	TreeSize *int64   `json:"size"`
 	LeafHash string   `json:"hash"`
@@ -42,10 +44,12 @@ type inclusionProof struct {
 }
 
 type consistencyProof struct {
+	Kind    string   `json:"kind"`
+	Alg     string   `json:"alg"`
 	OldSize *int64   `json:"old_size"`
-	NewSize *int64   `json:"new_size"`
+	NewSize *int64   `json:"size"`
 	OldRoot string   `json:"old_root"`
-	NewRoot string   `json:"new_root"`
+	NewRoot string   `json:"root"`
 	Proof   []string `json:"proof"`
 }
 
@@ -165,9 +169,9 @@ func main() {
 		var p inclusionProof
 		decodeStrict(readFile(f), &p, f)
 		if p.Index == nil || p.TreeSize == nil || p.Proof == nil {
-			fail("%s: missing index, tree_size or proof", f)
+			fail("%s: missing seq, size or proof", f)
 		}
-		leaf := parseHex(p.LeafHash, "leaf_hash", f)
+		leaf := parseHex(p.LeafHash, "hash", f)
 		root := parseHex(p.Root, "root", f)
 		if err := tlog.CheckRecord(parseHexList(p.Proof, f), *p.TreeSize, root, *p.Index, leaf); err != nil {
 			fail("%s: tlog.CheckRecord(index %d, size %d): %v", f, *p.Index, *p.TreeSize, err)
@@ -184,7 +188,7 @@ func main() {
 			fail("%s: missing old_size, new_size or proof", f)
 		}
 		oldRoot := parseHex(p.OldRoot, "old_root", f)
-		newRoot := parseHex(p.NewRoot, "new_root", f)
+		newRoot := parseHex(p.NewRoot, "root", f)
 		if err := tlog.CheckTree(parseHexList(p.Proof, f), *p.NewSize, newRoot, *p.OldSize, oldRoot); err != nil {
 			fail("%s: tlog.CheckTree(%d -> %d): %v", f, *p.OldSize, *p.NewSize, err)
 		}

@@ -105,7 +105,7 @@ expect_rejected() {
 flip "$work/inclusion-100-257.json" '"proof":["' "$work/bad-inclusion.json"
 expect_rejected "inclusion proof with a flipped hash digit" "$work/checkpoint" \
     -inclusion "$work/bad-inclusion.json"
-flip "$work/inclusion-100-257.json" '"leaf_hash":"' "$work/bad-leaf.json"
+flip "$work/inclusion-100-257.json" '"hash":"' "$work/bad-leaf.json"
 expect_rejected "inclusion proof with a flipped leaf hash digit" "$work/checkpoint" \
     -inclusion "$work/bad-leaf.json"
 flip "$work/consistency-100-257.json" '"proof":["' "$work/bad-consistency.json"
@@ -128,7 +128,7 @@ field() {
 }
 
 # chainlog rejects the tampered proofs too (exit 1: invalid), given the true root.
-for f in bad-inclusion:root bad-leaf:root bad-consistency:new_root; do
+for f in bad-inclusion:root bad-leaf:root bad-consistency:root; do
     rc=0
     "$chainlog" verify-proof "$work/${f%:*}.json" --hash sha256 \
         --root "$(field "$work/${f%:*}.json" "${f#*:}")" >/dev/null || rc=$?

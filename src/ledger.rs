@@ -821,7 +821,11 @@ impl Ledger {
             first_break = v.finish(&head).err();
         }
         if first_break.is_none() {
-            // In a store, payloads are removed only by `redact`, which records it first.
+            // In a store, payloads are removed only by `redact`, which records it first
+            // — possibly after the head this verify read, while it ran.
+            if !v.unrecorded_redactions().is_empty() {
+                self.name_later_redactions(&mut v, head.next_seq)?;
+            }
             if let Some(&seq) = v.unrecorded_redactions().first() {
                 first_break = Some(Break::new(
                     seq,
@@ -852,6 +856,27 @@ impl Ledger {
             first_break,
             checkpoint: None,
         })
+    }
+
+    /// Lets `v` see the redaction records appended after record `from` since the
+    /// verify began (a reader opens the ledger again to see them).
+    fn name_later_redactions(&self, v: &mut ChainVerifier, from: u64) -> Result<()> {
+        let reopened;
+        let view = if self.opts.read_only {
+            reopened = Ledger::open(&self.dir, self.opts.clone())?;
+            &reopened
+        } else {
+            self
+        };
+        for r in view.range(from..) {
+            let r = r?;
+            if r.kind == RecordKind::Redaction {
+                if let Some(p) = &r.payload {
+                    v.name_redaction(p);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `verify`, plus proof that the ledger extends a trusted earlier checkpoint (signed

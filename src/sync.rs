@@ -23,6 +23,24 @@ mod imp {
         }
     }
 
+    pub use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
+
+    /// A reader-writer lock whose guards cannot fail.
+    #[derive(Debug, Default)]
+    pub struct RwLock<T>(parking_lot::RwLock<T>);
+
+    impl<T> RwLock<T> {
+        pub fn new(t: T) -> Self {
+            RwLock(parking_lot::RwLock::new(t))
+        }
+        pub fn read(&self) -> RwLockReadGuard<'_, T> {
+            self.0.read()
+        }
+        pub fn write(&self) -> RwLockWriteGuard<'_, T> {
+            self.0.write()
+        }
+    }
+
     #[derive(Debug, Default)]
     pub struct Condvar(parking_lot::Condvar);
 
@@ -61,6 +79,23 @@ mod imp {
         pub fn lock(&self) -> MutexGuard<'_, T> {
             // loom poisons only if a model thread panicked, which fails the model anyway.
             self.0.lock().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+
+    pub use loom::sync::{RwLockReadGuard, RwLockWriteGuard};
+
+    #[derive(Debug)]
+    pub struct RwLock<T>(loom::sync::RwLock<T>);
+
+    impl<T> RwLock<T> {
+        pub fn new(t: T) -> Self {
+            RwLock(loom::sync::RwLock::new(t))
+        }
+        pub fn read(&self) -> RwLockReadGuard<'_, T> {
+            self.0.read().unwrap_or_else(|e| e.into_inner())
+        }
+        pub fn write(&self) -> RwLockWriteGuard<'_, T> {
+            self.0.write().unwrap_or_else(|e| e.into_inner())
         }
     }
 

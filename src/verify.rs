@@ -298,6 +298,14 @@ impl ChainVerifier {
             .collect()
     }
 
+    /// Counts a redaction record from past the records checked (one appended while
+    /// they were checked) as naming its record; one that does not parse names none.
+    pub fn name_redaction(&mut self, payload: &[u8]) {
+        if let Ok(n) = format::parse_redaction(payload) {
+            self.named.insert(n);
+        }
+    }
+
     /// The hash of the last record checked (or the starting predecessor).
     pub fn last_hash(&self) -> Hash {
         self.prev_hash

@@ -187,3 +187,74 @@ fn an_interrupted_redaction_is_finished_at_the_next_open() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// Verify, reads and exports beside a running redaction see either the frame before it
+/// or after it, and a redaction whose record lies past the head they read is recorded.
+#[test]
+fn verify_beside_a_running_redaction_sees_no_tampering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ledger");
+    let l = std::sync::Arc::new(Ledger::create(&dir, Options::default()).unwrap());
+    for chunk in (0..400).map(secret).collect::<Vec<_>>().chunks(20) {
+        l.append_batch(chunk).unwrap();
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (reports, failures) = std::thread::scope(|s| {
+        let redactor = s.spawn(|| {
+            for seq in (0..400).step_by(7) {
+                l.redact(seq, "erasure request").unwrap();
+                l.append(b"between redactions").unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let checkers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut runs = 0u32;
+                    let mut failures = Vec::new();
+                    // At least a few runs, whatever the scheduling.
+                    while runs < 5 || !done.load(std::sync::atomic::Ordering::SeqCst) {
+                        runs += 1;
+                        let rep = l.verify().unwrap();
+                        if !rep.is_ok() {
+                            failures.push(format!("in process: {:?}", rep.first_break));
+                        }
+                        let opts = Options {
+                            read_only: true,
+                            ..Options::default()
+                        };
+                        let reader = Ledger::open(&dir, opts).unwrap();
+                        match reader.verify() {
+                            Ok(rep) if rep.is_ok() => {}
+                            other => failures.push(format!("reader: {other:?}")),
+                        }
+                        for r in reader.range(..) {
+                            if let Err(e) = r {
+                                failures.push(format!("reader range: {e}"));
+                            }
+                        }
+                    }
+                    (runs, failures)
+                })
+            })
+            .collect();
+        redactor.join().unwrap();
+        let mut runs = 0;
+        let mut failures = Vec::new();
+        for c in checkers {
+            let (n, f) = c.join().unwrap();
+            runs += n;
+            failures.extend(f);
+        }
+        (runs, failures)
+    });
+    assert!(reports >= 10);
+    assert!(
+        failures.is_empty(),
+        "{} of {reports} runs: {failures:#?}",
+        failures.len()
+    );
+    let rep = l.verify().unwrap();
+    assert!(rep.is_ok());
+    assert_eq!(rep.redacted, 58);
+}

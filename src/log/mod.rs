@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::format::{self, Config, Head, REDACTED_FRAME_LEN};
 use crate::store::{Group, GroupIter, Value};
-use crate::sync::Mutex;
+use crate::sync::{Mutex, RwLock};
 
 pub(crate) use items::CommitRecord;
 use items::{encode_nodes, encode_skip, SegmentHeader, COMMIT_LEN, SEGMENT_HEADER_MAX_LEN};
@@ -38,6 +38,8 @@ fn segment_size(number: u64) -> u64 {
     let doublings = u32::try_from(number.saturating_sub(1).min(8)).unwrap_or(8);
     (SEGMENT_SIZE << doublings).min(MAX_SEGMENT_SIZE)
 }
+/// How often a reader process reads a group again whose frames fail their checks.
+const REREADS: u32 = 16;
 /// Sealed segments whose index is kept in memory at once.
 const CACHED_INDEXES: usize = 32;
 const SEGMENT_SUFFIX: &str = ".seg";
@@ -112,6 +114,9 @@ pub(crate) struct Log {
     config: Config,
     read: Mutex<ReadState>,
     write: Option<Mutex<WriteState>>,
+    /// Held for writing while a redaction rewrites a frame, for reading while frames
+    /// are read.
+    rewriting: RwLock<()>,
     tail: TailReport,
 }
 
@@ -139,7 +144,7 @@ fn claimed_head(bytes: &[u8], header: &SegmentHeader, groups: &[GroupLoc]) -> He
     for g in groups {
         let lo = usize::try_from(g.off).unwrap_or(usize::MAX);
         let hi = usize::try_from(g.off + g.len).unwrap_or(usize::MAX);
-        let frames = scan::strip_skips(bytes.get(lo..hi).unwrap_or_default());
+        let frames = scan::frames_of(bytes.get(lo..hi).unwrap_or_default().to_vec());
         let mut off = 0;
         while let Ok(len) = format::frame_len(frames.get(off..).unwrap_or_default()) {
             let hash = format::hash_at(&frames, off + format::F_HASH);
@@ -298,6 +303,7 @@ impl Log {
                 loads: 0,
             }),
             write,
+            rewriting: RwLock::new(()),
             tail,
         };
         if writable && tail.uncommitted_bytes {
@@ -433,7 +439,6 @@ impl Log {
             count: new.next_seq - key,
             off,
             len: frames.len() as u64,
-            skips: false,
             nodes: nodes_at.map(|at| (off + (at + items::N_HASHES) as u64, nodes.len() as u64)),
             end: off + need,
         };
@@ -584,12 +589,20 @@ impl Log {
     }
 
     fn group_value(&self, i: usize, g: &GroupLoc) -> Result<Group> {
-        let bytes = self.read_range(i, g.off, g.len)?;
-        let frames = if g.skips {
-            scan::strip_skips(&bytes)
-        } else {
-            bytes
-        };
+        // A redaction in this process rewrites frames holding the other side of this
+        // lock, so a read sees a frame either before its rewrite or after it.
+        let steady = self.rewriting.read();
+        let mut frames = scan::frames_of(self.read_range(i, g.off, g.len)?);
+        // A reader process has no such lock: a group whose frames fail their checks may
+        // have been read while the writer rewrote one, so it is read again a few times
+        // before its bytes are handed on (real damage reads the same every time).
+        let mut again = if self.write.is_none() { REREADS } else { 0 };
+        while again > 0 && !format::frames(&frames).all(|(_, f)| f.is_ok()) {
+            again -= 1;
+            crate::sync::thread::yield_now();
+            frames = scan::frames_of(self.read_range(i, g.off, g.len)?);
+        }
+        drop(steady);
         Ok((g.key, Value::from(frames)))
     }
 
@@ -722,23 +735,11 @@ impl Log {
                 .open(&segment_name(loc.number), true)
                 .map_err(io("opening a log segment to redact"))?,
         };
+        let rewrite = self.rewriting.write();
         file.write_at(&bytes, loc.off)
             .map_err(io("rewriting a redacted frame"))?;
+        drop(rewrite);
         file.sync().map_err(io("syncing a redacted frame"))?;
-        let mut r = self.read.lock();
-        if let Some(idx) = r
-            .segments
-            .iter_mut()
-            .find(|s| s.number == loc.number)
-            .and_then(|s| s.index.as_mut())
-        {
-            if let Some(g) = idx
-                .iter_mut()
-                .find(|g| g.off <= loc.off && loc.off < g.off + g.len)
-            {
-                g.skips = true;
-            }
-        }
         drop(w);
         Ok(())
     }

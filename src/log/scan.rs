@@ -19,8 +19,6 @@ pub(crate) struct GroupLoc {
     /// Offset and length of the frames (skip items included).
     pub off: u64,
     pub len: u64,
-    /// Whether skip items lie among the frames (a redaction padded one).
-    pub skips: bool,
     /// Offset and length of the nodes item's hashes, if the commit has one.
     pub nodes: Option<(u64, u64)>,
     /// Offset just past the commit record.
@@ -56,7 +54,6 @@ pub(crate) fn walk(bytes: &[u8], header: &SegmentHeader) -> Walk {
     // The open (not yet committed) group.
     let mut g_off = off;
     let mut g_key = seq;
-    let mut skips = false;
     let mut nodes: Option<(u64, u64)> = None;
     let mut frames_end = off;
     w.committed_end = start as u64;
@@ -81,7 +78,6 @@ pub(crate) fn walk(bytes: &[u8], header: &SegmentHeader) -> Walk {
                 count: seq - g_key,
                 off: g_off as u64,
                 len: (frames_end - g_off) as u64,
-                skips,
                 nodes,
                 end: end as u64,
             });
@@ -89,7 +85,6 @@ pub(crate) fn walk(bytes: &[u8], header: &SegmentHeader) -> Walk {
             g_off = off;
             g_key = seq;
             frames_end = off;
-            skips = false;
             nodes = None;
             w.committed_end = off as u64;
             w.tail_frames = 0;
@@ -116,7 +111,6 @@ pub(crate) fn walk(bytes: &[u8], header: &SegmentHeader) -> Walk {
             if b.len() < len {
                 break;
             }
-            skips = true;
             off += len;
             frames_end = off;
             continue;
@@ -144,8 +138,35 @@ fn all_zero(b: &[u8]) -> bool {
         .all(|c| c == ZEROS.get(..c.len()).unwrap_or_default())
 }
 
-/// The frames of a group with skip items left out.
-pub(crate) fn strip_skips(region: &[u8]) -> Vec<u8> {
+/// The frames of a group with any skip items left out. Decided by the bytes, not by
+/// an index: a redaction in another process may have padded a frame since the index
+/// was built.
+pub(crate) fn frames_of(region: Vec<u8>) -> Vec<u8> {
+    if has_skips(&region) {
+        strip_skips(&region)
+    } else {
+        region
+    }
+}
+
+fn has_skips(region: &[u8]) -> bool {
+    let mut off = 0;
+    while let Some(b) = region.get(off..) {
+        if b.len() < 4 {
+            return false;
+        }
+        if be_u32(b, 0) == SKIP_TAG {
+            return true;
+        }
+        match format::frame_len(b) {
+            Ok(l) => off += l,
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+fn strip_skips(region: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(region.len());
     let mut off = 0;
     while let Some(b) = region.get(off..) {
@@ -193,11 +214,7 @@ pub(crate) fn check_commits(
         let ok = (|| {
             let region =
                 bytes.get(usize::try_from(g.off).ok()?..usize::try_from(g.off + g.len).ok()?)?;
-            let frames = if g.skips {
-                strip_skips(region)
-            } else {
-                region.to_vec()
-            };
+            let frames = frames_of(region.to_vec());
             let mut count = 0u64;
             for (_, r) in format::frames(&frames) {
                 let f = r.ok()?;

@@ -826,6 +826,12 @@ impl Ledger {
             if !v.unrecorded_redactions().is_empty() {
                 self.name_later_redactions(&mut v, head.next_seq)?;
             }
+            // Or it arrived redacted in an export this ledger imported.
+            if !v.unrecorded_redactions().is_empty() {
+                for (seq, hash) in redaction::imported(&self.dir)? {
+                    v.name(seq, hash);
+                }
+            }
             if let Some(&seq) = v.unrecorded_redactions().first() {
                 first_break = Some(Break::new(
                     seq,

@@ -18,6 +18,9 @@ use crate::store::write_atomically;
 
 /// Present only while a redaction runs (docs/FORMAT.md, *Ledger directory*).
 pub(crate) const INTENT_FILE: &str = "REDACTING";
+/// The records an import brought in already redacted (docs/FORMAT.md, *Ledger
+/// directory*): no redaction record of this ledger names them.
+pub(crate) const IMPORTED_FILE: &str = "IMPORTED_REDACTIONS";
 const MAGIC: &[u8; 8] = b"CLREDACT";
 const I_SEQ: usize = 8;
 const I_HASH: usize = I_SEQ + 8;
@@ -91,6 +94,55 @@ fn read_intent(dir: &Path) -> Result<Option<Intent>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io("reading the redaction intent", e)),
     }
+}
+
+/// The records, with their hashes, that imports brought in redacted; a line that is
+/// not `<seq> <hash>` in canonical form is an error naming it.
+pub(crate) fn imported(dir: &Path) -> Result<Vec<(u64, Hash)>> {
+    let text = match fs::read(dir.join(IMPORTED_FILE)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("reading the imported redactions", e)),
+    };
+    let bad = |n: usize, why: &str| Error::Corrupt {
+        detail: format!("{} line {n}: {why}", dir.join(IMPORTED_FILE).display()),
+    };
+    let text = std::str::from_utf8(&text).map_err(|_| bad(1, "not UTF-8"))?;
+    let Some(body) = text.strip_suffix('\n') else {
+        return Err(bad(text.lines().count().max(1), "no final newline"));
+    };
+    let mut out: Vec<(u64, Hash)> = Vec::new();
+    for (i, line) in body.split('\n').enumerate() {
+        let n = i + 1;
+        let (seq, hash) = line
+            .split_once(' ')
+            .ok_or_else(|| bad(n, "expected `<seq> <hash>`"))?;
+        let canonical = seq == "0" || (!seq.starts_with('0') && !seq.is_empty());
+        let seq: u64 = seq
+            .parse()
+            .ok()
+            .filter(|_| canonical)
+            .ok_or_else(|| bad(n, "the sequence number is not canonical decimal"))?;
+        let hash = Hash::from_hex(hash)
+            .filter(|h| h.to_string() == hash)
+            .ok_or_else(|| bad(n, "the hash is not 64 lowercase hex digits"))?;
+        if out.last().is_some_and(|&(last, _)| last >= seq) {
+            return Err(bad(n, "sequence numbers must increase"));
+        }
+        out.push((seq, hash));
+    }
+    Ok(out)
+}
+
+/// Adds `records` (from an import about to append them) to the imported redactions.
+pub(crate) fn add_imported(dir: &Path, records: &[(u64, Hash)]) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut all: std::collections::BTreeMap<u64, Hash> = imported(dir)?.into_iter().collect();
+    all.extend(records.iter().copied());
+    let text: String = all.iter().map(|(s, h)| format!("{s} {h}\n")).collect();
+    write_atomically(dir, IMPORTED_FILE, text.as_bytes())
 }
 
 /// Before the log is read: a frame that an interrupted rewrite left neither whole nor
@@ -235,6 +287,38 @@ mod tests {
             INTENT_LEN
         );
         assert_eq!(&MAGIC[..], b"CLREDACT");
+    }
+
+    #[test]
+    fn imported_redactions_round_trip_and_a_bad_line_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        assert_eq!(imported(d).unwrap(), vec![]);
+        add_imported(d, &[(10, Hash([1; 32])), (2, Hash([2; 32]))]).unwrap();
+        add_imported(d, &[(0, Hash([3; 32])), (10, Hash([1; 32]))]).unwrap();
+        let want = vec![(0, Hash([3; 32])), (2, Hash([2; 32])), (10, Hash([1; 32]))];
+        assert_eq!(imported(d).unwrap(), want);
+        let good = fs::read_to_string(d.join(IMPORTED_FILE)).unwrap();
+        assert_eq!(
+            good.lines().next(),
+            Some(&*format!("0 {}", "03".repeat(32)))
+        );
+        let h = "ab".repeat(32);
+        for (text, line, why) in [
+            (format!("01 {h}\n"), 1, "canonical"),
+            (format!("1 {h}"), 1, "final newline"),
+            (format!("1 {}\n", h.to_uppercase()), 1, "lowercase"),
+            (format!("1 {h}\n1 {h}\n"), 2, "increase"),
+            (format!("1  {h}\n"), 1, "lowercase"),
+            (format!("1 {h}\n\n"), 2, "expected"),
+        ] {
+            fs::write(d.join(IMPORTED_FILE), &text).unwrap();
+            let e = imported(d).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("line {line}:")) && e.contains(why),
+                "{text:?}: {e}"
+            );
+        }
     }
 
     #[test]

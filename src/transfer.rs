@@ -17,6 +17,7 @@ use crate::hash::Hash;
 use crate::ledger::{check_record, tree_error, Ledger, Options};
 use crate::merkle::{self, Frontier};
 use crate::note::{SignerKey, VerifierKey};
+use crate::redaction;
 use crate::writer::Durability;
 
 /// What to export.
@@ -334,11 +335,21 @@ impl Ledger {
         };
         // Pass 1 verifies everything and keeps each record's hash (32 bytes a record).
         let mut hashes = Vec::new();
+        // Records the export carries without payload: the ledger will hold them so.
+        let mut redacted = Vec::new();
         let report = verify_export_with(
             BufReader::with_capacity(1 << 20, &mut f),
             &check,
             &mut progress,
-            |frame| hashes.push(frame_hash(frame)),
+            |frame| {
+                let hash = frame_hash(frame);
+                if let Ok(f) = format::decode_frame(frame) {
+                    if f.body.is_none() {
+                        redacted.push((f.entry.seq, hash));
+                    }
+                }
+                hashes.push(hash);
+            },
         )
         .map_err(read_err)?;
         if let Some(b) = &report.first_break {
@@ -354,7 +365,7 @@ impl Ledger {
             BufReader::with_capacity(1 << 20, f),
             dir,
             opts,
-            (&hashes, report.root.unwrap_or_default()),
+            (&hashes, &redacted, report.root.unwrap_or_default()),
             created,
             &mut made,
             progress,
@@ -386,7 +397,7 @@ impl Ledger {
         input: R,
         dir: &Path,
         opts: Options,
-        (hashes, root): (&[Hash], Hash),
+        (hashes, redacted, root): (&[Hash], &[(u64, Hash)], Hash),
         created: bool,
         made: &mut bool,
         mut progress: impl FnMut(u64),
@@ -455,6 +466,8 @@ impl Ledger {
                 });
             }
         }
+        // Before the records: a stop after them must not leave them unaccounted for.
+        redaction::add_imported(dir, redacted)?;
         let mut batch = Vec::with_capacity(1 << 20);
         let mut imported = 0u64;
         loop {

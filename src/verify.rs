@@ -306,6 +306,11 @@ impl ChainVerifier {
         }
     }
 
+    /// Counts record `seq` with hash `hash` as accounted for (by an import).
+    pub fn name(&mut self, seq: u64, hash: Hash) {
+        self.named.insert((seq, hash));
+    }
+
     /// The hash of the last record checked (or the starting predecessor).
     pub fn last_hash(&self) -> Hash {
         self.prev_hash

@@ -286,6 +286,37 @@ fn export_can_leave_out_chosen_payloads() {
 }
 
 #[test]
+fn a_redacted_export_imports_into_a_ledger_that_verifies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = ledger(tmp.path(), "a", 8);
+    let out = tmp.path().join("redacted.export");
+    export(&dir, &out, &["--redact", "1,6"]).quiet_ok();
+    let r = tmp.path().join("r");
+    run(["import", p(&out), p(&r)]).ok();
+    let v = run(["verify", p(&r), "--json"]).ok().one();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["redacted"], 2);
+    assert_eq!(v["root"], root(&dir));
+    let g = run(["get", p(&r), "1", "--json"]).ok().one();
+    assert_eq!(g["redacted"], true);
+    // The ledger goes on: its own redactions are recorded as always, and a later
+    // import of the full export extends it.
+    run(["redact", p(&r), "2", "--reason", "request"]).ok();
+    run(["verify", p(&r)]).ok();
+    // A payload removed from another record by hand is still caught.
+    common::log::edit_frame(&r, 4, |f| {
+        let e = chainlog::format::decode_frame(f).unwrap().entry;
+        let mut out = Vec::new();
+        chainlog::format::encode_frame(&mut out, &e, None);
+        out.extend(common::log::skip_item(f.len() - out.len()));
+        *f = out;
+    });
+    let v = run(["verify", p(&r), "--json"]).code(1).one();
+    assert_eq!(v["first_break"]["kind"], "unrecorded_redaction", "{v}");
+    assert_eq!(v["first_break"]["seq"], 4, "{v}");
+}
+
+#[test]
 fn redact_removes_the_payload_from_every_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = ledger(tmp.path(), "g", 10);

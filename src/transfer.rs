@@ -358,36 +358,31 @@ impl Ledger {
             });
         }
         f.seek(SeekFrom::Start(0)).map_err(read_err)?;
-        let created = !Ledger::exists(dir)?;
-        let existed = dir.exists();
-        let mut made = false;
-        let r = Self::import_pass(
-            BufReader::with_capacity(1 << 20, f),
-            dir,
-            opts,
-            (&hashes, &redacted, report.root.unwrap_or_default()),
-            created,
-            &mut made,
-            progress,
-        );
-        // Only a ledger this call created is removed (create refuses a non-empty
-        // directory, so it held nothing else).
-        if r.is_err() && made {
-            // Nothing of this half-made ledger may open later as if it were whole.
-            let _ = if existed {
-                fs::read_dir(dir).map(|entries| {
-                    for e in entries.flatten() {
-                        let p = e.path();
-                        let _ = if p.is_dir() {
-                            fs::remove_dir_all(&p)
-                        } else {
-                            fs::remove_file(&p)
-                        };
-                    }
-                })
-            } else {
-                fs::remove_dir_all(dir)
-            };
+        let input = BufReader::with_capacity(1 << 20, f);
+        let checked = (&hashes[..], &redacted[..], report.root.unwrap_or_default());
+        if Ledger::exists(dir)? {
+            return Self::import_pass(input, dir, opts, checked, false, progress);
+        }
+        // A new ledger is built beside its place and renamed into it once whole, so a
+        // failed or killed import leaves nothing at `dir` that could open as a ledger.
+        if fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(Error::AlreadyExists {
+                path: dir.to_path_buf(),
+            });
+        }
+        let staging = staging_dir(dir)?;
+        clear_stale_staging(&staging)?;
+        let r = Self::import_pass(input, &staging, opts, checked, true, progress);
+        let r = r.and_then(|summary| {
+            // Over an empty directory too: rename replaces one.
+            fs::rename(&staging, dir)
+                .map_err(|e| Error::io("moving the imported ledger into place", e))?;
+            sync_parent(dir)?;
+            Ok(summary)
+        });
+        if r.is_err() {
+            // The staging directory is this import's alone (it held its lock).
+            let _ = fs::remove_dir_all(&staging);
         }
         r
     }
@@ -399,7 +394,6 @@ impl Ledger {
         opts: Options,
         (hashes, redacted, root): (&[Hash], &[(u64, Hash)], Hash),
         created: bool,
-        made: &mut bool,
         mut progress: impl FnMut(u64),
     ) -> Result<ImportSummary> {
         let changed = |d: String| Error::Corrupt {
@@ -425,9 +419,7 @@ impl Ledger {
                 ledger_id: h.ledger_id,
                 created: crate::writer::now_nanos(),
             };
-            let l = Ledger::create_with(dir, opts, &config)?;
-            *made = true;
-            l
+            Ledger::create_with(dir, opts, &config)?
         } else {
             Ledger::open(dir, opts)?
         };
@@ -514,6 +506,37 @@ impl Ledger {
             root,
         })
     }
+}
+
+/// Where an import builds a new ledger at `dir`: `.<name>.importing` beside it.
+fn staging_dir(dir: &Path) -> Result<std::path::PathBuf> {
+    let name = dir.file_name().ok_or_else(|| Error::InvalidArgument {
+        detail: format!("{} names no directory to import into", dir.display()),
+    })?;
+    let mut staged = std::ffi::OsString::from(".");
+    staged.push(name);
+    staged.push(".importing");
+    Ok(dir.with_file_name(staged))
+}
+
+/// A staging directory left by an import that was killed is removed, unless another
+/// import is using it (its lock is held).
+fn clear_stale_staging(staging: &Path) -> Result<()> {
+    if !staging.exists() {
+        return Ok(());
+    }
+    let _held = crate::ledger::lock_dir(staging)?;
+    fs::remove_dir_all(staging).map_err(|e| Error::io("removing an import that did not finish", e))
+}
+
+fn sync_parent(dir: &Path) -> Result<()> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("syncing the directory the import was moved into", e))
 }
 
 /// The stored record hash of a checked frame.

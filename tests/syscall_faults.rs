@@ -39,6 +39,15 @@ const WRITE_SYSCALLS: &[&str] = &[
 ];
 const ERRORS: &[&str] = &["EIO", "ENOSPC", "EROFS"];
 
+/// An errno name is injected as that error; `SIGKILL` kills the process at the call.
+fn inject(fault: &str) -> String {
+    if fault.starts_with("SIG") {
+        format!("signal={fault}")
+    } else {
+        format!("error={fault}")
+    }
+}
+
 fn strace_available() -> bool {
     Command::new("strace")
         .arg("-V")
@@ -69,7 +78,7 @@ fn run(args: &[&str], stdin: Option<&str>, strace: Option<(&str, &str, u32, &[Pa
             c.args(["-f", "-qq", "-o", "/dev/null", "-e"])
                 .arg(format!("trace={sys}"))
                 .arg("-e")
-                .arg(format!("inject={sys}:error={err}:when={when}"));
+                .arg(format!("inject={sys}:{}:when={when}", inject(err)));
             for p in paths {
                 c.arg("-P").arg(p);
             }
@@ -507,4 +516,71 @@ fn every_command_survives_every_injected_io_fault() {
             "no run was hit through {sys}: {hits:?}"
         );
     }
+}
+
+/// An import into a new directory killed at any write, sync or rename leaves nothing
+/// there that opens as a ledger (in particular no empty ledger with the export's
+/// identity), and running it again completes it.
+#[test]
+fn a_killed_import_leaves_no_ledger_behind() {
+    if !strace_available() {
+        eprintln!("SKIPPED: strace is not installed (.ci/run installs it)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    run(&["init", src.to_str().unwrap()], None, None);
+    for b in 0..3 {
+        let batch: Vec<String> = (0..50).map(|i| format!("record {b}-{i}")).collect();
+        let mut args = vec!["append", src.to_str().unwrap()];
+        args.extend(batch.iter().map(String::as_str));
+        assert_eq!(run(&args, None, None).code, Some(0));
+    }
+    let export = tmp.path().join("x.export");
+    let o = run(
+        &["export", src.to_str().unwrap(), export.to_str().unwrap()],
+        None,
+        None,
+    );
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let stats = |dir: &Path| -> Option<Value> {
+        let o = run(&["stats", dir.to_str().unwrap(), "--json"], None, None);
+        (o.code == Some(0)).then(|| serde_json::from_str(o.stdout.lines().next()?).ok())?
+    };
+    let full = stats(&src).unwrap();
+    let mut killed = 0;
+    let mut failures = Vec::new();
+    for sys in ["fdatasync", "fsync", "rename", "pwrite64", "write"] {
+        for when in 1..=12u32 {
+            let dst = tmp.path().join(format!("dst-{sys}-{when}"));
+            let args = ["import", export.to_str().unwrap(), dst.to_str().unwrap()];
+            let o = run(&args, None, Some((sys, "SIGKILL", when, &[])));
+            let was_killed = o.code.is_none();
+            killed += usize::from(was_killed);
+            match stats(&dst) {
+                None => {}
+                Some(s) if s["size"] == full["size"] && s["head"] == full["head"] => {}
+                Some(s) => failures.push(format!("{sys} call {when}: a partial ledger opens: {s}")),
+            }
+            if !was_killed && o.code != Some(0) {
+                failures.push(format!(
+                    "{sys} call {when}: exit {:?}: {}",
+                    o.code, o.stderr
+                ));
+            }
+            // Again, without the fault: the import completes.
+            let o = run(&args, None, None);
+            if o.code != Some(0) {
+                failures.push(format!("{sys} call {when}: rerun failed: {}", o.stderr));
+                continue;
+            }
+            verify_ok(&dst, &format!("{sys} call {when}, rerun"));
+            let s = stats(&dst).unwrap();
+            if s["size"] != full["size"] || s["head"] != full["head"] {
+                failures.push(format!("{sys} call {when}: rerun gave {s}"));
+            }
+        }
+    }
+    assert!(killed >= 20, "only {killed} runs were killed by the fault");
+    assert!(failures.is_empty(), "{failures:#?}");
 }

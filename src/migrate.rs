@@ -162,7 +162,7 @@ fn build(dir: &Path, old: &SledStore) -> Result<u64> {
     }
     log.sync()?;
     if let Some(note) = old.read_checkpoint()? {
-        write_atomically(dir, CHECKPOINT_FILE, &note)?;
+        write_atomically(dir, CHECKPOINT_FILE, &note, "writing the latest checkpoint")?;
     }
     Ok(stored.next_seq)
 }

@@ -77,7 +77,12 @@ impl Intent {
 }
 
 pub(crate) fn write_intent(dir: &Path, intent: &Intent) -> Result<()> {
-    write_atomically(dir, INTENT_FILE, &intent.to_bytes())
+    write_atomically(
+        dir,
+        INTENT_FILE,
+        &intent.to_bytes(),
+        "writing the redaction intent",
+    )
 }
 
 pub(crate) fn remove_intent(dir: &Path) -> Result<()> {
@@ -142,7 +147,12 @@ pub(crate) fn add_imported(dir: &Path, records: &[(u64, Hash)]) -> Result<()> {
     let mut all: std::collections::BTreeMap<u64, Hash> = imported(dir)?.into_iter().collect();
     all.extend(records.iter().copied());
     let text: String = all.iter().map(|(s, h)| format!("{s} {h}\n")).collect();
-    write_atomically(dir, IMPORTED_FILE, text.as_bytes())
+    write_atomically(
+        dir,
+        IMPORTED_FILE,
+        text.as_bytes(),
+        "writing the imported redactions",
+    )
 }
 
 /// Before the log is read: a frame that an interrupted rewrite left neither whole nor

@@ -243,7 +243,12 @@ impl Store for LedgerStore {
     }
 
     fn write_checkpoint(&self, note: &[u8]) -> Result<()> {
-        write_atomically(&self.dir, CHECKPOINT_FILE, note)
+        write_atomically(
+            &self.dir,
+            CHECKPOINT_FILE,
+            note,
+            "writing the latest checkpoint",
+        )
     }
 
     fn take_failure(&self) -> Option<String> {
@@ -253,9 +258,13 @@ impl Store for LedgerStore {
 
 /// Replaces `dir/name` with `bytes` atomically and durably: a temporary file, synced,
 /// renamed over it, and the directory synced.
-pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomically(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    op: &'static str,
+) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
-    let op = "writing the latest checkpoint";
     let mut f = File::create(&tmp).map_err(|e| Error::io(op, e))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
@@ -312,7 +321,7 @@ fn write_sled_mark(sled_dir: &Path, head: &[u8]) {
     let mut b = n.to_be_bytes().to_vec();
     b.extend_from_slice(&digest);
     b.extend_from_slice(&crc32fast::hash(&b).to_be_bytes());
-    if let Err(e) = write_atomically(sled_dir, SLED_MARK, &b) {
+    if let Err(e) = write_atomically(sled_dir, SLED_MARK, &b, "writing what sled holds") {
         tracing::warn!(error = %e, "recording what the derived sled tree holds failed");
     }
 }

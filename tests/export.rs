@@ -593,3 +593,26 @@ fn import_refuses_pipes_read_only_opens_and_leaves_nothing_half_made() {
     assert!(Ledger::import(&signed, &fresh, Options::default(), &wrong, |_| {}).is_err());
     assert!(!fresh.exists(), "a refused import left a directory");
 }
+
+/// The fuzz target's export seeds are exports this build accepts (signed ones with the
+/// target's key), so fuzzing starts from valid files; `fuzz/export_seeds.sh` rewrites
+/// them after a format change.
+#[test]
+fn the_fuzz_export_seeds_verify() {
+    let key =
+        VerifierKey::parse("fuzz+cf11819d+ATS02QQxVsttzwvrCilJt1WclA0ry22+jFOpswJ446dG").unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/export_reader");
+    let mut seen = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let signed = check(&bytes, std::slice::from_ref(&key), None);
+        let unsigned = check(&bytes, &[], None);
+        assert!(unsigned.is_ok(), "{}: {unsigned:?}", path.display());
+        if unsigned.checkpoint.is_some() {
+            assert!(signed.is_ok(), "{}: {signed:?}", path.display());
+        }
+        seen += 1;
+    }
+    assert!(seen >= 3);
+}

@@ -7,7 +7,8 @@
 use chainlog::{verify_export, ExportCheck, VerifierKey};
 use libfuzzer_sys::fuzz_target;
 
-const KEY: &str = "fuzz+0c48e7cb+AWG1DEISqYFmKsVI0eVNQz41yWDcr51iu6xsrJiCy6xA";
+/// Verifies the signed seeds (signer seed 0x66 x 32, `PRIVATE+KEY+fuzz+cf11819d+AWZm...`).
+const KEY: &str = "fuzz+cf11819d+ATS02QQxVsttzwvrCilJt1WclA0ry22+jFOpswJ446dG";
 
 fn check(bytes: &[u8], keys: &[VerifierKey]) {
     let r = verify_export(

@@ -19,7 +19,7 @@ mod verify;
 mod layout;
 #[cfg(all(feature = "store", not(loom)))]
 mod ledger;
-#[cfg(all(feature = "store", not(loom)))]
+#[cfg(feature = "store")]
 mod log;
 #[cfg(all(feature = "store", not(loom)))]
 mod migrate;

@@ -10,6 +10,8 @@
 
 mod items;
 pub(crate) mod media;
+#[cfg(test)]
+mod model;
 mod scan;
 #[cfg(test)]
 pub(crate) mod sim;

@@ -138,6 +138,8 @@ struct Device {
     /// Creates that fail once the armed sync fault fires.
     create_failures_after_sync_fault: u64,
     stats: SimStats,
+    /// Syncs succeed and persist nothing.
+    lying: bool,
 }
 
 impl Device {
@@ -268,6 +270,47 @@ impl SimMedia {
     /// or some of its sectors. The new device is on, has no faults armed, and shares
     /// nothing with this one.
     pub fn after_power_loss(&self, rng: &mut SimRng) -> SimMedia {
+        self.rebuilt(|bytes, off, data, stats| match rng.below(3) {
+            0 => stats.lost_writes += 1,
+            1 => {
+                stats.applied_writes += 1;
+                put(bytes, off, data);
+            }
+            _ => {
+                stats.torn_writes += 1;
+                // Sectors are aligned to the file, not to the write.
+                let end = off + data.len() as u64;
+                let mut s = off / SECTOR * SECTOR;
+                while s < end {
+                    let lo = s.max(off);
+                    let hi = (s + SECTOR).min(end);
+                    if rng.chance(1, 2) {
+                        let a = (lo - off) as usize;
+                        let b = (hi - off) as usize;
+                        put(bytes, lo, data.get(a..b).unwrap_or_default());
+                    }
+                    s += SECTOR;
+                }
+            }
+        })
+    }
+
+    /// The device after a power loss that kept no unsynced write at all.
+    pub fn synced_only(&self) -> SimMedia {
+        self.rebuilt(|_, _, _, stats| stats.lost_writes += 1)
+    }
+
+    /// From now on syncs report success and make nothing durable (a lying device).
+    pub fn lie_about_syncs(&self) {
+        self.dev.lock().lying = true;
+    }
+
+    /// A new device holding each file's durable bytes and what `pending` makes of each
+    /// unsynced write.
+    fn rebuilt(
+        &self,
+        mut pending: impl FnMut(&mut Vec<u8>, u64, &[u8], &mut SimStats),
+    ) -> SimMedia {
         let d = self.dev.lock();
         let mut stats = SimStats::default();
         let mut next = Device {
@@ -278,29 +321,7 @@ impl SimMedia {
             let Some(i) = d.inodes.get(id) else { continue };
             let mut bytes = i.durable.clone();
             for (off, data) in &i.pending {
-                match rng.below(3) {
-                    0 => stats.lost_writes += 1,
-                    1 => {
-                        stats.applied_writes += 1;
-                        put(&mut bytes, *off, data);
-                    }
-                    _ => {
-                        stats.torn_writes += 1;
-                        // Sectors are aligned to the file, not to the write.
-                        let end = *off + data.len() as u64;
-                        let mut s = *off / SECTOR * SECTOR;
-                        while s < end {
-                            let lo = s.max(*off);
-                            let hi = (s + SECTOR).min(end);
-                            if rng.chance(1, 2) {
-                                let a = (lo - *off) as usize;
-                                let b = (hi - *off) as usize;
-                                put(&mut bytes, lo, data.get(a..b).unwrap_or_default());
-                            }
-                            s += SECTOR;
-                        }
-                    }
-                }
+                pending(&mut bytes, *off, data, &mut stats);
             }
             next.names.insert(name.clone(), *id);
             next.inodes.insert(
@@ -375,6 +396,9 @@ impl SegmentFile for SimFile {
         let mut d = self.dev.lock();
         d.op()?;
         d.stats.syncs += 1;
+        if d.lying {
+            return Ok(());
+        }
         let fault = d.sync_fault.take();
         if fault.is_some() {
             d.stats.failed_syncs += 1;

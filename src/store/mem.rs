@@ -29,6 +29,16 @@ impl MemStore {
         }
     }
 
+    /// Stands in for sled's clean close under loom (see `store::Derived`).
+    #[cfg(loom)]
+    pub fn close(self) -> bool {
+        true
+    }
+
+    /// Stands in for giving up a failed sled under loom.
+    #[cfg(loom)]
+    pub fn abandon(self) {}
+
     /// The head value as of the last successful `sync`.
     #[cfg_attr(not(any(test, loom)), allow(dead_code))]
     pub fn synced_head(&self) -> Option<Vec<u8>> {

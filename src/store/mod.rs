@@ -7,23 +7,30 @@
 use crate::error::Result;
 
 mod fault;
-#[cfg(not(loom))]
 mod ledger_store;
 #[cfg(test)]
 mod mem;
+#[cfg(not(loom))]
+mod sled_repair;
 #[cfg(not(loom))]
 mod sled_store;
 
 #[cfg_attr(not(feature = "fault-injection"), allow(unused_imports))]
 pub use fault::{FaultPlan, FaultStore, Op};
-#[cfg(not(loom))]
-pub(crate) use ledger_store::{
-    repair_sled, sled_intact, write_atomically, LedgerStore, CHECKPOINT_FILE,
-};
+pub(crate) use ledger_store::{write_atomically, LedgerStore, CHECKPOINT_FILE};
 #[cfg(test)]
 pub(crate) use mem::MemStore;
 #[cfg(not(loom))]
+pub(crate) use sled_repair::{repair_sled, sled_intact};
+#[cfg(not(loom))]
 pub(crate) use sled_store::SledStore;
+
+/// The derived tree beside the log: sled; under loom, which cannot run sled's threads
+/// and files, the in-memory store in its place.
+#[cfg(not(loom))]
+pub(crate) type Derived = SledStore;
+#[cfg(loom)]
+pub(crate) type Derived = MemStore;
 
 /// A stored value: sled's reference-counted buffer, so reads hand out the cached bytes
 /// without copying them.

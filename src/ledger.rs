@@ -18,8 +18,8 @@ use crate::merkle::{self, ConsistencyProof, InclusionProof, TreeError};
 use crate::note::{SignerKey, VerifierKey};
 use crate::redaction;
 use crate::store::{
-    repair_sled, sled_intact, FaultPlan, FaultStore, GroupIter, LedgerStore, SledStore, Store,
-    Value,
+    rebuild_in_background, repair_sled, sled_intact, FaultPlan, FaultStore, GroupIter, LedgerStore,
+    SledStore, Store, Value,
 };
 use crate::sync::{thread, Arc, Mutex, Ordering};
 use crate::tree::TreeReader;
@@ -255,9 +255,12 @@ fn check_watermark(core: &DynCore, head: &Head, mark: &watermark::Mark) -> Resul
 /// with the log, and otherwise rebuilds it from the log. sled is never needed to serve
 /// the ledger, so when it cannot be opened or rebuilt the ledger runs without it (and the
 /// next open tries again).
+/// Opens sled when its files are exactly those of its last clean close in step with
+/// the log; otherwise (after a crash, or with its files changed) it is not read, since
+/// damaged files can hang it or make it drop what follows the damage, and `None` says
+/// it must be rebuilt from the log.
 fn open_sled(path: &Path, cache_bytes: u64, log: &Log) -> Option<SledStore> {
-    let head = log.head();
-    if sled_intact(path, head.next_seq) {
+    if sled_intact(path, log.head().next_seq) {
         match SledStore::open(path, cache_bytes)
             .and_then(|s| repair_sled(&s, log, false).map(|_| s))
         {
@@ -267,26 +270,11 @@ fn open_sled(path: &Path, cache_bytes: u64, log: &Log) -> Option<SledStore> {
             }
         }
     } else if path.exists() {
-        // After a crash, or with its files changed since its clean close, sled is not
-        // read: damaged files can hang it or make it drop what follows the damage.
         tracing::warn!(
-            "the derived sled tree was not closed in step with the log; rebuilding it from the log"
+            "the derived sled tree was not closed in step with the log; rebuilding it from the log in the background"
         );
     }
-    let rebuilt = match fs::remove_dir_all(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(Error::io("removing a stale sled tree", e))
-        }
-        _ => SledStore::open(path, cache_bytes),
-    }
-    .and_then(|s| repair_sled(&s, log, head.next_seq > 0).map(|_| s));
-    match rebuilt {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "the derived sled tree could not be rebuilt; running without it");
-            None
-        }
-    }
+    None
 }
 
 impl Ledger {
@@ -371,6 +359,7 @@ impl Ledger {
         let mut opts = opts;
         opts.read_only = false;
         let l = Self::open_on(dir, opts, None, None)?;
+        l.store.wait_rebuild();
         let what = {
             let sled = l.store.sled_handle();
             match sled.as_ref() {
@@ -436,13 +425,18 @@ impl Ledger {
                 "left out what an interrupted commit wrote after the last commit record; it was never acknowledged"
             );
         }
+        let sled_dir = dir.join(layout::SLED_DIR);
         let sled = if writable {
-            open_sled(&dir.join(layout::SLED_DIR), opts.cache_bytes, &log)
+            open_sled(&sled_dir, opts.cache_bytes, &log)
         } else {
             None
         };
+        let rebuild = writable && sled.is_none();
         let head = log.head();
         let store = Arc::new(LedgerStore::new(log, sled, dir));
+        if rebuild {
+            rebuild_in_background(&store, &sled_dir, opts.cache_bytes);
+        }
         let boxed: Box<dyn Store> = match faults {
             Some(plan) => Box::new(FaultStore::new(Arc::clone(&store), plan)),
             None => Box::new(Arc::clone(&store)),
@@ -499,6 +493,17 @@ impl Ledger {
             redaction::resume(&ledger)?;
         }
         Ok(ledger)
+    }
+
+    /// Waits until a rebuild of sled started by open has finished (tests).
+    #[cfg(test)]
+    pub(crate) fn wait_sled_rebuild(&self) {
+        self.store.wait_rebuild();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn store_for_tests(&self) -> &LedgerStore {
+        &self.store
     }
 
     fn check_writable(&self) -> Result<()> {

@@ -38,6 +38,8 @@ pub(crate) struct LedgerStore {
     staged: Mutex<Staged>,
     /// Commits not yet applied to sled.
     mirror: Mutex<Mirror>,
+    /// A rebuild of sled running beside the writer (after a crash).
+    rebuild: Mutex<Option<std::thread::JoinHandle<()>>>,
     dir: PathBuf,
 }
 
@@ -50,6 +52,8 @@ struct Mirror {
     /// The newest head to give sled.
     head: Option<Vec<u8>>,
     commits: u64,
+    /// sled is being rebuilt up to `sled_head`: the queue waits for it.
+    rebuilding: bool,
 }
 
 /// Commits applied to sled at once.
@@ -65,6 +69,7 @@ impl LedgerStore {
             }),
             log,
             sled: Mutex::new(sled),
+            rebuild: Mutex::new(None),
             sled_failure: Mutex::new(None),
             staged: Mutex::new(Staged::default()),
             dir: dir.to_path_buf(),
@@ -100,6 +105,9 @@ impl LedgerStore {
 
     /// Applies what is queued for sled. A failure takes sled out of service.
     fn apply_mirror(&self, m: &mut Mirror) {
+        if m.rebuilding {
+            return;
+        }
         let Some(new) = m.head.take() else { return };
         let nodes = std::mem::take(&mut m.nodes);
         m.commits = 0;
@@ -135,9 +143,50 @@ impl LedgerStore {
         self.sled.lock()
     }
 
+    /// Marks sled as being rebuilt (it is out of service until `finish_rebuild`) and
+    /// returns the head to rebuild it to: the one the queue of commits starts after.
+    pub fn begin_rebuild(&self) -> Head {
+        let mut m = self.mirror.lock();
+        m.rebuilding = true;
+        let head = self.log.head();
+        m.sled_head = Some(head.to_bytes());
+        head
+    }
+
+    /// Puts a rebuilt sled in service (the commits queued meanwhile reach it with the
+    /// next batch), or, without one, runs on without sled.
+    pub fn finish_rebuild(&self, sled: Option<Derived>) {
+        let mut m = self.mirror.lock();
+        m.rebuilding = false;
+        *self.sled.lock() = sled;
+    }
+
+    pub fn set_rebuild_thread(&self, h: std::thread::JoinHandle<()>) {
+        *self.rebuild.lock() = Some(h);
+    }
+
+    /// No rebuild of sled was started (tests).
+    #[cfg(test)]
+    pub fn rebuild_idle(&self) -> bool {
+        self.rebuild.lock().is_none() && !self.mirror.lock().rebuilding
+    }
+
+    /// Waits for a rebuild of sled running beside the writer, if any.
+    pub fn wait_rebuild(&self) {
+        let h = self.rebuild.lock().take();
+        if let Some(h) = h {
+            if h.join().is_err() {
+                tracing::error!("rebuilding the derived sled tree panicked");
+                self.finish_rebuild(None);
+            }
+        }
+    }
+
     /// Applies what is queued and closes sled cleanly (flushed), so the next open finds
     /// it in step with the log.
     pub fn close_sled(&self) {
+        // A rebuild after a crash completes first, so the next open finds sled in step.
+        self.wait_rebuild();
         let mut m = self.mirror.lock();
         self.apply_mirror(&mut m);
         let Some(s) = self.sled.lock().take() else {

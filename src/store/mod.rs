@@ -8,7 +8,7 @@ use crate::error::Result;
 
 mod fault;
 mod ledger_store;
-#[cfg(test)]
+#[cfg(any(test, loom))]
 mod mem;
 #[cfg(not(loom))]
 mod sled_repair;
@@ -18,10 +18,10 @@ mod sled_store;
 #[cfg_attr(not(feature = "fault-injection"), allow(unused_imports))]
 pub use fault::{FaultPlan, FaultStore, Op};
 pub(crate) use ledger_store::{write_atomically, LedgerStore, CHECKPOINT_FILE};
-#[cfg(test)]
+#[cfg(any(test, loom))]
 pub(crate) use mem::MemStore;
 #[cfg(not(loom))]
-pub(crate) use sled_repair::{repair_sled, sled_intact};
+pub(crate) use sled_repair::{rebuild_in_background, repair_sled, sled_intact};
 #[cfg(not(loom))]
 pub(crate) use sled_store::SledStore;
 

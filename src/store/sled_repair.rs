@@ -3,8 +3,9 @@
 
 use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 
-use super::{write_atomically, SledStore, Store};
+use super::{write_atomically, LedgerStore, SledStore, Store};
 use crate::error::{Error, Result};
 use crate::format::Head;
 use crate::log::Log;
@@ -80,8 +81,18 @@ pub(crate) fn sled_intact(sled_dir: &Path, next_seq: u64) -> bool {
 /// ahead of the log or on another history) it is emptied and rebuilt from the log.
 /// Returns what it did.
 pub(crate) fn repair_sled(sled: &SledStore, log: &Log, force: bool) -> Result<Option<String>> {
+    repair_sled_to(sled, log, &log.head(), force)
+}
+
+/// `repair_sled` up to `target`, a head the log holds (appends may go on beside it).
+fn repair_sled_to(
+    sled: &SledStore,
+    log: &Log,
+    target: &Head,
+    force: bool,
+) -> Result<Option<String>> {
     let alg = log.config().alg;
-    let target = log.head();
+    let target = target.clone();
     let stored = sled.read_head()?;
     let held = stored
         .as_deref()
@@ -170,4 +181,140 @@ fn on_log(log: &Log, head: &Head) -> Result<bool> {
         .transpose()?
         .is_none_or(|(k, _)| k == head.next_seq);
     Ok(hash == Some((seq, head.last_hash)) && boundary)
+}
+
+/// Rebuilds sled from the log in a thread of its own, so that a writer's open after a
+/// crash does not wait for it: the ledger reads from the log and runs without sled
+/// meanwhile, and the commits made meanwhile reach sled when it is in place.
+/// The stale tree is removed before this returns, so nothing of it outlives the open.
+pub(crate) fn rebuild_in_background(store: &Arc<LedgerStore>, path: &Path, cache_bytes: u64) {
+    let target = store.begin_rebuild();
+    if let Err(e) = fs::remove_dir_all(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(error = %e, "removing a stale sled tree failed; running without sled");
+            store.finish_rebuild(None);
+            return;
+        }
+    }
+    let (s, path) = (Arc::clone(store), path.to_path_buf());
+    let spawned = std::thread::Builder::new()
+        .name("chainlog-sled-rebuild".into())
+        .spawn(move || {
+            let rebuilt = SledStore::open(&path, cache_bytes).and_then(|sled| {
+                repair_sled_to(&sled, s.log(), &target, target.next_seq > 0).map(|what| {
+                    if let Some(what) = what {
+                        tracing::info!("{what}");
+                    }
+                    sled
+                })
+            });
+            match rebuilt {
+                Ok(sled) => s.finish_rebuild(Some(sled)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the derived sled tree could not be rebuilt; running without it");
+                    s.finish_rebuild(None);
+                }
+            }
+        });
+    match spawned {
+        Ok(h) => store.set_rebuild_thread(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not start rebuilding the derived sled tree; running without it");
+            store.finish_rebuild(None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{Ledger, Options};
+    use crate::writer::Durability;
+
+    /// A head value and the stored nodes, by key.
+    type State = (Option<Vec<u8>>, Vec<(u64, Vec<u8>)>);
+
+    /// sled's head and nodes, read from its files.
+    fn sled_state(dir: &Path) -> State {
+        let s = SledStore::open(&dir.join(crate::layout::SLED_DIR), 1 << 20).unwrap();
+        let nodes = s
+            .nodes_from(0)
+            .map(|g| g.map(|(k, v)| (k, v.to_vec())))
+            .collect::<Result<_>>()
+            .unwrap();
+        (s.read_head().unwrap(), nodes)
+    }
+
+    fn log_state(l: &Ledger) -> State {
+        let log = l.store_for_tests().log();
+        let nodes = log
+            .nodes_from(0)
+            .map(|g| g.map(|(k, v)| (k, v.to_vec())))
+            .collect::<Result<_>>()
+            .unwrap();
+        (Some(log.head().to_bytes()), nodes)
+    }
+
+    #[test]
+    fn a_background_rebuild_catches_up_with_the_commits_made_beside_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let l = Ledger::create(dir, Options::default()).unwrap();
+        for i in 0..300u32 {
+            l.append_with(&i.to_be_bytes(), Durability::Buffered)
+                .unwrap();
+            l.flush().unwrap();
+        }
+        l.close().unwrap();
+        // sled's files no longer match its clean close: open must not read them.
+        fs::remove_file(dir.join(crate::layout::SLED_DIR).join(SLED_MARK)).unwrap();
+        let l = Ledger::open(dir, Options::default()).unwrap();
+        // Commits beside the rebuild (each its own, so the mirror queues many batches).
+        for i in 0..700u32 {
+            l.append_with(&i.to_le_bytes(), Durability::Buffered)
+                .unwrap();
+            l.flush().unwrap();
+        }
+        l.wait_sled_rebuild();
+        for i in 0..300u32 {
+            l.append_with(&(i + 1).to_le_bytes(), Durability::Buffered)
+                .unwrap();
+            l.flush().unwrap();
+        }
+        let want = log_state(&l);
+        assert_eq!(
+            Head::from_bytes(l.hash_alg(), want.0.as_deref().unwrap())
+                .unwrap()
+                .next_seq,
+            1300
+        );
+        l.close().unwrap();
+        assert!(sled_intact(&dir.join(crate::layout::SLED_DIR), 1300));
+        assert_eq!(sled_state(dir), want);
+    }
+
+    #[test]
+    fn a_close_during_a_rebuild_waits_for_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let l = Ledger::create(dir, Options::default()).unwrap();
+        l.append_batch(&[b"a", b"b"]).unwrap();
+        l.close().unwrap();
+        assert!(sled_intact(&dir.join(crate::layout::SLED_DIR), 2));
+        fs::remove_file(dir.join(crate::layout::SLED_DIR).join(SLED_MARK)).unwrap();
+        // Closed at once: close waits for the rebuild, so the next open finds sled in
+        // step with the log and opens it without a rebuild.
+        Ledger::open(dir, Options::default())
+            .unwrap()
+            .close()
+            .unwrap();
+        assert!(sled_intact(&dir.join(crate::layout::SLED_DIR), 2));
+        let l = Ledger::open(dir, Options::default()).unwrap();
+        assert!(l.store_for_tests().rebuild_idle());
+        assert_eq!(l.len(), 2);
+        let want = log_state(&l);
+        l.close().unwrap();
+        assert!(sled_intact(&dir.join(crate::layout::SLED_DIR), 2));
+        assert_eq!(sled_state(dir), want);
+    }
 }

@@ -29,7 +29,11 @@ use media::{Media, SegmentFile};
 use scan::GroupLoc;
 
 /// The first segment's size: a new ledger stays small.
+#[cfg(not(loom))]
 pub(crate) const SEGMENT_SIZE: u64 = 4 << 20;
+/// Under loom each explored interleaving creates and scans segments: small ones.
+#[cfg(loom)]
+pub(crate) const SEGMENT_SIZE: u64 = 64 << 10;
 /// Later segments double up to this: large enough that the space a commit too large for
 /// the rest of a segment leaves behind is a few percent, small enough that open's scan of
 /// the last segment stays quick.

@@ -83,6 +83,16 @@ struct Segment {
     loaded: u64,
 }
 
+/// Committed bytes of one segment, read at once.
+struct Chunk {
+    seg: usize,
+    off: u64,
+    bytes: Vec<u8>,
+}
+
+/// The most a small read fetches ahead into the chunk.
+const CHUNK_LEN: u64 = 256 << 10;
+
 struct ReadState {
     segments: Vec<Segment>,
     /// The head after the last commit record.
@@ -120,9 +130,11 @@ pub(crate) struct Log {
     config: Config,
     read: Mutex<ReadState>,
     write: Option<Mutex<WriteState>>,
-    /// Held for writing while a redaction rewrites a frame, for reading while frames
-    /// are read.
+    /// Held for writing while a redaction rewrites a frame, for reading while the log
+    /// is read.
     rewriting: RwLock<()>,
+    /// The last stretch of committed bytes read (see `read_range`).
+    chunk: Mutex<Option<Chunk>>,
     tail: TailReport,
 }
 
@@ -310,6 +322,7 @@ impl Log {
             }),
             write,
             rewriting: RwLock::new(()),
+            chunk: Mutex::new(None),
             tail,
         };
         if writable && tail.uncommitted_bytes {
@@ -486,6 +499,8 @@ impl Log {
     /// again, and what follows the durable head in it is cut off by a new segment (so no
     /// later process builds on bytes the device may not have).
     fn cut_after_failed_sync(&self, w: &mut WriteState) {
+        // What follows the durable head may be zeroed and written again.
+        self.forget_chunk();
         let failed = w.file.take();
         let durable = w.durable.clone();
         let Err(e) = self.start_segment_locked(w, &durable, 0) else {
@@ -518,6 +533,7 @@ impl Log {
     /// segment there.
     pub fn cut_to(&self, head: &Head) -> Result<()> {
         let mut w = self.writer()?.lock();
+        self.forget_chunk();
         w.file = None;
         self.start_segment_locked(&mut w, head, 0)
     }
@@ -586,7 +602,39 @@ impl Log {
             .ok_or_else(|| corrupt("log segment index out of range"))
     }
 
+    /// Reads `len` bytes at `off` of segment `i`. A scan reads frames, nodes and commit
+    /// records of one commit after another: small reads are served from the last chunk
+    /// read (one `pread` of up to `CHUNK_LEN` committed bytes) rather than three
+    /// `pread`s a commit. Every read, and filling the chunk, holds the rewrite lock's
+    /// read side, and a redaction empties the chunk under its write side.
     fn read_range(&self, i: usize, off: u64, len: u64) -> Result<Vec<u8>> {
+        let _steady = self.rewriting.read();
+        if len >= CHUNK_LEN / 4 {
+            return self.read_direct(i, off, len);
+        }
+        if let Some(c) = self.chunk.lock().as_ref().filter(|c| c.seg == i) {
+            let lo = off.checked_sub(c.off).and_then(|a| usize::try_from(a).ok());
+            let hit =
+                lo.and_then(|lo| c.bytes.get(lo..lo.checked_add(usize::try_from(len).ok()?)?));
+            if let Some(b) = hit {
+                return Ok(b.to_vec());
+            }
+        }
+        // Only committed bytes are cached: nothing after them may change under it.
+        let want = CHUNK_LEN.min(self.committed_end(i)?.saturating_sub(off));
+        if want < len {
+            return self.read_direct(i, off, len);
+        }
+        let bytes = self.read_direct(i, off, want)?;
+        let out = bytes
+            .get(..usize::try_from(len).unwrap_or(usize::MAX))
+            .unwrap_or_default()
+            .to_vec();
+        *self.chunk.lock() = Some(Chunk { seg: i, off, bytes });
+        Ok(out)
+    }
+
+    fn read_direct(&self, i: usize, off: u64, len: u64) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; usize::try_from(len).map_err(|_| corrupt("log item too large"))?];
         self.file(i)?
             .read_at(&mut buf, off)
@@ -594,21 +642,47 @@ impl Log {
         Ok(buf)
     }
 
+    /// Where segment `i`'s committed bytes end: its last commit record for the last
+    /// segment, its length for a sealed one (never written again but by a redaction).
+    fn committed_end(&self, i: usize) -> Result<u64> {
+        let (last, file) = {
+            let r = self.read.lock();
+            let s = r
+                .segments
+                .get(i)
+                .ok_or_else(|| corrupt("log segment index out of range"))?;
+            if i + 1 == r.segments.len() {
+                let end = s.index.as_ref().and_then(|x| x.last()).map(|g| g.end);
+                (Some(end.unwrap_or(0)), None)
+            } else {
+                (None, Some(Arc::clone(&s.file)))
+            }
+        };
+        match (last, file) {
+            (Some(end), _) => Ok(end),
+            (None, Some(f)) => f.len().map_err(io("reading the log")),
+            (None, None) => Ok(0),
+        }
+    }
+
+    /// Forgets the chunk of cached bytes (before bytes it may hold are rewritten).
+    fn forget_chunk(&self) {
+        *self.chunk.lock() = None;
+    }
+
     fn group_value(&self, i: usize, g: &GroupLoc) -> Result<Group> {
-        // A redaction in this process rewrites frames holding the other side of this
-        // lock, so a read sees a frame either before its rewrite or after it.
-        let steady = self.rewriting.read();
         let mut frames = scan::frames_of(self.read_range(i, g.off, g.len)?);
-        // A reader process has no such lock: a group whose frames fail their checks may
-        // have been read while the writer rewrote one, so it is read again a few times
-        // before its bytes are handed on (real damage reads the same every time).
+        // A reader process has no lock against the writer's redactions: a group whose
+        // frames fail their checks may have been read while the writer rewrote one, so
+        // it is read again from the file a few times before its bytes are handed on
+        // (real damage reads the same every time).
         let mut again = if self.write.is_none() { REREADS } else { 0 };
         while again > 0 && !format::frames(&frames).all(|(_, f)| f.is_ok()) {
             again -= 1;
             crate::sync::thread::yield_now();
-            frames = scan::frames_of(self.read_range(i, g.off, g.len)?);
+            self.forget_chunk();
+            frames = scan::frames_of(self.read_direct(i, g.off, g.len)?);
         }
-        drop(steady);
         Ok((g.key, Value::from(frames)))
     }
 
@@ -742,9 +816,12 @@ impl Log {
                 .map_err(io("opening a log segment to redact"))?,
         };
         let rewrite = self.rewriting.write();
-        file.write_at(&bytes, loc.off)
-            .map_err(io("rewriting a redacted frame"))?;
+        self.forget_chunk();
+        let written = file
+            .write_at(&bytes, loc.off)
+            .map_err(io("rewriting a redacted frame"));
         drop(rewrite);
+        written?;
         file.sync().map_err(io("syncing a redacted frame"))?;
         drop(w);
         Ok(())

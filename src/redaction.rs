@@ -122,7 +122,8 @@ pub(crate) fn imported(dir: &Path) -> Result<Vec<(u64, Hash)>> {
         let (seq, hash) = line
             .split_once(' ')
             .ok_or_else(|| bad(n, "expected `<seq> <hash>`"))?;
-        let canonical = seq == "0" || (!seq.starts_with('0') && !seq.is_empty());
+        let canonical = seq.bytes().all(|b| b.is_ascii_digit())
+            && (seq == "0" || (!seq.starts_with('0') && !seq.is_empty()));
         let seq: u64 = seq
             .parse()
             .ok()
@@ -139,13 +140,19 @@ pub(crate) fn imported(dir: &Path) -> Result<Vec<(u64, Hash)>> {
     Ok(out)
 }
 
-/// Adds `records` (from an import about to append them) to the imported redactions.
-pub(crate) fn add_imported(dir: &Path, records: &[(u64, Hash)]) -> Result<()> {
-    if records.is_empty() {
+/// Records in the imported redactions those of `records` that an import is about to
+/// append to a ledger of `len` records (those at `len` and after). Entries at `len` and
+/// after from earlier imports are dropped: their records are not in the ledger (an
+/// import stopped before appending them), and must not vouch for what comes there.
+pub(crate) fn add_imported(dir: &Path, len: u64, records: &[(u64, Hash)]) -> Result<()> {
+    let old = imported(dir)?;
+    let arriving = records.iter().filter(|(s, _)| *s >= len);
+    if old.iter().all(|(s, _)| *s < len) && arriving.clone().next().is_none() {
         return Ok(());
     }
-    let mut all: std::collections::BTreeMap<u64, Hash> = imported(dir)?.into_iter().collect();
-    all.extend(records.iter().copied());
+    let mut all: std::collections::BTreeMap<u64, Hash> =
+        old.into_iter().filter(|(s, _)| *s < len).collect();
+    all.extend(arriving.copied());
     let text: String = all.iter().map(|(s, h)| format!("{s} {h}\n")).collect();
     write_atomically(
         dir,
@@ -304,10 +311,15 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let d = tmp.path();
         assert_eq!(imported(d).unwrap(), vec![]);
-        add_imported(d, &[(10, Hash([1; 32])), (2, Hash([2; 32]))]).unwrap();
-        add_imported(d, &[(0, Hash([3; 32])), (10, Hash([1; 32]))]).unwrap();
-        let want = vec![(0, Hash([3; 32])), (2, Hash([2; 32])), (10, Hash([1; 32]))];
+        add_imported(d, 0, &[(10, Hash([1; 32])), (2, Hash([2; 32]))]).unwrap();
+        // A later import at length 11 adds only what it appends (12), keeps the rest.
+        add_imported(d, 11, &[(0, Hash([3; 32])), (12, Hash([4; 32]))]).unwrap();
+        let want = vec![(2, Hash([2; 32])), (10, Hash([1; 32])), (12, Hash([4; 32]))];
         assert_eq!(imported(d).unwrap(), want);
+        // An import into a ledger of 11 records after one that stopped: 12 is not there.
+        add_imported(d, 11, &[]).unwrap();
+        assert_eq!(imported(d).unwrap(), want[..2].to_vec());
+        add_imported(d, 0, &[(0, Hash([3; 32]))]).unwrap();
         let good = fs::read_to_string(d.join(IMPORTED_FILE)).unwrap();
         assert_eq!(
             good.lines().next(),
@@ -316,6 +328,7 @@ mod tests {
         let h = "ab".repeat(32);
         for (text, line, why) in [
             (format!("01 {h}\n"), 1, "canonical"),
+            (format!("+1 {h}\n"), 1, "canonical"),
             (format!("1 {h}"), 1, "final newline"),
             (format!("1 {}\n", h.to_uppercase()), 1, "lowercase"),
             (format!("1 {h}\n1 {h}\n"), 2, "increase"),

@@ -13,7 +13,7 @@ use crate::export::{
     verify_export_with, ExportCheck, ExportHeader, ExportReader, ExportTrailer, PROGRESS_EVERY,
 };
 use crate::format::{self, Config};
-use crate::hash::Hash;
+use crate::hash::{to_hex, Hash};
 use crate::ledger::{check_record, tree_error, Ledger, Options};
 use crate::merkle::{self, Frontier};
 use crate::note::{SignerKey, VerifierKey};
@@ -360,28 +360,41 @@ impl Ledger {
         f.seek(SeekFrom::Start(0)).map_err(read_err)?;
         let input = BufReader::with_capacity(1 << 20, f);
         let checked = (&hashes[..], &redacted[..], report.root.unwrap_or_default());
+        let dir = &target_path(dir)?;
         if Ledger::exists(dir)? {
             return Self::import_pass(input, dir, opts, checked, false, progress);
         }
-        // A new ledger is built beside its place and renamed into it once whole, so a
-        // failed or killed import leaves nothing at `dir` that could open as a ledger.
+        // A new ledger is built beside its place, in a directory of this import's own,
+        // and renamed into place once closed: a failed or killed import leaves nothing
+        // at `dir` that could open as a ledger, and of two imports racing for `dir` the
+        // second rename fails rather than replacing the first one's ledger.
         if fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
             return Err(Error::AlreadyExists {
                 path: dir.to_path_buf(),
             });
         }
+        clear_stale_staging(dir);
         let staging = staging_dir(dir)?;
-        clear_stale_staging(&staging)?;
+        fs::create_dir(&staging).map_err(|e| {
+            Error::io(
+                "creating the import's staging directory beside the target (a new ledger is built there, so the target's parent must be writable)",
+                e,
+            )
+        })?;
         let r = Self::import_pass(input, &staging, opts, checked, true, progress);
         let r = r.and_then(|summary| {
-            // Over an empty directory too: rename replaces one.
-            fs::rename(&staging, dir)
-                .map_err(|e| Error::io("moving the imported ledger into place", e))?;
+            // Over an empty directory too: rename replaces one, never a non-empty one.
+            fs::rename(&staging, dir).map_err(|e| match e.raw_os_error() {
+                Some(39) | Some(17) => Error::AlreadyExists {
+                    path: dir.to_path_buf(),
+                },
+                _ => Error::io("moving the imported ledger into place", e),
+            })?;
             sync_parent(dir)?;
             Ok(summary)
         });
         if r.is_err() {
-            // The staging directory is this import's alone (it held its lock).
+            // The staging directory is this import's alone (named by its process).
             let _ = fs::remove_dir_all(&staging);
         }
         r
@@ -459,7 +472,9 @@ impl Ledger {
             }
         }
         // Before the records: a stop after them must not leave them unaccounted for.
-        redaction::add_imported(dir, redacted)?;
+        // Only the records this import appends arrive redacted: the ledger's own keep
+        // their payloads, and entries for records it does not hold are dropped.
+        redaction::add_imported(dir, len, redacted)?;
         let mut batch = Vec::with_capacity(1 << 20);
         let mut imported = 0u64;
         loop {
@@ -508,25 +523,76 @@ impl Ledger {
     }
 }
 
-/// Where an import builds a new ledger at `dir`: `.<name>.importing` beside it.
+/// `dir` without `.` components, ending in the directory's own name.
+fn target_path(dir: &Path) -> Result<std::path::PathBuf> {
+    let clean: std::path::PathBuf = dir
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect();
+    match clean.components().next_back() {
+        Some(std::path::Component::Normal(_)) => Ok(clean),
+        None if dir.as_os_str().is_empty() => Err(Error::InvalidArgument {
+            detail: "no directory to import into".into(),
+        }),
+        _ => Err(Error::InvalidArgument {
+            detail: format!(
+                "{} does not end in a directory name to import into; name the directory itself",
+                dir.display()
+            ),
+        }),
+    }
+}
+
+const STAGING_SUFFIX: &str = ".importing.";
+
+/// `.<name>.importing.<pid>-<random>` beside `dir`: this import's own staging
+/// directory (the random part keeps two imports of one process apart).
 fn staging_dir(dir: &Path) -> Result<std::path::PathBuf> {
     let name = dir.file_name().ok_or_else(|| Error::InvalidArgument {
         detail: format!("{} names no directory to import into", dir.display()),
     })?;
+    let tag = crate::ledger::random_bytes::<4>()?;
     let mut staged = std::ffi::OsString::from(".");
     staged.push(name);
-    staged.push(".importing");
+    staged.push(format!(
+        "{STAGING_SUFFIX}{}-{}",
+        std::process::id(),
+        to_hex(&tag)
+    ));
     Ok(dir.with_file_name(staged))
 }
 
-/// A staging directory left by an import that was killed is removed, unless another
-/// import is using it (its lock is held).
-fn clear_stale_staging(staging: &Path) -> Result<()> {
-    if !staging.exists() {
-        return Ok(());
+/// Staging directories beside `dir` left by imports whose process is gone (killed) are
+/// removed; those of running processes are left alone. Best effort: a leftover that
+/// cannot be removed is only clutter.
+fn clear_stale_staging(dir: &Path) {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return;
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let prefix = format!(".{}{STAGING_SUFFIX}", name.to_string_lossy());
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let Some(pid) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(&prefix))
+            .and_then(|rest| rest.split('-').next())
+            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let gone = Path::new("/proc/self").exists() && !Path::new("/proc").join(pid).exists();
+        if gone && e.path().is_dir() {
+            let _ = fs::remove_dir_all(e.path());
+        }
     }
-    let _held = crate::ledger::lock_dir(staging)?;
-    fs::remove_dir_all(staging).map_err(|e| Error::io("removing an import that did not finish", e))
 }
 
 fn sync_parent(dir: &Path) -> Result<()> {

@@ -304,16 +304,98 @@ fn a_redacted_export_imports_into_a_ledger_that_verifies() {
     run(["redact", p(&r), "2", "--reason", "request"]).ok();
     run(["verify", p(&r)]).ok();
     // A payload removed from another record by hand is still caught.
-    common::log::edit_frame(&r, 4, |f| {
+    strip_by_hand(&r, 4);
+    let v = run(["verify", p(&r), "--json"]).code(1).one();
+    assert_eq!(v["first_break"]["kind"], "unrecorded_redaction", "{v}");
+    assert_eq!(v["first_break"]["seq"], 4, "{v}");
+}
+
+/// Removes record `seq`'s payload in the log by hand, as `redact` rewrites the frame
+/// but with no redaction record.
+fn strip_by_hand(dir: &Path, seq: u64) {
+    common::log::edit_frame(dir, seq, |f| {
         let e = chainlog::format::decode_frame(f).unwrap().entry;
         let mut out = Vec::new();
         chainlog::format::encode_frame(&mut out, &e, None);
         out.extend(common::log::skip_item(f.len() - out.len()));
         *f = out;
     });
+}
+
+#[test]
+fn an_import_vouches_only_for_the_records_it_brings_in_redacted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = ledger(tmp.path(), "a", 9);
+    let (x5, x9) = (tmp.path().join("x5"), tmp.path().join("x9"));
+    export(&a, &x5, &["--to", "5"]).quiet_ok();
+    export(&a, &x9, &["--redact", "1,3,7"]).quiet_ok();
+    let r = tmp.path().join("r");
+    run(["import", p(&x5), p(&r)]).ok();
+    run(["import", p(&x9), p(&r)]).ok();
+    run(["verify", p(&r)]).ok();
+    // Records 1 and 3 came with their payloads in the first import: they stay readable,
+    // and removing one by hand is caught.
+    assert_eq!(
+        run(["get", p(&r), "1", "--json"]).ok().one()["redacted"],
+        false
+    );
+    let listed = fs::read_to_string(r.join("IMPORTED_REDACTIONS")).unwrap();
+    let seqs: Vec<&str> = listed
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(seqs, ["7"]);
+    strip_by_hand(&r, 1);
     let v = run(["verify", p(&r), "--json"]).code(1).one();
     assert_eq!(v["first_break"]["kind"], "unrecorded_redaction", "{v}");
-    assert_eq!(v["first_break"]["seq"], 4, "{v}");
+    assert_eq!(v["first_break"]["seq"], 1, "{v}");
+}
+
+#[test]
+fn import_stages_beside_the_target_and_leaves_live_imports_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = ledger(tmp.path(), "a", 5);
+    let x = tmp.path().join("x");
+    export(&a, &x, &[]).quiet_ok();
+    // A staging directory of a running import (this test's own process) is left alone;
+    // one of an import whose process is gone is cleared.
+    let live = tmp
+        .path()
+        .join(format!(".t.importing.{}-00", std::process::id()));
+    let dead = tmp.path().join(".t.importing.4294967295-00");
+    fs::create_dir(&live).unwrap();
+    fs::create_dir(&dead).unwrap();
+    let t = tmp.path().join("t");
+    run(["import", p(&x), p(&t)]).ok();
+    assert!(
+        live.is_dir(),
+        "a running import's staging directory was removed"
+    );
+    assert!(!dead.exists(), "a dead import's staging directory was left");
+    run(["verify", p(&t)]).ok();
+    // Nothing else of the import is left beside it.
+    let others: Vec<String> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".importing.") && !live.ends_with(n))
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
+    // A path ending in `.` names the directory itself, missing or empty.
+    let u = tmp.path().join("u");
+    run(["import", p(&x), &format!("{}/.", p(&u))]).ok();
+    run(["verify", p(&u)]).ok();
+    let w = tmp.path().join("w");
+    fs::create_dir(&w).unwrap();
+    run(["import", p(&x), &format!("{}/.", p(&w))]).ok();
+    run(["verify", p(&w)]).ok();
+    // Into the ledger it made, the same import adds nothing and replaces nothing.
+    let s = run(["import", p(&x), p(&t), "--json"]).ok().one();
+    assert_eq!(
+        (s["imported"].as_u64(), s["created"].as_bool()),
+        (Some(0), Some(false)),
+        "{s}"
+    );
+    run(["verify", p(&t)]).ok();
 }
 
 #[test]

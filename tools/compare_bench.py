@@ -18,7 +18,8 @@ for _ in range(rounds):
         out = subprocess.run([binary, "bench", *args, "--json"], check=True,
                              capture_output=True, text=True).stdout
         runs[binary].append(json.loads(out))
-keys = ["appends_per_sec", "p50_us", "p99_us", "max_us", "space_amplification"]
+keys = ["appends_per_sec", "p50_us", "p99_us", "max_us", "space_amplification",
+        "verify_records_per_sec"]
 print("bench", " ".join(args), f"({rounds} rounds, medians)")
 for k in keys:
     b = statistics.median(r[k] for r in runs[before])

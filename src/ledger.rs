@@ -595,6 +595,8 @@ impl Ledger {
             });
         }
         let _one_at_a_time = self.maintenance.lock();
+        // A killed import's staging copy beside the ledger may hold the payload too.
+        crate::transfer::clear_stale_staging(&self.dir);
         let record = self.get(seq)?;
         if record.is_redacted() {
             return Err(Error::InvalidArgument {

@@ -333,8 +333,11 @@ impl Ledger {
             keys,
             trusted: None,
         };
-        // Pass 1 verifies everything and keeps each record's hash (32 bytes a record).
-        let mut hashes = Vec::new();
+        // Pass 1 verifies everything and keeps a digest of each frame's bytes (32 bytes
+        // a record): pass 2 appends only frames byte for byte those pass 1 checked, so a
+        // file rewritten in place between the passes cannot slip in a payload that does
+        // not match its commitment, or one pass 1 saw redacted.
+        let mut digests = Vec::new();
         // Records the export carries without payload: the ledger will hold them so.
         let mut redacted = Vec::new();
         let report = verify_export_with(
@@ -342,13 +345,12 @@ impl Ledger {
             &check,
             &mut progress,
             |frame| {
-                let hash = frame_hash(frame);
                 if let Ok(f) = format::decode_frame(frame) {
                     if f.body.is_none() {
-                        redacted.push((f.entry.seq, hash));
+                        redacted.push((f.entry.seq, f.stored_hash));
                     }
                 }
-                hashes.push(hash);
+                digests.push(*blake3::hash(frame).as_bytes());
             },
         )
         .map_err(read_err)?;
@@ -359,8 +361,9 @@ impl Ledger {
         }
         f.seek(SeekFrom::Start(0)).map_err(read_err)?;
         let input = BufReader::with_capacity(1 << 20, f);
-        let checked = (&hashes[..], &redacted[..], report.root.unwrap_or_default());
+        let checked = (&digests[..], &redacted[..], report.root.unwrap_or_default());
         let dir = &target_path(dir)?;
+        clear_stale_staging(dir);
         if Ledger::exists(dir)? {
             return Self::import_pass(input, dir, opts, checked, false, progress);
         }
@@ -373,14 +376,7 @@ impl Ledger {
                 path: dir.to_path_buf(),
             });
         }
-        clear_stale_staging(dir);
-        let staging = staging_dir(dir)?;
-        fs::create_dir(&staging).map_err(|e| {
-            Error::io(
-                "creating the import's staging directory beside the target (a new ledger is built there, so the target's parent must be writable)",
-                e,
-            )
-        })?;
+        let (staging, held) = make_staging(dir)?;
         let r = Self::import_pass(input, &staging, opts, checked, true, progress);
         let r = r.and_then(|summary| {
             // Over an empty directory too: rename replaces one, never a non-empty one.
@@ -394,9 +390,10 @@ impl Ledger {
             Ok(summary)
         });
         if r.is_err() {
-            // The staging directory is this import's alone (named by its process).
+            // The staging directory is this import's alone (it holds its lock).
             let _ = fs::remove_dir_all(&staging);
         }
+        drop(held);
         r
     }
 
@@ -405,7 +402,7 @@ impl Ledger {
         input: R,
         dir: &Path,
         opts: Options,
-        (hashes, redacted, root): (&[Hash], &[(u64, Hash)], Hash),
+        (digests, redacted, root): Checked<'_>,
         created: bool,
         mut progress: impl FnMut(u64),
     ) -> Result<ImportSummary> {
@@ -485,10 +482,10 @@ impl Ledger {
                 Ok(None) => break,
                 Err(b) => return Err(changed(b.to_string())),
             };
-            let hash = frame_hash(frame);
-            if hashes.get(i) != Some(&hash) {
+            if digests.get(i) != Some(blake3::hash(frame).as_bytes()) {
                 return Err(changed(format!("record {seq} is not the one verified")));
             }
+            let hash = frame_hash(frame);
             if seq < len {
                 // Records the ledger holds must be the same ones.
                 if seq + 1 == len && hash != head.last_hash {
@@ -523,6 +520,10 @@ impl Ledger {
     }
 }
 
+/// What import's first pass established: a digest of each frame's bytes, the records
+/// without payload (with their hashes), and the root.
+type Checked<'a> = (&'a [[u8; 32]], &'a [(u64, Hash)], Hash);
+
 /// `dir` without `.` components, ending in the directory's own name.
 fn target_path(dir: &Path) -> Result<std::path::PathBuf> {
     let clean: std::path::PathBuf = dir
@@ -545,27 +546,43 @@ fn target_path(dir: &Path) -> Result<std::path::PathBuf> {
 
 const STAGING_SUFFIX: &str = ".importing.";
 
-/// `.<name>.importing.<pid>-<random>` beside `dir`: this import's own staging
-/// directory (the random part keeps two imports of one process apart).
-fn staging_dir(dir: &Path) -> Result<std::path::PathBuf> {
+/// This import's own staging directory beside `dir`, `.<name>.importing.<random>`, and
+/// the lock (flock) on it that it holds until the ledger is in place: a later import
+/// removes a staging directory only once it can take that lock, so only those of
+/// imports that are gone, whatever process or namespace they ran in. The directory is
+/// made under another name and locked before it gets its own, so that no other import
+/// ever sees it unlocked.
+fn make_staging(dir: &Path) -> Result<(std::path::PathBuf, File)> {
     let name = dir.file_name().ok_or_else(|| Error::InvalidArgument {
         detail: format!("{} names no directory to import into", dir.display()),
     })?;
-    let tag = crate::ledger::random_bytes::<4>()?;
-    let mut staged = std::ffi::OsString::from(".");
-    staged.push(name);
-    staged.push(format!(
-        "{STAGING_SUFFIX}{}-{}",
-        std::process::id(),
-        to_hex(&tag)
-    ));
-    Ok(dir.with_file_name(staged))
+    let tag = to_hex(&crate::ledger::random_bytes::<8>()?);
+    let named = |suffix: &str| {
+        let mut n = std::ffi::OsString::from(".");
+        n.push(name);
+        n.push(suffix);
+        dir.with_file_name(n)
+    };
+    let making = named(&format!(".making.{tag}"));
+    let staging = named(&format!("{STAGING_SUFFIX}{tag}"));
+    let op = "creating the import's staging directory beside the target (a new ledger is built there, so the target's parent must be writable)";
+    fs::create_dir(&making).map_err(|e| Error::io(op, e))?;
+    let held = File::open(&making)
+        .and_then(|d| d.try_lock().map(|()| d).map_err(std::io::Error::from))
+        .and_then(|d| fs::rename(&making, &staging).map(|()| d));
+    match held {
+        Ok(d) => Ok((staging, d)),
+        Err(e) => {
+            let _ = fs::remove_dir(&making);
+            Err(Error::io(op, e))
+        }
+    }
 }
 
-/// Staging directories beside `dir` left by imports whose process is gone (killed) are
-/// removed; those of running processes are left alone. Best effort: a leftover that
-/// cannot be removed is only clutter.
-fn clear_stale_staging(dir: &Path) {
+/// Removes the staging directories beside `dir` that imports left when they were
+/// killed (they may hold payloads redacted since). Best effort: one that cannot be
+/// removed is only clutter.
+pub(crate) fn clear_stale_staging(dir: &Path) {
     let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
         return;
     };
@@ -580,17 +597,19 @@ fn clear_stale_staging(dir: &Path) {
     };
     for e in entries.flatten() {
         let file = e.file_name();
-        let Some(pid) = file
+        // Exactly `<prefix><16 hex digits>`: a sibling target's staging never matches.
+        let ours = file
             .to_str()
             .and_then(|f| f.strip_prefix(&prefix))
-            .and_then(|rest| rest.split('-').next())
-            .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-        else {
+            .is_some_and(|t| t.len() == 16 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !ours {
             continue;
-        };
-        let gone = Path::new("/proc/self").exists() && !Path::new("/proc").join(pid).exists();
-        if gone && e.path().is_dir() {
-            let _ = fs::remove_dir_all(e.path());
+        }
+        let path = e.path();
+        let Ok(d) = File::open(&path) else { continue };
+        // Held by a running import: leave it.
+        if d.try_lock().is_ok() {
+            let _ = fs::remove_dir_all(&path);
         }
     }
 }

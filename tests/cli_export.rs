@@ -357,29 +357,50 @@ fn import_stages_beside_the_target_and_leaves_live_imports_alone() {
     let a = ledger(tmp.path(), "a", 5);
     let x = tmp.path().join("x");
     export(&a, &x, &[]).quiet_ok();
-    // A staging directory of a running import (this test's own process) is left alone;
-    // one of an import whose process is gone is cleared.
-    let live = tmp
+    // A staging directory whose lock is held (a running import, here this test) is
+    // left alone; one nobody holds (its import was killed) is cleared; a name of
+    // another shape (a sibling target's staging) is not this target's.
+    let live = tmp.path().join(".t.importing.00000000000000aa");
+    let dead = tmp.path().join(".t.importing.00000000000000bb");
+    let sibling = tmp
         .path()
-        .join(format!(".t.importing.{}-00", std::process::id()));
-    let dead = tmp.path().join(".t.importing.4294967295-00");
-    fs::create_dir(&live).unwrap();
-    fs::create_dir(&dead).unwrap();
+        .join(".t.importing.999999-z.importing.00000000000000cc");
+    for d in [&live, &dead, &sibling] {
+        fs::create_dir(d).unwrap();
+        fs::write(d.join("payload"), b"secret").unwrap();
+    }
+    let held = fs::File::open(&live).unwrap();
+    held.try_lock().unwrap();
     let t = tmp.path().join("t");
     run(["import", p(&x), p(&t)]).ok();
     assert!(
-        live.is_dir(),
+        live.join("payload").is_file(),
         "a running import's staging directory was removed"
     );
-    assert!(!dead.exists(), "a dead import's staging directory was left");
+    assert!(
+        !dead.exists(),
+        "a killed import's staging directory was left"
+    );
+    assert!(
+        sibling.is_dir(),
+        "another target's staging directory was removed"
+    );
     run(["verify", p(&t)]).ok();
     // Nothing else of the import is left beside it.
     let others: Vec<String> = fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains(".importing.") && !live.ends_with(n))
+        .filter(|n| n.starts_with(".t.") && ![&live, &sibling].iter().any(|d| d.ends_with(n)))
         .collect();
     assert!(others.is_empty(), "{others:?}");
+    // Once released, the next import into the existing ledger clears it too, and so
+    // does a redaction.
+    drop(held);
+    run(["import", p(&x), p(&t)]).ok();
+    assert!(!live.exists(), "a released staging directory was left");
+    fs::create_dir(&dead).unwrap();
+    run(["redact", p(&t), "1", "--reason", "r"]).ok();
+    assert!(!dead.exists(), "redact left a killed import's staging copy");
     // A path ending in `.` names the directory itself, missing or empty.
     let u = tmp.path().join("u");
     run(["import", p(&x), &format!("{}/.", p(&u))]).ok();

@@ -9,6 +9,10 @@ use crate::error::{Error, Result};
 
 /// Held (flock) by the one process that has the ledger open.
 pub(crate) const LOCK_FILE: &str = "chainlog.lock";
+/// Marks a directory an import builds a ledger in (beside its target) until the ledger
+/// is renamed into place: a later import removes such a directory once no import holds
+/// it, and only with this mark, never a ledger that merely has a staging-like name.
+pub(crate) const STAGING_MARK: &str = "IMPORT-STAGING";
 /// The log of record's segment files.
 pub(crate) const LOG_DIR: &str = "log";
 /// The derived sled tree.

@@ -310,7 +310,7 @@ impl Ledger {
         for entry in fs::read_dir(dir).map_err(|e| Error::io("listing the ledger directory", e))? {
             let entry = entry.map_err(|e| Error::io("listing the ledger directory", e))?;
             let name = entry.file_name();
-            if name == layout::LOCK_FILE {
+            if name == layout::LOCK_FILE || name == layout::STAGING_MARK {
                 continue;
             }
             if name == layout::LOG_DIR && !Log::exists(&FsMedia::new(&entry.path()))? {

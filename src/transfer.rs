@@ -13,7 +13,7 @@ use crate::export::{
     verify_export_with, ExportCheck, ExportHeader, ExportReader, ExportTrailer, PROGRESS_EVERY,
 };
 use crate::format::{self, Config};
-use crate::hash::{to_hex, Hash};
+use crate::hash::{to_hex, Hash, HashAlg};
 use crate::ledger::{check_record, tree_error, Ledger, Options};
 use crate::merkle::{self, Frontier};
 use crate::note::{SignerKey, VerifierKey};
@@ -361,7 +361,17 @@ impl Ledger {
         }
         f.seek(SeekFrom::Start(0)).map_err(read_err)?;
         let input = BufReader::with_capacity(1 << 20, f);
-        let checked = (&digests[..], &redacted[..], report.root.unwrap_or_default());
+        let checked = Checked {
+            digests: &digests,
+            redacted: &redacted,
+            root: report.root.unwrap_or_default(),
+            header: (
+                report.hash,
+                report.ledger_id.clone(),
+                report.from,
+                report.count,
+            ),
+        };
         let dir = &target_path(dir)?;
         clear_stale_staging(dir);
         if Ledger::exists(dir)? {
@@ -386,6 +396,11 @@ impl Ledger {
                 },
                 _ => Error::io("moving the imported ledger into place", e),
             })?;
+            // The ledger is in place: it is no import's staging any more. (Were the mark
+            // left, nothing would change: only staging-shaped names are ever cleared.)
+            if let Err(e) = fs::remove_file(dir.join(STAGING_MARK)) {
+                tracing::warn!(error = %e, "removing the import's staging mark failed");
+            }
             sync_parent(dir)?;
             Ok(summary)
         });
@@ -402,7 +417,7 @@ impl Ledger {
         input: R,
         dir: &Path,
         opts: Options,
-        (digests, redacted, root): Checked<'_>,
+        checked: Checked<'_>,
         created: bool,
         mut progress: impl FnMut(u64),
     ) -> Result<ImportSummary> {
@@ -414,6 +429,18 @@ impl Ledger {
             Err(b) => return Err(changed(b.to_string())),
         };
         let h = reader.header().clone();
+        let Checked {
+            digests,
+            redacted,
+            root,
+            header,
+        } = checked;
+        // The file must still be the one pass 1 verified: the same header, then frames
+        // byte for byte the same, all of them (a shorter export of the same ledger
+        // starts with the same frames).
+        if header != (Some(h.alg), Some(to_hex(&h.ledger_id)), h.from, h.count) {
+            return Err(changed("its header is not the one verified".into()));
+        }
         let to = h.from + h.count;
         let ledger = if created {
             if h.from != 0 {
@@ -505,6 +532,13 @@ impl Ledger {
         if !batch.is_empty() {
             imported += ledger.core().append_frames(&batch, Durability::Buffered)?;
         }
+        if reader.records_read() as usize != digests.len() {
+            return Err(changed(format!(
+                "{} of its {} records were read again",
+                reader.records_read(),
+                digests.len()
+            )));
+        }
         ledger.flush()?;
         progress(imported);
         let len = ledger.len();
@@ -522,7 +556,13 @@ impl Ledger {
 
 /// What import's first pass established: a digest of each frame's bytes, the records
 /// without payload (with their hashes), and the root.
-type Checked<'a> = (&'a [[u8; 32]], &'a [(u64, Hash)], Hash);
+struct Checked<'a> {
+    digests: &'a [[u8; 32]],
+    redacted: &'a [(u64, Hash)],
+    root: Hash,
+    /// The header's algorithm, ledger id (hex), first record and count.
+    header: (Option<HashAlg>, Option<String>, u64, u64),
+}
 
 /// `dir` without `.` components, ending in the directory's own name.
 fn target_path(dir: &Path) -> Result<std::path::PathBuf> {
@@ -545,6 +585,8 @@ fn target_path(dir: &Path) -> Result<std::path::PathBuf> {
 }
 
 const STAGING_SUFFIX: &str = ".importing.";
+const MAKING_SUFFIX: &str = ".making.";
+use crate::layout::STAGING_MARK;
 
 /// This import's own staging directory beside `dir`, `.<name>.importing.<random>`, and
 /// the lock (flock) on it that it holds until the ledger is in place: a later import
@@ -563,12 +605,13 @@ fn make_staging(dir: &Path) -> Result<(std::path::PathBuf, File)> {
         n.push(suffix);
         dir.with_file_name(n)
     };
-    let making = named(&format!(".making.{tag}"));
+    let making = named(&format!("{MAKING_SUFFIX}{tag}"));
     let staging = named(&format!("{STAGING_SUFFIX}{tag}"));
     let op = "creating the import's staging directory beside the target (a new ledger is built there, so the target's parent must be writable)";
     fs::create_dir(&making).map_err(|e| Error::io(op, e))?;
     let held = File::open(&making)
         .and_then(|d| d.try_lock().map(|()| d).map_err(std::io::Error::from))
+        .and_then(|d| File::create(making.join(STAGING_MARK)).map(|_| d))
         .and_then(|d| fs::rename(&making, &staging).map(|()| d));
     match held {
         Ok(d) => Ok((staging, d)),
@@ -591,23 +634,29 @@ pub(crate) fn clear_stale_staging(dir: &Path) {
     } else {
         parent
     };
-    let prefix = format!(".{}{STAGING_SUFFIX}", name.to_string_lossy());
+    let name = name.to_string_lossy();
+    let prefixes = [
+        format!(".{name}{STAGING_SUFFIX}"),
+        format!(".{name}{MAKING_SUFFIX}"),
+    ];
     let Ok(entries) = fs::read_dir(parent) else {
         return;
     };
     for e in entries.flatten() {
         let file = e.file_name();
         // Exactly `<prefix><16 hex digits>`: a sibling target's staging never matches.
-        let ours = file
-            .to_str()
-            .and_then(|f| f.strip_prefix(&prefix))
-            .is_some_and(|t| t.len() == 16 && t.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !ours {
+        let ours = file.to_str().is_some_and(|f| {
+            prefixes.iter().any(|p| {
+                f.strip_prefix(p.as_str())
+                    .is_some_and(|t| t.len() == 16 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+            })
+        });
+        let path = e.path();
+        // Only an import's own directory (marked), and only once no import holds it.
+        if !ours || !path.join(STAGING_MARK).is_file() {
             continue;
         }
-        let path = e.path();
         let Ok(d) = File::open(&path) else { continue };
-        // Held by a running import: leave it.
         if d.try_lock().is_ok() {
             let _ = fs::remove_dir_all(&path);
         }

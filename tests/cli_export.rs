@@ -358,23 +358,32 @@ fn import_stages_beside_the_target_and_leaves_live_imports_alone() {
     let x = tmp.path().join("x");
     export(&a, &x, &[]).quiet_ok();
     // A staging directory whose lock is held (a running import, here this test) is
-    // left alone; one nobody holds (its import was killed) is cleared; a name of
-    // another shape (a sibling target's staging) is not this target's.
+    // left alone; one nobody holds (its import was killed) is cleared, named or not yet
+    // named; a name of another shape (a sibling target's staging) is not this target's;
+    // and a ledger that merely has a staging-like name is no import's staging.
     let live = tmp.path().join(".t.importing.00000000000000aa");
     let dead = tmp.path().join(".t.importing.00000000000000bb");
+    let making = tmp.path().join(".t.making.00000000000000dd");
     let sibling = tmp
         .path()
         .join(".t.importing.999999-z.importing.00000000000000cc");
-    for d in [&live, &dead, &sibling] {
+    let mark = |d: &Path| fs::write(d.join("IMPORT-STAGING"), b"").unwrap();
+    for d in [&live, &dead, &making, &sibling] {
         fs::create_dir(d).unwrap();
         fs::write(d.join("payload"), b"secret").unwrap();
+        // What an import's own staging directory carries from its first moment.
+        mark(d);
     }
+    let lookalike = tmp.path().join(".t.importing.00000000000000ee");
+    run(["init", p(&lookalike)]).ok();
+    run(["append", p(&lookalike), "mine"]).ok();
     let held = fs::File::open(&live).unwrap();
     held.try_lock().unwrap();
     let t = tmp.path().join("t");
     run(["import", p(&x), p(&t)]).ok();
+    let kept = |d: &Path| d.join("payload").is_file();
     assert!(
-        live.join("payload").is_file(),
+        kept(&live),
         "a running import's staging directory was removed"
     );
     assert!(
@@ -382,15 +391,26 @@ fn import_stages_beside_the_target_and_leaves_live_imports_alone() {
         "a killed import's staging directory was left"
     );
     assert!(
-        sibling.is_dir(),
+        !making.exists(),
+        "a killed import's unnamed staging directory was left"
+    );
+    assert!(
+        kept(&sibling),
         "another target's staging directory was removed"
     );
+    run(["verify", p(&lookalike)]).ok();
     run(["verify", p(&t)]).ok();
+    assert!(
+        !t.join("IMPORT-STAGING").exists(),
+        "the ledger kept the staging mark"
+    );
     // Nothing else of the import is left beside it.
     let others: Vec<String> = fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".t.") && ![&live, &sibling].iter().any(|d| d.ends_with(n)))
+        .filter(|n| {
+            n.starts_with(".t.") && ![&live, &sibling, &lookalike].iter().any(|d| d.ends_with(n))
+        })
         .collect();
     assert!(others.is_empty(), "{others:?}");
     // Once released, the next import into the existing ledger clears it too, and so
@@ -399,8 +419,10 @@ fn import_stages_beside_the_target_and_leaves_live_imports_alone() {
     run(["import", p(&x), p(&t)]).ok();
     assert!(!live.exists(), "a released staging directory was left");
     fs::create_dir(&dead).unwrap();
+    mark(&dead);
     run(["redact", p(&t), "1", "--reason", "r"]).ok();
     assert!(!dead.exists(), "redact left a killed import's staging copy");
+    run(["verify", p(&lookalike)]).ok();
     // A path ending in `.` names the directory itself, missing or empty.
     let u = tmp.path().join("u");
     run(["import", p(&x), &format!("{}/.", p(&u))]).ok();

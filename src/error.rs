@@ -39,6 +39,9 @@ pub enum Error {
     InvalidArgument { detail: String },
     /// Importing would fork the ledger (or leave a gap): refused, nothing written.
     WouldFork { detail: String },
+    /// The export file changed while it was imported (after it verified). What was
+    /// appended before the change stays: records byte for byte those verified.
+    ExportChanged { detail: String },
 }
 
 /// Shorthand for `Result<T, chainlog::Error>`.
@@ -52,7 +55,10 @@ impl Error {
 
     /// True for errors that mean stored data cannot be trusted.
     pub fn is_corruption(&self) -> bool {
-        matches!(self, Error::Corrupt { .. } | Error::HeadConflict { .. })
+        matches!(
+            self,
+            Error::Corrupt { .. } | Error::HeadConflict { .. } | Error::ExportChanged { .. }
+        )
     }
 }
 
@@ -97,6 +103,9 @@ impl fmt::Display for Error {
             ),
             Error::InvalidArgument { detail } => write!(f, "invalid argument: {detail}"),
             Error::WouldFork { detail } => write!(f, "would fork: {detail}; nothing was written"),
+            Error::ExportChanged { detail } => {
+                write!(f, "the export changed while it was imported: {detail}")
+            }
         }
     }
 }

@@ -375,6 +375,9 @@ impl Ledger {
         let dir = &target_path(dir)?;
         clear_stale_staging(dir);
         if Ledger::exists(dir)? {
+            // A ledger in place is no import's staging, even if a killed import left
+            // the mark in it just after the rename.
+            let _ = fs::remove_file(dir.join(STAGING_MARK));
             return Self::import_pass(input, dir, opts, checked, false, progress);
         }
         // A new ledger is built beside its place, in a directory of this import's own,
@@ -421,9 +424,7 @@ impl Ledger {
         created: bool,
         mut progress: impl FnMut(u64),
     ) -> Result<ImportSummary> {
-        let changed = |d: String| Error::Corrupt {
-            detail: format!("the export changed while importing: {d}"),
-        };
+        let changed = |detail: String| Error::ExportChanged { detail };
         let mut reader = match ExportReader::new(input).map_err(read_err)? {
             Ok(r) => r,
             Err(b) => return Err(changed(b.to_string())),
@@ -501,43 +502,60 @@ impl Ledger {
         redaction::add_imported(dir, len, redacted)?;
         let mut batch = Vec::with_capacity(1 << 20);
         let mut imported = 0u64;
-        loop {
-            let i = reader.records_read() as usize;
-            let seq = h.from + i as u64;
-            let frame = match reader.next_frame().map_err(read_err)? {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(b) => return Err(changed(b.to_string())),
-            };
-            if digests.get(i) != Some(blake3::hash(frame).as_bytes()) {
-                return Err(changed(format!("record {seq} is not the one verified")));
-            }
-            let hash = frame_hash(frame);
-            if seq < len {
-                // Records the ledger holds must be the same ones.
-                if seq + 1 == len && hash != head.last_hash {
-                    return Err(Error::WouldFork {
-                        detail: format!("record {seq} differs between the export and the ledger"),
-                    });
+        let appended = (|| -> Result<()> {
+            loop {
+                let i = reader.records_read() as usize;
+                let seq = h.from + i as u64;
+                let frame = match reader.next_frame().map_err(read_err)? {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break,
+                    Err(b) => return Err(changed(b.to_string())),
+                };
+                if digests.get(i) != Some(blake3::hash(frame).as_bytes()) {
+                    return Err(changed(format!("record {seq} is not the one verified")));
                 }
-                continue;
+                let hash = frame_hash(frame);
+                if seq < len {
+                    // Records the ledger holds must be the same ones.
+                    if seq + 1 == len && hash != head.last_hash {
+                        return Err(Error::WouldFork {
+                            detail: format!(
+                                "record {seq} differs between the export and the ledger"
+                            ),
+                        });
+                    }
+                    continue;
+                }
+                batch.extend_from_slice(frame);
+                if batch.len() >= 1 << 20 {
+                    imported += ledger.core().append_frames(&batch, Durability::Buffered)?;
+                    batch.clear();
+                    progress(imported);
+                }
             }
-            batch.extend_from_slice(frame);
-            if batch.len() >= 1 << 20 {
+            if reader.records_read() as usize != digests.len() {
+                return Err(changed(format!(
+                    "{} of its {} records were read again",
+                    reader.records_read(),
+                    digests.len()
+                )));
+            }
+            if !batch.is_empty() {
                 imported += ledger.core().append_frames(&batch, Durability::Buffered)?;
-                batch.clear();
-                progress(imported);
             }
-        }
-        if !batch.is_empty() {
-            imported += ledger.core().append_frames(&batch, Durability::Buffered)?;
-        }
-        if reader.records_read() as usize != digests.len() {
-            return Err(changed(format!(
-                "{} of its {} records were read again",
-                reader.records_read(),
-                digests.len()
-            )));
+            Ok(())
+        })();
+        if let Err(e) = appended {
+            // Records appended before the file changed are the ones pass 1 verified, byte
+            // for byte: they stay, and the error says so.
+            return Err(match e {
+                Error::ExportChanged { detail } if imported > 0 => Error::ExportChanged {
+                    detail: format!(
+                        "{detail}; the {imported} records appended before that stay (byte for byte those verified, a consistent extension)"
+                    ),
+                },
+                e => e,
+            });
         }
         ledger.flush()?;
         progress(imported);
@@ -651,14 +669,21 @@ pub(crate) fn clear_stale_staging(dir: &Path) {
                     .is_some_and(|t| t.len() == 16 && t.bytes().all(|b| b.is_ascii_hexdigit()))
             })
         });
-        let path = e.path();
-        // Only an import's own directory (marked), and only once no import holds it.
-        if !ours || !path.join(STAGING_MARK).is_file() {
+        if !ours {
             continue;
         }
+        let path = e.path();
         let Ok(d) = File::open(&path) else { continue };
-        if d.try_lock().is_ok() {
+        if d.try_lock().is_err() {
+            // Held by a running import.
+            continue;
+        }
+        if path.join(STAGING_MARK).is_file() {
             let _ = fs::remove_dir_all(&path);
+        } else {
+            // Killed before it was marked: nothing in it but possibly nothing at all,
+            // and only an empty directory goes.
+            let _ = fs::remove_dir(&path);
         }
     }
 }

@@ -374,6 +374,9 @@ fn import_stages_beside_the_target_and_leaves_live_imports_alone() {
         // What an import's own staging directory carries from its first moment.
         mark(d);
     }
+    // Killed before it was marked: empty.
+    let unmarked = tmp.path().join(".t.making.00000000000000ff");
+    fs::create_dir(&unmarked).unwrap();
     let lookalike = tmp.path().join(".t.importing.00000000000000ee");
     run(["init", p(&lookalike)]).ok();
     run(["append", p(&lookalike), "mine"]).ok();
@@ -393,6 +396,10 @@ fn import_stages_beside_the_target_and_leaves_live_imports_alone() {
     assert!(
         !making.exists(),
         "a killed import's unnamed staging directory was left"
+    );
+    assert!(
+        !unmarked.exists(),
+        "a killed import's unmarked staging directory was left"
     );
     assert!(
         kept(&sibling),

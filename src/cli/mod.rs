@@ -228,7 +228,9 @@ pub enum Cmd {
     },
     /// Import an export file into DIR: create the ledger, or append what the file adds.
     /// Exit 1, writing nothing, if the file does not verify or would fork the ledger;
-    /// exit 2 if it is not a chainlog export. FILE `-` reads standard input.
+    /// exit 2 if it is not a chainlog export. FILE `-` reads standard input. A file
+    /// changed while it is imported fails with exit 1; into an existing ledger, what was
+    /// appended before the change stays (records byte for byte those verified).
     Import {
         file: PathBuf,
         dir: PathBuf,

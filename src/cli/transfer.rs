@@ -510,6 +510,10 @@ fn import_failure(
     keys: &[VerifierKey],
 ) -> Failure {
     let both = format!("{}, {}", files::at(file), at_dir(dir));
+    if let chainlog::Error::ExportChanged { .. } = e {
+        // Verifying the file again would describe its new contents, not what happened.
+        return Failure::integrity(e.to_string(), files::at(file));
+    }
     if !e.is_corruption() {
         return Failure::ledger(e, both);
     }

@@ -169,6 +169,19 @@ impl Hash {
     }
 }
 
+impl std::str::FromStr for Hash {
+    type Err = crate::error::Error;
+    /// 64 hex digits, as [`Hash::from_hex`]; an error that says what was wrong.
+    fn from_str(s: &str) -> Result<Hash, Self::Err> {
+        Hash::from_hex(s).ok_or_else(|| crate::error::Error::InvalidArgument {
+            detail: format!(
+                "a hash is 64 hex digits; {:?} is not",
+                s.chars().take(80).collect::<String>()
+            ),
+        })
+    }
+}
+
 fn hex_val(c: u8) -> Option<u8> {
     match c {
         b'0'..=b'9' => Some(c - b'0'),
@@ -217,6 +230,14 @@ impl<'de> Deserialize<'de> for Hash {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn from_str_parses_hex_and_says_what_was_wrong() {
+        let h: Hash = "ab".repeat(32).parse().unwrap();
+        assert_eq!(h, Hash([0xab; 32]));
+        let e = "xyz".parse::<Hash>().unwrap_err().to_string();
+        assert!(e.contains("64 hex digits") && e.contains("xyz"), "{e}");
+    }
+
     use super::*;
 
     #[test]

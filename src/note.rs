@@ -248,7 +248,9 @@ impl SignerKey {
     /// Parses `PRIVATE+KEY+<name>+<key id>+<base64(0x01 ‖ seed)>`, checking that the key id
     /// is the one the derived public key gives.
     pub fn parse(text: &str) -> Result<SignerKey, NoteError> {
+        // A key file's contents too: white space around the text is ignored (FORMAT.md).
         let rest = text
+            .trim()
             .strip_prefix("PRIVATE+KEY+")
             .ok_or(NoteError::MalformedKey(
                 "signer key must start with PRIVATE+KEY+",
@@ -323,7 +325,8 @@ impl VerifierKey {
     /// Parses `<name>+<key id>+<base64(0x01 ‖ public key)>`, checking the key id and that
     /// the public key is a valid Ed25519 point.
     pub fn parse(text: &str) -> Result<VerifierKey, NoteError> {
-        let (name, stated, data) = split_key_text(text)?;
+        // A key file's contents too: white space around the text is ignored (FORMAT.md).
+        let (name, stated, data) = split_key_text(text.trim())?;
         let public = ed25519_key_bytes(&data)?;
         let computed = key_id(name, &public);
         if computed != stated {
@@ -572,8 +575,40 @@ pub fn open_note(note: impl AsRef<[u8]>, known: &[VerifierKey]) -> Result<Opened
     Ok(opened)
 }
 
+impl std::str::FromStr for SignerKey {
+    type Err = NoteError;
+    /// [`SignerKey::parse`].
+    fn from_str(s: &str) -> Result<Self, NoteError> {
+        SignerKey::parse(s)
+    }
+}
+
+impl std::str::FromStr for VerifierKey {
+    type Err = NoteError;
+    /// [`VerifierKey::parse`].
+    fn from_str(s: &str) -> Result<Self, NoteError> {
+        VerifierKey::parse(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn key_file_contents_parse_and_from_str_agrees() {
+        let key = SignerKey::from_random("file.example/k").unwrap();
+        let text = key.to_string();
+        let vtext = key.verifier().to_string();
+        for t in [text.clone(), format!("{text}\n"), format!("  {text}\r\n")] {
+            assert_eq!(SignerKey::parse(&t).unwrap().to_string(), text);
+            assert_eq!(t.parse::<SignerKey>().unwrap().to_string(), text);
+        }
+        let v: VerifierKey = format!("{vtext}\n").parse().unwrap();
+        assert_eq!(v.to_string(), vtext);
+        // Anything but white space around the text is still refused.
+        assert!(SignerKey::parse(&format!("{text}\nx")).is_err());
+        assert!(VerifierKey::parse(&format!("#{vtext}")).is_err());
+    }
+
     use super::*;
 
     const TEXT: &str = "hello\nworld\n";
@@ -637,7 +672,9 @@ mod tests {
                 b[i] = b[i].wrapping_sub(1);
             }
         }
-        assert!(VerifierKey::parse(&format!("{vkey} ")).is_err());
+        // White space around the text is a key file's (issue 13): accepted.
+        assert!(VerifierKey::parse(&format!("{vkey} ")).is_ok());
+        assert!(VerifierKey::parse(&format!("{vkey} x")).is_err());
         assert!(VerifierKey::parse(&vkey.replace("name+", "other+")).is_err());
     }
 

@@ -740,6 +740,53 @@ impl Ledger {
         Range::new(&self.core, start, end)
     }
 
+    /// The sequence number of the first record whose timestamp (nanoseconds since the
+    /// Unix epoch) is at or after `timestamp`, or the ledger's length if none is.
+    /// Timestamps never decrease along a ledger, so this is a binary search: O(log n)
+    /// record reads, each checked as [`Ledger::get`] checks it.
+    ///
+    /// # Errors
+    /// A record that cannot be read or fails its checks.
+    pub fn seq_at_or_after(&self, timestamp: u64) -> Result<u64> {
+        let len = self.visible().next_seq;
+        self.first_at_or_after(0, len, timestamp)
+    }
+
+    /// The sequence numbers of the records with `since <= timestamp < until` (either
+    /// bound open when `None`), by two binary searches; iterate them with
+    /// [`Ledger::range`].
+    ///
+    /// # Errors
+    /// As [`Ledger::seq_at_or_after`].
+    pub fn seqs_between(
+        &self,
+        since: Option<u64>,
+        until: Option<u64>,
+    ) -> Result<std::ops::Range<u64>> {
+        let len = self.visible().next_seq;
+        let start = match since {
+            Some(t) => self.first_at_or_after(0, len, t)?,
+            None => 0,
+        };
+        let end = match until {
+            Some(t) => self.first_at_or_after(start, len, t)?,
+            None => len,
+        };
+        Ok(start..end.max(start))
+    }
+
+    fn first_at_or_after(&self, mut lo: u64, mut hi: u64, t: u64) -> Result<u64> {
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.get(mid)?.timestamp < t {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
     /// Verifies the whole ledger: every frame, hash, commitment, link, timestamp, the
     /// genesis rule, the head, and that nothing is stored beyond the head.
     pub fn verify(&self) -> Result<VerifyReport> {

@@ -234,31 +234,8 @@ fn parse_rfc3339(s: &str) -> Option<u64> {
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
-/// The first sequence number in `lo..hi` whose record's timestamp is at least `t`, or
-/// `hi` if none is. Timestamps never decrease along a ledger, so this is a binary search
-/// over `Ledger::get`: O(log n) record reads.
-pub fn first_at_or_after(
-    ledger: &Ledger,
-    dir: &std::path::Path,
-    mut lo: u64,
-    mut hi: u64,
-    t: u64,
-) -> Result<u64, Failure> {
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        let r = ledger
-            .get(mid)
-            .map_err(|e| Failure::ledger(&e, super::at_seq(dir, mid)))?;
-        if r.timestamp < t {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    Ok(lo)
-}
-
-/// The records `lo..hi` narrowed to those with `since <= timestamp < until`.
+/// The records `lo..hi` narrowed to those with `since <= timestamp < until` (the
+/// library's binary search).
 pub fn narrow(
     ledger: &Ledger,
     dir: &std::path::Path,
@@ -266,15 +243,10 @@ pub fn narrow(
     since: Option<Instant>,
     until: Option<Instant>,
 ) -> Result<(u64, u64), Failure> {
-    let start = match since {
-        Some(Instant(t)) => first_at_or_after(ledger, dir, lo, hi, t)?,
-        None => lo,
-    };
-    let end = match until {
-        Some(Instant(t)) => first_at_or_after(ledger, dir, start, hi, t)?,
-        None => hi,
-    };
-    Ok((start, end))
+    let r = ledger
+        .seqs_between(since.map(|i| i.0), until.map(|i| i.0))
+        .map_err(|e| Failure::ledger(&e, dir.display().to_string()))?;
+    Ok((r.start.clamp(lo, hi), r.end.clamp(lo, hi)))
 }
 
 #[cfg(test)]

@@ -162,7 +162,7 @@ fn claimed_head(bytes: &[u8], header: &SegmentHeader, groups: &[GroupLoc]) -> He
     for g in groups {
         let lo = usize::try_from(g.off).unwrap_or(usize::MAX);
         let hi = usize::try_from(g.off + g.len).unwrap_or(usize::MAX);
-        let frames = scan::frames_of(bytes.get(lo..hi).unwrap_or_default().to_vec());
+        let frames = scan::frames_in(bytes.get(lo..hi).unwrap_or_default());
         let mut off = 0;
         while let Ok(len) = format::frame_len(frames.get(off..).unwrap_or_default()) {
             let hash = format::hash_at(&frames, off + format::F_HASH);

@@ -149,6 +149,16 @@ pub(crate) fn frames_of(region: Vec<u8>) -> Vec<u8> {
     }
 }
 
+/// `frames_of` for bytes borrowed from a segment already in memory: copied only when
+/// skip items must come out.
+pub(crate) fn frames_in(region: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if has_skips(region) {
+        std::borrow::Cow::Owned(strip_skips(region))
+    } else {
+        std::borrow::Cow::Borrowed(region)
+    }
+}
+
 fn has_skips(region: &[u8]) -> bool {
     let mut off = 0;
     while let Some(b) = region.get(off..) {
@@ -214,7 +224,7 @@ pub(crate) fn check_commits(
         let ok = (|| {
             let region =
                 bytes.get(usize::try_from(g.off).ok()?..usize::try_from(g.off + g.len).ok()?)?;
-            let frames = frames_of(region.to_vec());
+            let frames = frames_in(region);
             let mut count = 0u64;
             for (_, r) in format::frames(&frames) {
                 let f = r.ok()?;

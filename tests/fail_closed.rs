@@ -105,7 +105,7 @@ fn each_write_path_fault_fails_closed_for_single_and_batch_appends() {
 #[test]
 fn head_read_fault_at_the_first_commit_fails_closed() {
     // Open reads the log itself (its read faults are injected on the real binary, in
-    // tests/syscall_faults.rs); the first head read through the store is the first
+    // cli/tests/syscall_faults.rs); the first head read through the store is the first
     // commit's.
     let dir = tempfile::tempdir().unwrap();
     let expected = seeded(dir.path());

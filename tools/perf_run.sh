@@ -10,9 +10,9 @@ say() { printf '\n### %s\n' "$*"; }
 
 say "uptime"; uptime
 
-say "chainlog vs SQLite (benches/vs_sqlite.rs), 200-byte payloads"
+say "chainlog vs SQLite (bench/benches/vs_sqlite.rs), 200-byte payloads"
 VS_SQLITE_SYNC_RECORDS=${VS_SQLITE_SYNC_RECORDS:-4000} VS_SQLITE_BUFFERED_RECORDS=${VS_SQLITE_BUFFERED_RECORDS:-200000} \
-    cargo bench --bench vs_sqlite
+    cargo bench -p chainlog-bench --bench vs_sqlite
 
 say "chainlog bench (5 runs each; median in docs)"
 for args in "--threads 1 --records 5000" \
@@ -33,4 +33,4 @@ done
 rm -rf "$dir"
 
 say "criterion: append, batch, verify, export, get, open, proofs"
-cargo bench --bench ledger -- --noplot 2>&1 | grep -E '^[a-z_]+/|time:|thrpt:'
+cargo bench -p chainlog-bench --bench ledger -- --noplot 2>&1 | grep -E '^[a-z_]+/|time:|thrpt:'

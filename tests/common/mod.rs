@@ -41,8 +41,6 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     hits
 }
 
-#[cfg(feature = "cli")]
-pub mod cli;
 pub mod log;
 
 /// Replaces the ledger's kept latest checkpoint (`<dir>/CHECKPOINT`, a signed note)

@@ -1,4 +1,18 @@
-//! Argument parsing, dispatch, errors and exit codes.
+//! `chainlog`: the command-line tool over the chainlog ledger library: argument parsing,
+//! dispatch, errors and exit codes.
+#![forbid(unsafe_code)]
+// Any input must end in an error message and an exit code, never in a panic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::print_stdout,
+        clippy::print_stderr
+    )
+)]
 
 mod bench;
 mod commands;
@@ -513,7 +527,7 @@ fn init_logging() {
         .try_init();
 }
 
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

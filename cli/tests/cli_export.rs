@@ -1,7 +1,6 @@
 //! End-to-end tests of `export`, `verify-export`, `import` and `redact` in the `chainlog`
 //! binary: the real executable, real ledgers in temporary directories, outputs checked
 //! against `stats`, `prove`, `get` and `verify` and against the files' bytes.
-#![cfg(feature = "cli")]
 
 mod common;
 use common::cli::{p, run, Run};

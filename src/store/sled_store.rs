@@ -24,6 +24,8 @@ const NODES_TREE: &[u8] = b"nodes";
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 /// How long to wait for a closing sled instance of this process to release its lock.
 const SLED_LOCK_WAIT: Duration = Duration::from_secs(5);
+/// How long a close waits for sled's background threads to release its data file.
+const SLED_RELEASE_WAIT: Duration = Duration::from_secs(60);
 /// sled's data file inside its directory; the file the device sync must reach.
 const SLED_DATA_FILE: &str = "db";
 /// sled's directory of large log items.
@@ -64,8 +66,8 @@ impl SledStore {
             // unsynchronised sync_file_range calls.
             .flush_every_ms(None);
         // The caller holds chainlog's directory lock, so sled's own lock can only be held
-        // by a sled instance of this process that is still shutting down (sled releases
-        // it from a background thread after the handle is dropped): wait for that, briefly.
+        // by a sled instance still shutting down (a close waits for sled to release it,
+        // but an abandoned handle or a process on its way out may not have): wait, briefly.
         remove_unfinished_snapshots(dir)?;
         quiet_sled_drop_panics();
         let deadline = Instant::now() + SLED_LOCK_WAIT;
@@ -203,6 +205,7 @@ impl SledStore {
             self.abandon();
             return false;
         }
+        let data_file = self.blobs_dir.with_file_name(SLED_DATA_FILE);
         DROPPING_SLED.with(|d| d.set(true));
         let r = panic::catch_unwind(panic::AssertUnwindSafe(move || drop(self)));
         DROPPING_SLED.with(|d| d.set(false));
@@ -210,6 +213,7 @@ impl SledStore {
             tracing::warn!(error = %panic_text(&*p), "closing the derived sled tree failed; the next open repairs it");
             return false;
         }
+        wait_for_release(&data_file);
         true
     }
 
@@ -351,6 +355,31 @@ impl Store for SledStore {
     }
 }
 
+/// Returns once sled's lock on its data file is released. sled lets go of the file from
+/// its background threads some time after the handle is dropped, and on a busy machine
+/// that can take seconds: a close that returned before would leave the next process's
+/// open refused. Bounded, since a lock sled never releases must not hang the close.
+fn wait_for_release(data_file: &Path) {
+    let Ok(file) = File::open(data_file) else {
+        return;
+    };
+    let deadline = Instant::now() + SLED_RELEASE_WAIT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return,
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sled still holds its files after close; the next open waits for them");
+                return;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,5 +399,25 @@ mod tests {
             .collect();
         assert!(!on_disk.is_empty(), "sled wrote no blob files");
         assert_eq!(*s.synced_blobs.lock(), on_disk);
+    }
+
+    /// Another process opens the ledger as soon as this one's close returns: sled's lock
+    /// must be gone by then, not released later by sled's background threads.
+    #[test]
+    fn close_returns_only_once_sled_released_its_lock() {
+        let d = tempfile::tempdir().unwrap();
+        for round in 0..20u64 {
+            let s = SledStore::open(d.path(), 8 << 20).unwrap();
+            for k in 0..50u64 {
+                s.write_group(round * 50 + k, &vec![k as u8; 4096]).unwrap();
+            }
+            s.sync().unwrap();
+            assert!(s.close(), "round {round}: close failed");
+            let f = File::open(d.path().join(SLED_DATA_FILE)).unwrap();
+            assert!(
+                f.try_lock().is_ok(),
+                "round {round}: sled still locks its file after close"
+            );
+        }
     }
 }

@@ -175,7 +175,7 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
 
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
-    getrandom::getrandom(&mut b).map_err(|e| {
+    getrandom::fill(&mut b).map_err(|e| {
         Error::io(
             "reading OS randomness",
             std::io::Error::other(e.to_string()),

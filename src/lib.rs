@@ -76,7 +76,7 @@ pub use writer::{Durability, FailurePolicy, Health, Metrics, Receipt};
 #[cfg(feature = "store")]
 pub fn check_os_random() -> Result<()> {
     let mut probe = [0u8; 16];
-    getrandom::getrandom(&mut probe).map_err(|e| {
+    getrandom::fill(&mut probe).map_err(|e| {
         Error::io(
             "reading the operating system's random source",
             std::io::Error::other(e.to_string()),

@@ -241,7 +241,7 @@ impl SignerKey {
     #[cfg(feature = "store")]
     pub fn from_random(name: &str) -> Result<SignerKey, NoteError> {
         let mut seed = [0u8; 32];
-        getrandom::getrandom(&mut seed).map_err(|_| NoteError::RandomUnavailable)?;
+        getrandom::fill(&mut seed).map_err(|_| NoteError::RandomUnavailable)?;
         SignerKey::generate(name, seed)
     }
 

@@ -4,58 +4,70 @@
 
 #[cfg(not(loom))]
 mod imp {
-    pub use parking_lot::MutexGuard;
     pub use std::sync::atomic::Ordering;
     pub use std::sync::Arc;
+    pub use std::sync::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
     pub use std::thread;
     use std::time::Duration;
 
-    /// A mutex whose `lock` cannot fail (parking_lot has no poisoning).
+    // std's locks poison when a holder panics. The crate's code does not panic while
+    // holding one, and every state it guards is valid between statements, so a poisoned
+    // lock is taken as it is, as parking_lot (no poisoning) did; std's rather than
+    // parking_lot's so that the crate builds one parking_lot, the version sled pins.
+
+    /// A mutex whose `lock` cannot fail.
     #[derive(Debug, Default)]
-    pub struct Mutex<T>(parking_lot::Mutex<T>);
+    pub struct Mutex<T>(std::sync::Mutex<T>);
 
     impl<T> Mutex<T> {
         pub fn new(t: T) -> Self {
-            Mutex(parking_lot::Mutex::new(t))
+            Mutex(std::sync::Mutex::new(t))
         }
         pub fn lock(&self) -> MutexGuard<'_, T> {
-            self.0.lock()
+            self.0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
         }
     }
-
-    pub use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
 
     /// A reader-writer lock whose guards cannot fail.
     #[derive(Debug, Default)]
-    pub struct RwLock<T>(parking_lot::RwLock<T>);
+    pub struct RwLock<T>(std::sync::RwLock<T>);
 
     impl<T> RwLock<T> {
         pub fn new(t: T) -> Self {
-            RwLock(parking_lot::RwLock::new(t))
+            RwLock(std::sync::RwLock::new(t))
         }
         pub fn read(&self) -> RwLockReadGuard<'_, T> {
-            self.0.read()
+            self.0
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
         }
         pub fn write(&self) -> RwLockWriteGuard<'_, T> {
-            self.0.write()
+            self.0
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
         }
     }
 
     #[derive(Debug, Default)]
-    pub struct Condvar(parking_lot::Condvar);
+    pub struct Condvar(std::sync::Condvar);
 
     impl Condvar {
         pub fn new() -> Self {
-            Condvar(parking_lot::Condvar::new())
+            Condvar(std::sync::Condvar::new())
         }
-        pub fn wait<'a, T>(&self, mut g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-            self.0.wait(&mut g);
-            g
+        pub fn wait<'a, T>(&self, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+            self.0
+                .wait(g)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
         }
         /// Waits at most `d`; used only for the periodic background flush.
-        pub fn wait_for<'a, T>(&self, mut g: MutexGuard<'a, T>, d: Duration) -> MutexGuard<'a, T> {
-            self.0.wait_for(&mut g, d);
-            g
+        pub fn wait_for<'a, T>(&self, g: MutexGuard<'a, T>, d: Duration) -> MutexGuard<'a, T> {
+            match self.0.wait_timeout(g, d) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            }
         }
         pub fn notify_all(&self) {
             self.0.notify_all();

@@ -4,8 +4,8 @@
 //! unchanged, the chain verifies and continues. The same directory is reused for every
 //! kill, so recovery runs over an accumulating history.
 //!
-//! `CHAINLOG_CRASH_KILLS=N` sets the number of kills (default 100; the large-batch test
-//! runs a quarter of that).
+//! `CHAINLOG_CRASH_KILLS=N` sets the number of kills (default 25, which keeps `cargo test`
+//! fast; `.ci/run` does 100; the large-batch test runs a quarter of that).
 // A std Mutex orders forks against open ledgers (the loom shim is for the library).
 #![allow(clippy::disallowed_types)]
 
@@ -26,7 +26,7 @@ use chainlog::{Error, Ledger, Options};
 /// workload instead of the parent logic.
 const CHILD_ENV: &str = "CHAINLOG_CRASH_CHILD";
 const KILLS_ENV: &str = "CHAINLOG_CRASH_KILLS";
-const DEFAULT_KILLS: usize = 100;
+const DEFAULT_KILLS: usize = 25;
 
 const MIXED_TEST: &str = "acknowledged_appends_survive_sigkill";
 const BATCH_TEST: &str = "large_batches_are_all_or_nothing_under_sigkill";
@@ -37,9 +37,9 @@ const BIG_BATCH: usize = 500;
 const BATCH_WRITERS: usize = 2;
 
 /// How long the parent waits for the child to report progress before failing.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
+const CHILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// A child whose parent died would otherwise append forever.
-const CHILD_LIFETIME: Duration = Duration::from_secs(120);
+const CHILD_LIFETIME: Duration = Duration::from_secs(900);
 
 /// splitmix64: small, seedable, good enough to pick delays and batch sizes.
 struct Rng(u64);

@@ -6,7 +6,8 @@
 //! continue. Kills land in group commits, in signing, between a redaction's record and
 //! its rewrite, and in the store rewrite that purges redacted payloads at open.
 //!
-//! `CHAINLOG_CRASH_MAINT_KILLS=N` sets the number of kills (default 40).
+//! `CHAINLOG_CRASH_MAINT_KILLS=N` sets the number of kills (default 10, for a fast `cargo test`;
+//! `.ci/run` does 40).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -66,7 +67,7 @@ fn checkpoints_and_redactions_survive_sigkill() {
     let kills: usize = std::env::var("CHAINLOG_CRASH_MAINT_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(40);
+        .unwrap_or(10);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("ledger");
     let vkey = [key().verifier()];
@@ -99,7 +100,7 @@ fn checkpoints_and_redactions_survive_sigkill() {
         });
         // Wait for the child's first acknowledgement, then let it run a random while.
         let first = rx
-            .recv_timeout(Duration::from_secs(60))
+            .recv_timeout(Duration::from_secs(600))
             .expect("child made no progress");
         seed ^= seed << 13;
         seed ^= seed >> 7;

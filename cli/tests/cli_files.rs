@@ -283,7 +283,7 @@ fn paused_export(dir: &Path, out: &Path) -> (std::process::Child, PathBuf, Watch
         ["export", p(dir), p(out)],
         &[("CHAINLOG_TEST_PAUSE_EXPORT", "1")],
     );
-    let dog = Watchdog::new(child.id(), 120);
+    let dog = Watchdog::new(child.id(), 600);
     let mut err = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
@@ -513,7 +513,7 @@ fn export_writes_into_an_existing_fifo() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let _dog = Watchdog::new(reader.id(), 120);
+    let _dog = Watchdog::new(reader.id(), 600);
     let v = run(["export", p(&a), p(&fifo), "--json"]).quiet_ok().one();
     assert_eq!(v["records"], 7);
     let got = reader.wait_with_output().unwrap().stdout;

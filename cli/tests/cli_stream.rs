@@ -67,7 +67,7 @@ fn stdin_append_acknowledges_each_line_before_the_next_arrives() {
     let tmp = new_ledger();
     let d = p(tmp.path());
     let mut child = spawn(["append", d, "--json"]);
-    let _dog = Watchdog::new(child.id(), 120);
+    let _dog = Watchdog::new(child.id(), 600);
     let mut stdin = child.stdin.take().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut receipts = Vec::new();
@@ -137,7 +137,7 @@ fn signals_commit_what_was_read_and_exit_128_plus_signal() {
         let tmp = new_ledger();
         let d = p(tmp.path());
         let mut child = spawn(["append", d, "--json"]);
-        let _dog = Watchdog::new(child.id(), 120);
+        let _dog = Watchdog::new(child.id(), 600);
         let mut stdin = child.stdin.take().unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut acked = Vec::new();
@@ -176,7 +176,7 @@ fn a_killed_appender_loses_no_acknowledged_line() {
     let tmp = new_ledger();
     let d = p(tmp.path());
     let mut child = spawn(["append", d, "--json"]);
-    let _dog = Watchdog::new(child.id(), 120);
+    let _dog = Watchdog::new(child.id(), 600);
     let mut stdin = child.stdin.take().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut acked = Vec::new();
@@ -213,7 +213,7 @@ fn tail_follow_prints_records_as_they_are_appended() {
     let d = p(tmp.path());
     run(["append", d, "r0", "r1", "r2"]).ok();
     let mut child = spawn(["tail", d, "-n", "2", "-f", "--interval", "5ms", "--json"]);
-    let _dog = Watchdog::new(child.id(), 120);
+    let _dog = Watchdog::new(child.id(), 600);
     let mut out = BufReader::new(child.stdout.take().unwrap());
     assert_eq!(next_json(&mut out)["payload"], "r1");
     assert_eq!(next_json(&mut out)["payload"], "r2");
@@ -336,7 +336,7 @@ fn a_closed_pipe_ends_quietly_with_status_0() {
             args.push("--json");
         }
         let mut child = spawn(&args);
-        let _dog = Watchdog::new(child.id(), 120);
+        let _dog = Watchdog::new(child.id(), 600);
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut first = String::new();
         out.read_line(&mut first).unwrap();

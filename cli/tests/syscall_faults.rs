@@ -23,7 +23,7 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_chainlog");
 /// A hang guard only: a run that takes this long is reported as a hang. Generous, so a
 /// busy machine never trips it.
-const HANG_GUARD: Duration = Duration::from_secs(180);
+const HANG_GUARD: Duration = Duration::from_secs(600);
 
 const READ_SYSCALLS: &[&str] = &["pread64", "read"];
 const WRITE_SYSCALLS: &[&str] = &[

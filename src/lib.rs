@@ -47,7 +47,7 @@ pub use export::{
     ExportReport, ExportTrailer,
 };
 pub use format::{FrameError, RecordKind, REDACTION_PREFIX};
-pub use hash::{to_hex, Hash, HashAlg, HASH_LEN};
+pub use hash::{to_hex, Hash, HashAlg, HashParseError, HASH_LEN};
 pub use merkle::{
     prove_consistency, prove_inclusion, root_from_leaves, split_stored_hash_index,
     stored_hash_count, stored_hash_index, stored_hashes_for_leaf, tree_hash, verify_consistency,

@@ -130,6 +130,7 @@ pub(crate) fn imported(dir: &Path) -> Result<Vec<(u64, Hash)>> {
             .filter(|_| canonical)
             .ok_or_else(|| bad(n, "the sequence number is not canonical decimal"))?;
         let hash = Hash::from_hex(hash)
+            .ok()
             .filter(|h| h.to_string() == hash)
             .ok_or_else(|| bad(n, "the hash is not 64 lowercase hex digits"))?;
         if out.last().is_some_and(|&(last, _)| last >= seq) {

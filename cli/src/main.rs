@@ -383,7 +383,7 @@ impl From<HashArg> for HashAlg {
 
 /// A hash argument: exactly 64 hex digits.
 fn parse_hash(s: &str) -> Result<Hash, String> {
-    Hash::from_hex(s).ok_or_else(|| "expected a hash of exactly 64 hex digits".to_owned())
+    Hash::from_hex(s).map_err(|e| e.to_string())
 }
 
 /// How a command that ran to the end turned out.

@@ -190,11 +190,6 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
-/// Lowercase hex of arbitrary bytes (the ledger id).
-pub fn hex(bytes: &[u8]) -> String {
-    chainlog::to_hex(bytes)
-}
-
 pub use super::time::Utc;
 
 /// The comparison with a trusted checkpoint, with both tree heads; `subject` names what

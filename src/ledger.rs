@@ -158,25 +158,26 @@ pub struct Ledger {
 }
 
 pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(layout::LOCK_FILE);
     let f = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join(layout::LOCK_FILE))
-        .map_err(|e| Error::io("opening the ledger lock file", e))?;
+        .open(&path)
+        .map_err(|e| Error::io("opening the ledger lock file", &path, e))?;
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(TryLockError::WouldBlock) => Err(Error::AlreadyOpen {
             path: dir.to_path_buf(),
         }),
-        Err(TryLockError::Error(e)) => Err(Error::io("locking the ledger directory", e)),
+        Err(TryLockError::Error(e)) => Err(Error::io("locking the ledger directory", &path, e)),
     }
 }
 
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
     getrandom::getrandom(&mut b).map_err(|e| {
-        Error::io(
+        Error::io_without_path(
             "reading OS randomness",
             std::io::Error::other(e.to_string()),
         )
@@ -216,7 +217,7 @@ fn record_mark(marks: &Mutex<watermark::Writer>, head: &Head) {
         last_hash: head.last_hash,
     };
     if let Err(e) = marks.lock().record(mark) {
-        tracing::error!(error = %e, "recording the durable watermark failed");
+        tracing::error!(error = %e.chain(), "recording the durable watermark failed");
     }
 }
 
@@ -266,7 +267,7 @@ fn open_sled(path: &Path, cache_bytes: u64, log: &Log) -> Option<SledStore> {
         {
             Ok(s) => return Some(s),
             Err(e) => {
-                tracing::warn!(error = %e, "the derived sled tree did not open; rebuilding it from the log")
+                tracing::warn!(error = %e.chain(), "the derived sled tree did not open; rebuilding it from the log")
             }
         }
     } else if path.exists() {
@@ -301,14 +302,15 @@ impl Ledger {
         config: &Config,
         media: Box<dyn Media>,
     ) -> Result<Ledger> {
-        fs::create_dir_all(dir).map_err(|e| Error::io("creating the ledger directory", e))?;
+        fs::create_dir_all(dir).map_err(|e| Error::io("creating the ledger directory", dir, e))?;
         let lock = lock_dir(dir)?;
         // A directory holding only a log directory without its first segment is a
         // creation that stopped before it finished (the first segment appears last, by
         // rename): it is cleared and done again.
         let mut unfinished = Vec::new();
-        for entry in fs::read_dir(dir).map_err(|e| Error::io("listing the ledger directory", e))? {
-            let entry = entry.map_err(|e| Error::io("listing the ledger directory", e))?;
+        let listing = |e| Error::io("listing the ledger directory", dir, e);
+        for entry in fs::read_dir(dir).map_err(listing)? {
+            let entry = entry.map_err(listing)?;
             let name = entry.file_name();
             if name == layout::LOCK_FILE || name == layout::STAGING_MARK {
                 continue;
@@ -322,7 +324,8 @@ impl Ledger {
             });
         }
         for p in unfinished {
-            fs::remove_dir_all(&p).map_err(|e| Error::io("clearing an unfinished creation", e))?;
+            fs::remove_dir_all(&p)
+                .map_err(|e| Error::io("clearing an unfinished creation", &p, e))?;
         }
         if let Err(e) = Log::create(&*media, config) {
             let _ = fs::remove_dir_all(dir.join(layout::LOG_DIR));
@@ -472,7 +475,7 @@ impl Ledger {
             let flusher = thread::Builder::new()
                 .name("chainlog-flush".into())
                 .spawn(move || c.run_flusher(interval, |h| record_mark(&m, h)))
-                .map_err(|e| Error::io("starting the background flush thread", e))?;
+                .map_err(|e| Error::io_without_path("starting the background flush thread", e))?;
             (Some(flusher), Some(marks))
         } else {
             (None, None)
@@ -1199,7 +1202,7 @@ impl Ledger {
 impl Drop for Ledger {
     fn drop(&mut self) {
         if let Err(e) = self.finish() {
-            tracing::error!(error = %e, "closing the ledger failed; the next open recovers");
+            tracing::error!(error = %e.chain(), "closing the ledger failed; the next open recovers");
         }
     }
 }

@@ -41,7 +41,7 @@ mod watermark;
 mod writer;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorChain, Result};
 pub use export::{
     export_header_len, verify_export, EmbeddedCheckpoint, ExportCheck, ExportHeader, ExportReader,
     ExportReport, ExportTrailer,
@@ -77,7 +77,7 @@ pub use writer::{Durability, FailurePolicy, Health, Metrics, Receipt};
 pub fn check_os_random() -> Result<()> {
     let mut probe = [0u8; 16];
     getrandom::getrandom(&mut probe).map_err(|e| {
-        Error::io(
+        Error::io_without_path(
             "reading the operating system's random source",
             std::io::Error::other(e.to_string()),
         )

@@ -643,7 +643,7 @@ impl<S: Store> Core<S> {
                 Err(e) => {
                     left -= 1;
                     bump(&self.counters.head_read_retries, 1);
-                    tracing::warn!(error = %e, "head read failed; retrying");
+                    tracing::warn!(error = %e.chain(), "head read failed; retrying");
                     if let FailurePolicy::Retry { backoff, .. } = self.policy {
                         #[cfg(not(loom))]
                         std::thread::sleep(backoff);
@@ -656,7 +656,8 @@ impl<S: Store> Core<S> {
     }
 
     fn poison(&self, st: &mut State, e: &Error) {
-        let reason = e.to_string();
+        // With its sources: an I/O error's OS text is its source, not its Display.
+        let reason = e.chain().to_string();
         tracing::error!(error = %reason, "chainlog ledger poisoned; appends fail until it is reopened");
         bump(&self.counters.poisonings, 1);
         st.pending = Pending::default();

@@ -567,6 +567,8 @@ impl<S: Store> Core<S> {
     /// The I/O of one group commit, outside the lock. `sync_from` is the durable head
     /// before this commit when a device sync is wanted. A failure comes with the head the
     /// store holds afterwards, when that is known.
+    // The failure path only, once per failed commit: its size costs nothing on success.
+    #[allow(clippy::result_large_err)]
     fn commit(
         &self,
         groups: &[PendingGroup],

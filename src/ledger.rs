@@ -5,8 +5,6 @@ use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::format::{self, Config, FrameRef, Head, RecordKind};
@@ -65,8 +63,9 @@ impl Default for Options {
     }
 }
 
-/// A stored record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A stored record. Serialises in the shape `chainlog::json` describes (timestamp as
+/// RFC 3339 beside the nanoseconds, payload as labelled text; the salt never).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub seq: u64,
     /// Nanoseconds since the Unix epoch.
@@ -80,7 +79,6 @@ pub struct Record {
     pub payload_len: u32,
     /// The payload, or `None` when it has been redacted.
     pub payload: Option<Vec<u8>>,
-    #[serde(skip)]
     pub salt: Option<[u8; HASH_LEN]>,
 }
 
@@ -104,8 +102,8 @@ impl Record {
     }
 }
 
-/// The committed head as the API shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// The committed head as the API shows it (serialised as `chainlog::json` describes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeadInfo {
     /// Number of records (the next sequence number).
     pub len: u64,

@@ -11,6 +11,7 @@ mod error;
 mod export;
 pub mod format;
 mod hash;
+pub mod json;
 mod merkle;
 mod note;
 mod verify;

@@ -47,8 +47,8 @@ pub enum FailurePolicy {
     Retry { attempts: u32, backoff: Duration },
 }
 
-/// Proof that a record was appended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// Proof that a record was appended (serialised as `chainlog::json` describes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Receipt {
     pub seq: u64,
     pub hash: Hash,

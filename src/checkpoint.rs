@@ -112,7 +112,8 @@ impl fmt::Display for CheckpointError {
 impl std::error::Error for CheckpointError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            CheckpointError::Note(e) => Some(e),
+            // Display includes the note error: the chain goes on from its own source.
+            CheckpointError::Note(e) => e.source(),
             _ => None,
         }
     }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::hash::HashAlg;
 
@@ -11,8 +11,15 @@ use crate::hash::HashAlg;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// A storage operation failed; `op` names it.
-    Io { op: &'static str, source: io::Error },
+    /// A storage operation failed; `op` names it and `path` the file or directory it
+    /// was on (`None` only for what has no path, such as starting a thread). Display
+    /// says what failed and where; the OS error is the `source()`, as std's convention
+    /// wants, so that a chain printer ([`ErrorChain`]) shows it once.
+    Io {
+        op: &'static str,
+        path: Option<PathBuf>,
+        source: io::Error,
+    },
     /// The ledger directory is already open, in this process or another.
     AlreadyOpen { path: PathBuf },
     /// `create` found a ledger (or other data) already in the directory.
@@ -48,9 +55,29 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// An I/O error on `path`.
     #[cfg_attr(not(feature = "store"), allow(dead_code))]
-    pub(crate) fn io(op: &'static str, source: io::Error) -> Error {
-        Error::Io { op, source }
+    pub(crate) fn io(op: &'static str, path: impl AsRef<Path>, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            path: Some(path.as_ref().to_path_buf()),
+            source: readable(source),
+        }
+    }
+
+    /// An I/O error that concerns no file (a thread, the OS random source).
+    #[cfg_attr(not(feature = "store"), allow(dead_code))]
+    pub(crate) fn io_without_path(op: &'static str, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            path: None,
+            source: readable(source),
+        }
+    }
+
+    /// The error followed by each of its sources: `what failed: why`.
+    pub fn chain(&self) -> ErrorChain<'_> {
+        ErrorChain(self)
     }
 
     /// True for errors that mean stored data cannot be trusted.
@@ -65,8 +92,12 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Io { op, source } => {
-                write!(f, "I/O error during {op}: {}", io_message(source))
+            Error::Io { op, path, .. } => {
+                write!(f, "I/O error during {op}")?;
+                match path {
+                    Some(p) => write!(f, " ({})", p.display()),
+                    None => Ok(()),
+                }
             }
             Error::AlreadyOpen { path } => write!(
                 f,
@@ -119,10 +150,50 @@ impl std::error::Error for Error {
     }
 }
 
+/// Any error followed by its sources, each once: `e: source: source's source`. The
+/// CLI prints errors through it, and a poisoned ledger keeps its reason in this form.
+#[derive(Clone, Copy)]
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            write!(f, ": {e}")?;
+            next = e.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The I/O error, readable: one sled copied through its Debug text is rebuilt as the
+/// error it was (the OS error code, or the message and kind), so that its Display, the
+/// `source()` a chain printer shows, is a sentence.
+fn readable(e: io::Error) -> io::Error {
+    let text = e.to_string();
+    if let Some(rest) = text.strip_prefix("Os { code: ") {
+        let code: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if let Ok(code) = code.parse::<i32>() {
+            return io::Error::from_raw_os_error(code);
+        }
+    }
+    match io_message(&e) {
+        m if m == text => e,
+        m => io::Error::new(e.kind(), m),
+    }
+}
+
 /// An I/O error as a sentence, never as Debug text. sled copies an I/O error by wrapping
 /// its Debug form (`Os { code: 5, kind: Uncategorized, message: "Input/output error" }`)
 /// in a new error; that text is turned back into the message and the OS error code.
-pub(crate) fn io_message(e: &io::Error) -> String {
+fn io_message(e: &io::Error) -> String {
     let text = e.to_string();
     let quoted = |t: &str, field: &str| -> Option<String> {
         let at = t.find(field)? + field.len();
@@ -154,11 +225,15 @@ mod tests {
         let os = io::Error::from_raw_os_error(5);
         let copied = io::Error::new(os.kind(), format!("{os:?}"));
         assert!(copied.to_string().starts_with("Os {"), "{copied}");
-        let e = Error::io("reading a group", copied);
+        let e = Error::io("reading a group", "/x/seg", copied);
+        assert_eq!(e.to_string(), "I/O error during reading a group (/x/seg)");
         assert_eq!(
-            e.to_string(),
-            format!("I/O error during reading a group: {os}")
+            e.chain().to_string(),
+            format!("I/O error during reading a group (/x/seg): {os}")
         );
+        // The source is the OS error itself again, not the Debug text sled made of it.
+        let source = std::error::Error::source(&e).map(|s| s.to_string());
+        assert_eq!(source, Some(os.to_string()));
         let custom = io::Error::other("disk on fire");
         let copied = io::Error::new(custom.kind(), format!("{custom:?}"));
         assert_eq!(io_message(&copied), "disk on fire");

@@ -413,7 +413,7 @@ pub fn parse_redaction(payload: &[u8]) -> Result<(u64, Hash), &'static str> {
     if hex.len() != 2 * HASH_LEN || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err("hash is not 64 lowercase hex digits");
     }
-    let hash = Hash::from_hex(hex).ok_or("hash is not 64 lowercase hex digits")?;
+    let hash = Hash::from_hex(hex).map_err(|_| "hash is not 64 lowercase hex digits")?;
     let reason = reason.strip_prefix("reason=").ok_or("has no \"reason=\"")?;
     if reason.chars().any(is_control) {
         return Err("reason has a control character");

@@ -153,53 +153,74 @@ impl Hash {
         to_hex(&self.0)
     }
 
-    /// Parses exactly 64 lowercase or uppercase hex digits.
-    pub fn from_hex(s: &str) -> Option<Hash> {
-        let b = s.as_bytes();
-        if b.len() != 2 * HASH_LEN {
-            return None;
+    /// Parses exactly 64 lowercase or uppercase hex digits; the error says what was wrong
+    /// (the length, or the first character that is not a hex digit and where).
+    pub fn from_hex(s: &str) -> Result<Hash, HashParseError> {
+        let not_hex = || {
+            s.char_indices()
+                .find(|(_, c)| !c.is_ascii_hexdigit())
+                .map(|(index, ch)| HashParseError::NotHex { ch, index })
+        };
+        let len = s.chars().count();
+        if len != 2 * HASH_LEN {
+            return Err(HashParseError::Length { len });
         }
         let mut out = [0u8; HASH_LEN];
-        for (o, pair) in out.iter_mut().zip(b.chunks_exact(2)) {
-            let hi = hex_val(pair.first().copied()?)?;
-            let lo = hex_val(pair.get(1).copied()?)?;
-            *o = (hi << 4) | lo;
+        // 64 characters but not 64 bytes: a non-ASCII character, which `not_hex` finds.
+        hex::decode_to_slice(s, &mut out)
+            .map_err(|_| not_hex().unwrap_or(HashParseError::Length { len: s.len() }))?;
+        Ok(Hash(out))
+    }
+}
+
+/// Why a string is not a hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HashParseError {
+    /// Not 64 characters long (`len` counts characters).
+    Length { len: usize },
+    /// The character at `index` (counted in bytes) is not a hex digit.
+    NotHex { ch: char, index: usize },
+}
+
+impl fmt::Display for HashParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HashParseError::Length { len } => write!(
+                f,
+                "a hash is {} hex digits, not {len} characters",
+                2 * HASH_LEN
+            ),
+            HashParseError::NotHex { ch, index } => write!(
+                f,
+                "a hash is {} hex digits; {ch:?} at position {index} is not one",
+                2 * HASH_LEN
+            ),
         }
-        Some(Hash(out))
+    }
+}
+
+impl std::error::Error for HashParseError {}
+
+impl From<HashParseError> for crate::error::Error {
+    fn from(e: HashParseError) -> Self {
+        crate::error::Error::InvalidArgument {
+            detail: e.to_string(),
+        }
     }
 }
 
 impl std::str::FromStr for Hash {
-    type Err = crate::error::Error;
-    /// 64 hex digits, as [`Hash::from_hex`]; an error that says what was wrong.
+    type Err = HashParseError;
+    /// 64 hex digits, as [`Hash::from_hex`].
     fn from_str(s: &str) -> Result<Hash, Self::Err> {
-        Hash::from_hex(s).ok_or_else(|| crate::error::Error::InvalidArgument {
-            detail: format!(
-                "a hash is 64 hex digits; {:?} is not",
-                s.chars().take(80).collect::<String>()
-            ),
-        })
-    }
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+        Hash::from_hex(s)
     }
 }
 
 /// Lowercase hex of any byte string.
 pub fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0x0f)] as char);
-    }
-    s
+    hex::encode(bytes)
 }
 
 impl fmt::Display for Hash {
@@ -223,8 +244,7 @@ impl Serialize for Hash {
 impl<'de> Deserialize<'de> for Hash {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
         let s = String::deserialize(d)?;
-        Hash::from_hex(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not 64 hex digits")))
+        Hash::from_hex(&s).map_err(serde::de::Error::custom)
     }
 }
 
@@ -234,8 +254,35 @@ mod tests {
     fn from_str_parses_hex_and_says_what_was_wrong() {
         let h: Hash = "ab".repeat(32).parse().unwrap();
         assert_eq!(h, Hash([0xab; 32]));
-        let e = "xyz".parse::<Hash>().unwrap_err().to_string();
-        assert!(e.contains("64 hex digits") && e.contains("xyz"), "{e}");
+        assert_eq!("AB".repeat(32).parse::<Hash>(), Ok(h));
+        let e = "xyz".parse::<Hash>().unwrap_err();
+        assert_eq!(e, HashParseError::Length { len: 3 });
+        assert_eq!(e.to_string(), "a hash is 64 hex digits, not 3 characters");
+        // 65 digits: odd, still a length error.
+        assert_eq!(
+            Hash::from_hex(&"a".repeat(65)),
+            Err(HashParseError::Length { len: 65 })
+        );
+        let mut s = "ab".repeat(32);
+        s.replace_range(5..6, "g");
+        let e = s.parse::<Hash>().unwrap_err();
+        assert_eq!(e, HashParseError::NotHex { ch: 'g', index: 5 });
+        assert_eq!(
+            e.to_string(),
+            "a hash is 64 hex digits; 'g' at position 5 is not one"
+        );
+        // 64 characters, one of them two bytes long: named as the bad character.
+        let mut s = "ab".repeat(32);
+        s.replace_range(63..64, "é");
+        assert_eq!(
+            Hash::from_hex(&s),
+            Err(HashParseError::NotHex {
+                ch: 'é', index: 63
+            })
+        );
+        // As a crate error (for `?` in code returning chainlog::Result).
+        let e: crate::error::Error = e.into();
+        assert!(e.to_string().contains("'g' at position 5"), "{e}");
     }
 
     use super::*;
@@ -248,9 +295,10 @@ mod tests {
             h.to_hex(),
             "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
         );
-        assert_eq!(Hash::from_hex(&h.to_hex()), Some(h));
-        assert_eq!(Hash::from_hex("zz"), None);
-        assert_eq!(Hash::from_hex(&"g".repeat(64)), None);
+        assert_eq!(Hash::from_hex(&h.to_hex()), Ok(h));
+        assert!(Hash::from_hex("zz").is_err());
+        assert!(Hash::from_hex(&"g".repeat(64)).is_err());
+        assert_eq!(to_hex(&[0x00, 0x7f, 0xff]), "007fff");
     }
 
     #[test]

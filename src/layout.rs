@@ -38,10 +38,11 @@ pub(crate) fn store_name(n: u64) -> String {
 
 /// The live store's number, or `None` if `dir` holds no ledger.
 pub(crate) fn current(dir: &Path) -> Result<Option<u64>> {
-    let text = match fs::read_to_string(dir.join(CURRENT)) {
+    let path = dir.join(CURRENT);
+    let text = match fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("reading the CURRENT file", e)),
+        Err(e) => return Err(Error::io("reading the CURRENT file", &path, e)),
     };
     let n = text
         .strip_suffix('\n')

@@ -5,8 +5,6 @@ use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::format::{self, Config, FrameRef, Head, RecordKind};
@@ -65,8 +63,9 @@ impl Default for Options {
     }
 }
 
-/// A stored record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// A stored record. Serialises in the shape `chainlog::json` describes (timestamp as
+/// RFC 3339 beside the nanoseconds, payload as labelled text; the salt never).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     pub seq: u64,
     /// Nanoseconds since the Unix epoch.
@@ -80,7 +79,6 @@ pub struct Record {
     pub payload_len: u32,
     /// The payload, or `None` when it has been redacted.
     pub payload: Option<Vec<u8>>,
-    #[serde(skip)]
     pub salt: Option<[u8; HASH_LEN]>,
 }
 
@@ -104,8 +102,8 @@ impl Record {
     }
 }
 
-/// The committed head as the API shows it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// The committed head as the API shows it (serialised as `chainlog::json` describes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeadInfo {
     /// Number of records (the next sequence number).
     pub len: u64,
@@ -158,25 +156,26 @@ pub struct Ledger {
 }
 
 pub(crate) fn lock_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(layout::LOCK_FILE);
     let f = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join(layout::LOCK_FILE))
-        .map_err(|e| Error::io("opening the ledger lock file", e))?;
+        .open(&path)
+        .map_err(|e| Error::io("opening the ledger lock file", &path, e))?;
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(TryLockError::WouldBlock) => Err(Error::AlreadyOpen {
             path: dir.to_path_buf(),
         }),
-        Err(TryLockError::Error(e)) => Err(Error::io("locking the ledger directory", e)),
+        Err(TryLockError::Error(e)) => Err(Error::io("locking the ledger directory", &path, e)),
     }
 }
 
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).map_err(|e| {
-        Error::io(
+        Error::io_without_path(
             "reading OS randomness",
             std::io::Error::other(e.to_string()),
         )
@@ -216,7 +215,7 @@ fn record_mark(marks: &Mutex<watermark::Writer>, head: &Head) {
         last_hash: head.last_hash,
     };
     if let Err(e) = marks.lock().record(mark) {
-        tracing::error!(error = %e, "recording the durable watermark failed");
+        tracing::error!(error = %e.chain(), "recording the durable watermark failed");
     }
 }
 
@@ -266,7 +265,7 @@ fn open_sled(path: &Path, cache_bytes: u64, log: &Log) -> Option<SledStore> {
         {
             Ok(s) => return Some(s),
             Err(e) => {
-                tracing::warn!(error = %e, "the derived sled tree did not open; rebuilding it from the log")
+                tracing::warn!(error = %e.chain(), "the derived sled tree did not open; rebuilding it from the log")
             }
         }
     } else if path.exists() {
@@ -301,14 +300,15 @@ impl Ledger {
         config: &Config,
         media: Box<dyn Media>,
     ) -> Result<Ledger> {
-        fs::create_dir_all(dir).map_err(|e| Error::io("creating the ledger directory", e))?;
+        fs::create_dir_all(dir).map_err(|e| Error::io("creating the ledger directory", dir, e))?;
         let lock = lock_dir(dir)?;
         // A directory holding only a log directory without its first segment is a
         // creation that stopped before it finished (the first segment appears last, by
         // rename): it is cleared and done again.
         let mut unfinished = Vec::new();
-        for entry in fs::read_dir(dir).map_err(|e| Error::io("listing the ledger directory", e))? {
-            let entry = entry.map_err(|e| Error::io("listing the ledger directory", e))?;
+        let listing = |e| Error::io("listing the ledger directory", dir, e);
+        for entry in fs::read_dir(dir).map_err(listing)? {
+            let entry = entry.map_err(listing)?;
             let name = entry.file_name();
             if name == layout::LOCK_FILE || name == layout::STAGING_MARK {
                 continue;
@@ -322,7 +322,8 @@ impl Ledger {
             });
         }
         for p in unfinished {
-            fs::remove_dir_all(&p).map_err(|e| Error::io("clearing an unfinished creation", e))?;
+            fs::remove_dir_all(&p)
+                .map_err(|e| Error::io("clearing an unfinished creation", &p, e))?;
         }
         if let Err(e) = Log::create(&*media, config) {
             let _ = fs::remove_dir_all(dir.join(layout::LOG_DIR));
@@ -472,7 +473,7 @@ impl Ledger {
             let flusher = thread::Builder::new()
                 .name("chainlog-flush".into())
                 .spawn(move || c.run_flusher(interval, |h| record_mark(&m, h)))
-                .map_err(|e| Error::io("starting the background flush thread", e))?;
+                .map_err(|e| Error::io_without_path("starting the background flush thread", e))?;
             (Some(flusher), Some(marks))
         } else {
             (None, None)
@@ -1199,7 +1200,7 @@ impl Ledger {
 impl Drop for Ledger {
     fn drop(&mut self) {
         if let Err(e) = self.finish() {
-            tracing::error!(error = %e, "closing the ledger failed; the next open recovers");
+            tracing::error!(error = %e.chain(), "closing the ledger failed; the next open recovers");
         }
     }
 }

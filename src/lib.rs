@@ -11,6 +11,7 @@ mod error;
 mod export;
 pub mod format;
 mod hash;
+pub mod json;
 mod merkle;
 mod note;
 mod verify;
@@ -41,13 +42,13 @@ mod watermark;
 mod writer;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorChain, Result};
 pub use export::{
     export_header_len, verify_export, EmbeddedCheckpoint, ExportCheck, ExportHeader, ExportReader,
     ExportReport, ExportTrailer,
 };
 pub use format::{FrameError, RecordKind, REDACTION_PREFIX};
-pub use hash::{to_hex, Hash, HashAlg, HASH_LEN};
+pub use hash::{to_hex, Hash, HashAlg, HashParseError, HASH_LEN};
 pub use merkle::{
     prove_consistency, prove_inclusion, root_from_leaves, split_stored_hash_index,
     stored_hash_count, stored_hash_index, stored_hashes_for_leaf, tree_hash, verify_consistency,
@@ -77,7 +78,7 @@ pub use writer::{Durability, FailurePolicy, Health, Metrics, Receipt};
 pub fn check_os_random() -> Result<()> {
     let mut probe = [0u8; 16];
     getrandom::fill(&mut probe).map_err(|e| {
-        Error::io(
+        Error::io_without_path(
             "reading the operating system's random source",
             std::io::Error::other(e.to_string()),
         )

@@ -200,11 +200,13 @@ impl<E: fmt::Display> fmt::Display for TreeError<E> {
     }
 }
 
+// Display already includes the inner error (E need only be Display there), so the
+// chain goes on with the inner error's own source: nothing is printed twice.
 impl<E: std::error::Error + 'static> std::error::Error for TreeError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            TreeError::Invalid(e) => Some(e),
-            TreeError::Read(e) => Some(e),
+            TreeError::Invalid(e) => e.source(),
+            TreeError::Read(e) => e.source(),
             TreeError::ShortRead { .. } => None,
         }
     }

@@ -45,8 +45,8 @@ pub(crate) fn migrate(dir: &Path, cache_bytes: u64) -> Result<u64> {
     old.close();
     let count = r?;
     fs::rename(dir.join(BUILDING), &log_dir)
-        .map_err(|e| Error::io("moving the migrated log into place", e))?;
-    sync_dir(dir).map_err(|e| Error::io("syncing the ledger directory", e))?;
+        .map_err(|e| Error::io("moving the migrated log into place", &log_dir, e))?;
+    sync_dir(dir).map_err(|e| Error::io("syncing the ledger directory", dir, e))?;
     remove_format1(dir)?;
     tracing::info!(records = count, "migrated the ledger to storage format 2");
     Ok(count)
@@ -68,7 +68,7 @@ fn build(dir: &Path, old: &SledStore) -> Result<u64> {
     let building = dir.join(BUILDING);
     if building.exists() {
         fs::remove_dir_all(&building)
-            .map_err(|e| Error::io("removing an unfinished migration", e))?;
+            .map_err(|e| Error::io("removing an unfinished migration", &building, e))?;
     }
     Log::create(&FsMedia::new(&building), &config)?;
     let log = Log::open(Box::new(FsMedia::new(&building)), 0, true)?;
@@ -169,8 +169,9 @@ fn build(dir: &Path, old: &SledStore) -> Result<u64> {
 
 /// Removes what storage format 1 kept: `CURRENT` and the `store-<n>` directories.
 fn remove_format1(dir: &Path) -> Result<()> {
-    for entry in fs::read_dir(dir).map_err(|e| Error::io("listing the ledger directory", e))? {
-        let entry = entry.map_err(|e| Error::io("listing the ledger directory", e))?;
+    let listing = |e| Error::io("listing the ledger directory", dir, e);
+    for entry in fs::read_dir(dir).map_err(listing)? {
+        let entry = entry.map_err(listing)?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if layout::is_format1_entry(&name) {
@@ -180,8 +181,8 @@ fn remove_format1(dir: &Path) -> Result<()> {
             } else {
                 fs::remove_file(&p)
             }
-            .map_err(|e| Error::io("removing the format-1 store", e))?;
+            .map_err(|e| Error::io("removing the format-1 store", &p, e))?;
         }
     }
-    sync_dir(dir).map_err(|e| Error::io("syncing the ledger directory", e))
+    sync_dir(dir).map_err(|e| Error::io("syncing the ledger directory", dir, e))
 }

@@ -86,28 +86,31 @@ pub(crate) fn write_intent(dir: &Path, intent: &Intent) -> Result<()> {
 }
 
 pub(crate) fn remove_intent(dir: &Path) -> Result<()> {
-    match fs::remove_file(dir.join(INTENT_FILE)) {
+    let path = dir.join(INTENT_FILE);
+    match fs::remove_file(&path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("removing the redaction intent", e)),
+        Err(e) => Err(Error::io("removing the redaction intent", &path, e)),
     }
 }
 
 fn read_intent(dir: &Path) -> Result<Option<Intent>> {
-    match fs::read(dir.join(INTENT_FILE)) {
+    let path = dir.join(INTENT_FILE);
+    match fs::read(&path) {
         Ok(b) => Ok(Intent::from_bytes(&b)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("reading the redaction intent", e)),
+        Err(e) => Err(Error::io("reading the redaction intent", &path, e)),
     }
 }
 
 /// The records, with their hashes, that imports brought in redacted; a line that is
 /// not `<seq> <hash>` in canonical form is an error naming it.
 pub(crate) fn imported(dir: &Path) -> Result<Vec<(u64, Hash)>> {
-    let text = match fs::read(dir.join(IMPORTED_FILE)) {
+    let path = dir.join(IMPORTED_FILE);
+    let text = match fs::read(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("reading the imported redactions", e)),
+        Err(e) => return Err(Error::io("reading the imported redactions", &path, e)),
     };
     let bad = |n: usize, why: &str| Error::Corrupt {
         detail: format!("{} line {n}: {why}", dir.join(IMPORTED_FILE).display()),
@@ -130,6 +133,7 @@ pub(crate) fn imported(dir: &Path) -> Result<Vec<(u64, Hash)>> {
             .filter(|_| canonical)
             .ok_or_else(|| bad(n, "the sequence number is not canonical decimal"))?;
         let hash = Hash::from_hex(hash)
+            .ok()
             .filter(|h| h.to_string() == hash)
             .ok_or_else(|| bad(n, "the hash is not 64 lowercase hex digits"))?;
         if out.last().is_some_and(|&(last, _)| last >= seq) {
@@ -171,9 +175,11 @@ pub(crate) fn finish_torn(dir: &Path) -> Result<()> {
         return Ok(());
     };
     let media = FsMedia::new(&dir.join(crate::layout::LOG_DIR));
+    let name = segment_name(intent.frame.number);
+    let path = media.path(&name);
     let file = media
-        .open(&segment_name(intent.frame.number), true)
-        .map_err(|e| Error::io("opening a log segment to finish a redaction", e))?;
+        .open(&name, true)
+        .map_err(|e| Error::io("opening a log segment to finish a redaction", &path, e))?;
     let len = usize::try_from(intent.frame.len).unwrap_or(usize::MAX);
     let mut region = vec![0u8; len];
     if file.read_at(&mut region, intent.frame.off).is_err() {
@@ -212,7 +218,7 @@ pub(crate) fn finish_torn(dir: &Path) -> Result<()> {
     };
     file.write_at(&bytes, intent.frame.off)
         .and_then(|()| file.sync())
-        .map_err(|e| Error::io("finishing an interrupted redaction", e))?;
+        .map_err(|e| Error::io("finishing an interrupted redaction", &path, e))?;
     tracing::warn!(
         seq = intent.seq,
         "finished rewriting a frame an interrupted redaction left torn"

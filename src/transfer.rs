@@ -58,12 +58,13 @@ pub struct ImportSummary {
     pub root: Hash,
 }
 
+/// The export goes to the caller's writer, whose path (if any) only the caller knows.
 fn write_err(e: std::io::Error) -> Error {
-    Error::io("writing the export", e)
+    Error::io_without_path("writing the export", e)
 }
 
-fn read_err(e: std::io::Error) -> Error {
-    Error::io("reading the export", e)
+fn read_err(file: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::io("reading the export", file, e)
 }
 
 /// Counts bytes on their way out.
@@ -321,10 +322,10 @@ impl Ledger {
                 detail: "an import writes; it cannot use a read-only open".into(),
             });
         }
-        let mut f = File::open(file).map_err(read_err)?;
+        let mut f = File::open(file).map_err(read_err(file))?;
         // Two passes over one handle: a pipe or a file swapped between them cannot show
         // the second pass other bytes than the first verified.
-        if !f.metadata().map_err(read_err)?.is_file() {
+        if !f.metadata().map_err(read_err(file))?.is_file() {
             return Err(Error::InvalidArgument {
                 detail: format!("{} is not a regular file", file.display()),
             });
@@ -353,18 +354,19 @@ impl Ledger {
                 digests.push(*blake3::hash(frame).as_bytes());
             },
         )
-        .map_err(read_err)?;
+        .map_err(read_err(file))?;
         if let Some(b) = &report.first_break {
             return Err(Error::Corrupt {
                 detail: format!("the export does not verify: {b}"),
             });
         }
-        f.seek(SeekFrom::Start(0)).map_err(read_err)?;
+        f.seek(SeekFrom::Start(0)).map_err(read_err(file))?;
         let input = BufReader::with_capacity(1 << 20, f);
         let checked = Checked {
             digests: &digests,
             redacted: &redacted,
             root: report.root.unwrap_or_default(),
+            file,
             header: (
                 report.hash,
                 report.ledger_id.clone(),
@@ -397,7 +399,7 @@ impl Ledger {
                 Some(39) | Some(17) => Error::AlreadyExists {
                     path: dir.to_path_buf(),
                 },
-                _ => Error::io("moving the imported ledger into place", e),
+                _ => Error::io("moving the imported ledger into place", dir, e),
             })?;
             // The ledger is in place: it is no import's staging any more. (Were the mark
             // left, nothing would change: only staging-shaped names are ever cleared.)
@@ -425,7 +427,7 @@ impl Ledger {
         mut progress: impl FnMut(u64),
     ) -> Result<ImportSummary> {
         let changed = |detail: String| Error::ExportChanged { detail };
-        let mut reader = match ExportReader::new(input).map_err(read_err)? {
+        let mut reader = match ExportReader::new(input).map_err(read_err(checked.file))? {
             Ok(r) => r,
             Err(b) => return Err(changed(b.to_string())),
         };
@@ -434,6 +436,7 @@ impl Ledger {
             digests,
             redacted,
             root,
+            file,
             header,
         } = checked;
         // The file must still be the one pass 1 verified: the same header, then frames
@@ -506,7 +509,7 @@ impl Ledger {
             loop {
                 let i = reader.records_read() as usize;
                 let seq = h.from + i as u64;
-                let frame = match reader.next_frame().map_err(read_err)? {
+                let frame = match reader.next_frame().map_err(read_err(file))? {
                     Ok(Some(frame)) => frame,
                     Ok(None) => break,
                     Err(b) => return Err(changed(b.to_string())),
@@ -578,6 +581,8 @@ struct Checked<'a> {
     digests: &'a [[u8; 32]],
     redacted: &'a [(u64, Hash)],
     root: Hash,
+    /// The export file, for errors.
+    file: &'a Path,
     /// The header's algorithm, ledger id (hex), first record and count.
     header: (Option<HashAlg>, Option<String>, u64, u64),
 }
@@ -626,7 +631,7 @@ fn make_staging(dir: &Path) -> Result<(std::path::PathBuf, File)> {
     let making = named(&format!("{MAKING_SUFFIX}{tag}"));
     let staging = named(&format!("{STAGING_SUFFIX}{tag}"));
     let op = "creating the import's staging directory beside the target (a new ledger is built there, so the target's parent must be writable)";
-    fs::create_dir(&making).map_err(|e| Error::io(op, e))?;
+    fs::create_dir(&making).map_err(|e| Error::io(op, &making, e))?;
     let held = File::open(&making)
         .and_then(|d| d.try_lock().map(|()| d).map_err(std::io::Error::from))
         .and_then(|d| File::create(making.join(STAGING_MARK)).map(|_| d))
@@ -635,7 +640,7 @@ fn make_staging(dir: &Path) -> Result<(std::path::PathBuf, File)> {
         Ok(d) => Ok((staging, d)),
         Err(e) => {
             let _ = fs::remove_dir(&making);
-            Err(Error::io(op, e))
+            Err(Error::io(op, &making, e))
         }
     }
 }
@@ -695,7 +700,7 @@ fn sync_parent(dir: &Path) -> Result<()> {
     };
     File::open(parent)
         .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("syncing the directory the import was moved into", e))
+        .map_err(|e| Error::io("syncing the directory the import was moved into", parent, e))
 }
 
 /// The stored record hash of a checked frame.

@@ -11,7 +11,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::hash::{Hash, HASH_LEN};
@@ -66,10 +66,11 @@ fn parse(b: &[u8]) -> Option<(u64, Mark)> {
 
 /// The newest valid mark in the ledger directory, if any.
 pub(crate) fn read(dir: &Path) -> Result<Option<(u64, Mark)>> {
-    let bytes = match std::fs::read(dir.join(WATERMARK_FILE)) {
+    let path = dir.join(WATERMARK_FILE);
+    let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io("reading the durable watermark", e)),
+        Err(e) => return Err(Error::io("reading the durable watermark", &path, e)),
     };
     Ok(bytes
         .chunks(SLOT_LEN)
@@ -80,6 +81,8 @@ pub(crate) fn read(dir: &Path) -> Result<Option<(u64, Mark)>> {
 /// Writes marks into the watermark file, alternating slots.
 pub(crate) struct Writer {
     file: File,
+    /// For errors: the file's path.
+    path: PathBuf,
     gen: u64,
     last: Option<Mark>,
 }
@@ -87,15 +90,17 @@ pub(crate) struct Writer {
 impl Writer {
     pub fn open(dir: &Path) -> Result<Writer> {
         let current = read(dir)?;
+        let path = dir.join(WATERMARK_FILE);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(dir.join(WATERMARK_FILE))
-            .map_err(|e| Error::io("opening the durable watermark", e))?;
+            .open(&path)
+            .map_err(|e| Error::io("opening the durable watermark", &path, e))?;
         Ok(Writer {
             file,
+            path,
             gen: current.map_or(0, |(g, _)| g),
             last: current.map(|(_, m)| m),
         })
@@ -111,7 +116,7 @@ impl Writer {
         self.file
             .write_all_at(&slot(gen, &mark), at)
             .and_then(|()| self.file.sync_data())
-            .map_err(|e| Error::io("writing the durable watermark", e))?;
+            .map_err(|e| Error::io("writing the durable watermark", &self.path, e))?;
         self.gen = gen;
         self.last = Some(mark);
         Ok(())

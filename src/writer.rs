@@ -47,8 +47,8 @@ pub enum FailurePolicy {
     Retry { attempts: u32, backoff: Duration },
 }
 
-/// Proof that a record was appended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// Proof that a record was appended (serialised as `chainlog::json` describes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Receipt {
     pub seq: u64,
     pub hash: Hash,
@@ -567,6 +567,8 @@ impl<S: Store> Core<S> {
     /// The I/O of one group commit, outside the lock. `sync_from` is the durable head
     /// before this commit when a device sync is wanted. A failure comes with the head the
     /// store holds afterwards, when that is known.
+    // The failure path only, once per failed commit: its size costs nothing on success.
+    #[allow(clippy::result_large_err)]
     fn commit(
         &self,
         groups: &[PendingGroup],
@@ -643,7 +645,7 @@ impl<S: Store> Core<S> {
                 Err(e) => {
                     left -= 1;
                     bump(&self.counters.head_read_retries, 1);
-                    tracing::warn!(error = %e, "head read failed; retrying");
+                    tracing::warn!(error = %e.chain(), "head read failed; retrying");
                     if let FailurePolicy::Retry { backoff, .. } = self.policy {
                         #[cfg(not(loom))]
                         std::thread::sleep(backoff);
@@ -656,7 +658,8 @@ impl<S: Store> Core<S> {
     }
 
     fn poison(&self, st: &mut State, e: &Error) {
-        let reason = e.to_string();
+        // With its sources: an I/O error's OS text is its source, not its Display.
+        let reason = e.chain().to_string();
         tracing::error!(error = %reason, "chainlog ledger poisoned; appends fail until it is reopened");
         bump(&self.counters.poisonings, 1);
         st.pending = Pending::default();

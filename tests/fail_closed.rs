@@ -91,7 +91,7 @@ fn each_write_path_fault_fails_closed_for_single_and_batch_appends() {
                         matches!(err, Error::Io { .. }),
                         "{op:?} #{nth}: unexpected error {err}"
                     );
-                    assert!(err.to_string().contains("injected fault"), "{err}");
+                    assert!(err.chain().to_string().contains("injected fault"), "{err}");
                     assert_poisoned(&l);
                     // Reads still answer from what was committed.
                     assert_eq!(l.len(), expected.len() as u64);
@@ -116,7 +116,7 @@ fn head_read_fault_at_the_first_commit_fails_closed() {
     )
     .unwrap();
     let e = l.append(b"lost").unwrap_err();
-    assert!(e.to_string().contains("injected fault"), "{e}");
+    assert!(e.chain().to_string().contains("injected fault"), "{e}");
     assert_poisoned(&l);
     drop(l);
     assert_recovers(dir.path(), &expected);
@@ -197,7 +197,7 @@ fn read_faults_error_without_poisoning() {
             FaultPlan::nth(Op::Read, nth),
         ) {
             Err(e) => {
-                assert!(e.to_string().contains("injected fault"), "{e}");
+                assert!(e.chain().to_string().contains("injected fault"), "{e}");
                 failed_open += 1;
                 continue;
             }
@@ -206,7 +206,7 @@ fn read_faults_error_without_poisoning() {
         let got: Result<Vec<_>, _> = (0..expected.len() as u64).map(|i| l.get(i)).collect();
         match got {
             Err(e) => {
-                assert!(e.to_string().contains("injected fault"), "{e}");
+                assert!(e.chain().to_string().contains("injected fault"), "{e}");
                 failed_get += 1;
                 assert_eq!(l.health(), Health::Ok);
                 assert_eq!(l.get(1).unwrap().payload.unwrap(), expected[1]);
@@ -216,7 +216,7 @@ fn read_faults_error_without_poisoning() {
                 assert_eq!(payloads, expected);
                 match l.verify() {
                     Err(e) => {
-                        assert!(e.to_string().contains("injected fault"), "{e}");
+                        assert!(e.chain().to_string().contains("injected fault"), "{e}");
                         failed_verify += 1;
                     }
                     Ok(rep) => {

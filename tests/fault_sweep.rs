@@ -70,7 +70,7 @@ fn every_fault_point_of_every_write_operation() {
                         Err(e) => {
                             if failed.is_none() {
                                 assert!(
-                                    e.to_string().contains("injected fault"),
+                                    e.chain().to_string().contains("injected fault"),
                                     "{op:?} #{nth}: {e}"
                                 );
                                 assert!(matches!(l.health(), Health::Poisoned { .. }));
@@ -139,14 +139,14 @@ fn every_read_fault_during_verify_is_an_error_never_a_pass() {
         ) {
             Ok(l) => l,
             Err(e) => {
-                assert!(e.to_string().contains("injected fault"), "{e}");
+                assert!(e.chain().to_string().contains("injected fault"), "{e}");
                 errors += 1;
                 continue;
             }
         };
         match l.verify() {
             Err(e) => {
-                assert!(e.to_string().contains("injected fault"), "{e}");
+                assert!(e.chain().to_string().contains("injected fault"), "{e}");
                 assert_eq!(l.health(), Health::Ok);
                 errors += 1;
             }

@@ -79,3 +79,41 @@ fn an_overlong_origin_line_is_not_echoed_whole() {
     assert!(b.detail.len() < 300, "{} bytes", b.detail.len());
     assert!(b.detail.contains("(900009 bytes)"), "{}", b.detail);
 }
+
+/// Every error of `e`'s chain, outermost first.
+fn chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut out = vec![e.to_string()];
+    let mut next = e.source();
+    while let Some(s) = next {
+        out.push(s.to_string());
+        next = s.source();
+    }
+    out
+}
+
+#[test]
+fn io_errors_name_the_path_and_show_the_os_error_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A file where the ledger's directory should be: creating it fails with ENOTDIR
+    // (or EEXIST) from the OS, whoever runs the test (root included).
+    let file = tmp.path().join("plain-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let dir = file.join("ledger");
+    let e = Ledger::create(&dir, Options::default()).unwrap_err();
+    let chainlog::Error::Io { path, source, .. } = &e else {
+        panic!("expected an I/O error, got {e:?}");
+    };
+    assert_eq!(path.as_deref(), Some(dir.as_path()));
+    let os = source.to_string();
+    assert!(os.contains("os error"), "{os}");
+    let display = e.to_string();
+    assert!(display.contains(&dir.display().to_string()), "{display}");
+    // The OS error is the source, not part of the Display: a chain printer shows it once.
+    assert!(!display.contains(&os), "{display}");
+    let all = chain(&e);
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all.iter().filter(|s| s.contains(&os)).count(), 1, "{all:?}");
+    let printed = e.chain().to_string();
+    assert_eq!(printed, format!("{display}: {os}"));
+    assert_eq!(printed.matches("os error").count(), 1, "{printed}");
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chainlog::{Checkpoint, Durability, Hash, HashAlg, Ledger, Options, VerifyReport};
 use serde::Serialize;
 
-use super::output::{hex, Out, ReceiptView, RecordView, Stamp, Utc};
+use super::output::{Out, ReceiptView, RecordView, Stamp, Utc};
 use super::stdin_append::{self, Settings};
 use super::time::{self, Instant};
 use super::{at_dir, at_seq, demo, proofs, transfer, Cli, Cmd, Failure, Outcome, SeqRange};
@@ -191,7 +191,7 @@ fn init(out: &mut Out, dir: &Path, hash: HashAlg) -> Result<Outcome, Failure> {
     let ledger = Ledger::create(dir, opts).map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
     let v = InitView {
         alg: ledger.hash_alg(),
-        ledger_id: hex(&ledger.ledger_id()),
+        ledger_id: hex::encode(ledger.ledger_id()),
         dir: dir.display().to_string(),
     };
     if out.json {
@@ -568,7 +568,7 @@ fn stats(out: &mut Out, dir: &Path) -> Result<Outcome, Failure> {
     let v = StatsView {
         dir: dir.display().to_string(),
         alg: ledger.hash_alg(),
-        ledger_id: hex(&ledger.ledger_id()),
+        ledger_id: hex::encode(ledger.ledger_id()),
         size: info.len,
         head: info.len.checked_sub(1).map(|seq| HeadView {
             seq,

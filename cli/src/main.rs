@@ -383,7 +383,7 @@ impl From<HashArg> for HashAlg {
 
 /// A hash argument: exactly 64 hex digits.
 fn parse_hash(s: &str) -> Result<Hash, String> {
-    Hash::from_hex(s).ok_or_else(|| "expected a hash of exactly 64 hex digits".to_owned())
+    Hash::from_hex(s).map_err(|e| e.to_string())
 }
 
 /// How a command that ran to the end turned out.
@@ -427,7 +427,8 @@ impl Failure {
             }
         }
         Failure {
-            what: e.to_string(),
+            // The whole chain: an I/O error's OS text is its source, not its Display.
+            what: e.chain().to_string(),
             at: at.into(),
             kind: if integrity {
                 Kind::Integrity
@@ -439,7 +440,7 @@ impl Failure {
 
     pub fn io(doing: &str, e: &io::Error, at: impl Into<String>) -> Failure {
         Failure {
-            what: format!("{doing}: {e}"),
+            what: format!("{doing}: {}", chainlog::ErrorChain(e)),
             at: at.into(),
             kind: Kind::Error,
         }
@@ -539,7 +540,7 @@ fn main() -> ExitCode {
     // Logging builds hash maps, whose keys come from the OS random source: a failing
     // source must be an error here, not a panic there.
     if let Err(e) = chainlog::check_os_random() {
-        let _ = writeln!(io::stderr(), "chainlog: {e}");
+        let _ = writeln!(io::stderr(), "chainlog: {}", e.chain());
         return ExitCode::from(EXIT_ERROR);
     }
     init_logging();

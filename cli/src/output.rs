@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io::{self, BufWriter, Stdout, Write};
 
-use base64::Engine;
+use chainlog::json::Payload;
 use chainlog::{Hash, Record};
 use serde::Serialize;
 
@@ -70,7 +70,7 @@ pub struct Stamp {
 impl Stamp {
     pub fn new(ns: u64) -> Stamp {
         Stamp {
-            timestamp: Utc(ns).to_string(),
+            timestamp: chainlog::json::rfc3339(ns),
             timestamp_ns: ns,
         }
     }
@@ -108,7 +108,8 @@ pub struct RecordView {
     pub commitment: Hash,
     pub payload_len: u32,
     pub redacted: bool,
-    /// UTF-8 text, or base64 when the payload is not valid UTF-8; `None` when redacted.
+    /// UTF-8 text, or base64 when the payload is not valid UTF-8 (the library's
+    /// `Payload`, flattened into the CLI's two keys); `None` when redacted.
     pub payload: Option<String>,
     pub payload_encoding: Option<&'static str>,
 }
@@ -116,15 +117,9 @@ pub struct RecordView {
 impl From<Record> for RecordView {
     fn from(r: Record) -> RecordView {
         let redacted = r.is_redacted();
-        let (payload, payload_encoding) = match r.payload {
+        let (payload, payload_encoding) = match r.payload.as_deref().map(Payload::of) {
             None => (None, None),
-            Some(bytes) => match String::from_utf8(bytes) {
-                Ok(s) => (Some(s), Some("utf8")),
-                Err(e) => (
-                    Some(base64::engine::general_purpose::STANDARD.encode(e.as_bytes())),
-                    Some("base64"),
-                ),
-            },
+            Some(p) => (Some(p.data), Some(p.encoding.name())),
         };
         RecordView {
             seq: r.seq,
@@ -190,12 +185,8 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
-/// Lowercase hex of arbitrary bytes (the ledger id).
-pub fn hex(bytes: &[u8]) -> String {
-    chainlog::to_hex(bytes)
-}
-
-pub use super::time::Utc;
+/// Nanoseconds since the Unix epoch, shown as RFC 3339 (the library's form).
+pub use chainlog::json::Rfc3339 as Utc;
 
 /// The comparison with a trusted checkpoint, with both tree heads; `subject` names what
 /// was compared (the ledger or an export).

@@ -32,6 +32,8 @@ pub(crate) trait Media: Send + Sync {
     fn create(&self, name: &str, header: &[u8], len: u64) -> io::Result<()>;
     /// Removes a leftover temporary file.
     fn remove(&self, name: &str) -> io::Result<()>;
+    /// Where `name` is, for errors (`""`: the directory itself).
+    fn path(&self, name: &str) -> PathBuf;
 }
 
 /// Segment files on the file system, in `dir`.
@@ -115,5 +117,13 @@ impl Media for FsMedia {
 
     fn remove(&self, name: &str) -> io::Result<()> {
         fs::remove_file(self.dir.join(name))
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        if name.is_empty() {
+            self.dir.clone()
+        } else {
+            self.dir.join(name)
+        }
     }
 }

@@ -16,6 +16,7 @@ mod scan;
 #[cfg(test)]
 pub(crate) mod sim;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -61,8 +62,8 @@ fn segment_number(name: &str) -> Option<u64> {
         .flatten()
 }
 
-fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> Error {
-    move |e| Error::io(op, e)
+fn io<'p>(op: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> Error + 'p {
+    move |e| Error::io(op, path, e)
 }
 
 fn corrupt(detail: impl Into<String>) -> Error {
@@ -107,6 +108,8 @@ struct WriteState {
     /// Length of the last segment.
     len: u64,
     file: Option<Arc<dyn SegmentFile>>,
+    /// `file`'s path, for errors.
+    path: PathBuf,
     /// Whether the last segment holds writes not yet synced.
     unsynced: bool,
     /// The head as of the last successful sync.
@@ -138,20 +141,22 @@ pub(crate) struct Log {
     tail: TailReport,
 }
 
-fn read_all(file: &dyn SegmentFile) -> Result<Vec<u8>> {
-    let len = file.len().map_err(io("reading a log segment"))?;
+fn read_all(file: &dyn SegmentFile, path: &Path) -> Result<Vec<u8>> {
+    let len = file.len().map_err(io("reading a log segment", path))?;
     let mut buf = vec![0u8; usize::try_from(len).map_err(|_| corrupt("log segment too large"))?];
     file.read_at(&mut buf, 0)
-        .map_err(io("reading a log segment"))?;
+        .map_err(io("reading a log segment", path))?;
     Ok(buf)
 }
 
-fn read_header(file: &dyn SegmentFile, name: &str) -> Result<SegmentHeader> {
-    let len = file.len().map_err(io("reading a log segment header"))?;
+fn read_header(file: &dyn SegmentFile, name: &str, path: &Path) -> Result<SegmentHeader> {
+    let len = file
+        .len()
+        .map_err(io("reading a log segment header", path))?;
     let n = len.min(SEGMENT_HEADER_MAX_LEN as u64) as usize;
     let mut buf = vec![0u8; n];
     file.read_at(&mut buf, 0)
-        .map_err(io("reading a log segment header"))?;
+        .map_err(io("reading a log segment header", path))?;
     SegmentHeader::from_bytes(&buf).map_err(|e| corrupt(format!("log segment {name}: {e}")))
 }
 
@@ -180,7 +185,9 @@ fn claimed_head(bytes: &[u8], header: &SegmentHeader, groups: &[GroupLoc]) -> He
 impl Log {
     /// Whether `media` holds a log (its first segment exists).
     pub fn exists(media: &dyn Media) -> Result<bool> {
-        let names = media.list().map_err(io("listing the log directory"))?;
+        let names = media
+            .list()
+            .map_err(io("listing the log directory", &media.path("")))?;
         Ok(names.iter().any(|n| segment_number(n) == Some(1)))
     }
 
@@ -191,9 +198,10 @@ impl Log {
             number: 1,
             start: Head::empty(config),
         };
+        let name = segment_name(1);
         media
-            .create(&segment_name(1), &header.to_bytes(), SEGMENT_SIZE)
-            .map_err(io("creating the first log segment"))
+            .create(&name, &header.to_bytes(), SEGMENT_SIZE)
+            .map_err(io("creating the first log segment", &media.path(&name)))
     }
 
     /// Opens the log. `durable_mark` is a record count known durable (the watermark):
@@ -201,7 +209,9 @@ impl Log {
     /// commit past it at the end of the log is an interrupted commit, left out.
     /// A writable log never writes after leftovers: it starts a new segment instead.
     pub fn open(media: Box<dyn Media>, durable_mark: u64, writable: bool) -> Result<Log> {
-        let names = media.list().map_err(io("listing the log directory"))?;
+        let names = media
+            .list()
+            .map_err(io("listing the log directory", &media.path("")))?;
         let mut numbers: Vec<u64> = names.iter().filter_map(|n| segment_number(n)).collect();
         numbers.sort_unstable();
         if writable {
@@ -209,7 +219,7 @@ impl Log {
                 // A segment creation that did not finish: never part of the ledger.
                 media
                     .remove(n)
-                    .map_err(io("removing an unfinished log segment"))?;
+                    .map_err(io("removing an unfinished log segment", &media.path(n)))?;
             }
         }
         if numbers.first() != Some(&1) {
@@ -225,10 +235,11 @@ impl Log {
                 )));
             }
             let last = i + 1 == numbers.len();
+            let path = media.path(&name);
             let file = media
                 .open(&name, writable && last)
-                .map_err(io("opening a log segment"))?;
-            let header = read_header(&*file, &name)?;
+                .map_err(io("opening a log segment", &path))?;
+            let header = read_header(&*file, &name, &path)?;
             if header.number != number {
                 return Err(corrupt(format!(
                     "log segment {name} says it is segment {}",
@@ -262,7 +273,8 @@ impl Log {
             return Err(corrupt("the log has no segments"));
         };
         let config = last.header.config;
-        let bytes = read_all(&*last.file)?;
+        let last_path = media.path(&segment_name(last.number));
+        let bytes = read_all(&*last.file, &last_path)?;
         let walk = scan::walk(&bytes, &last.header);
         let (whole, checked) = scan::check_commits(&bytes, &last.header, &walk.groups);
         let mut groups = walk.groups;
@@ -299,7 +311,9 @@ impl Log {
         if writable {
             // What a previous process wrote may still be only in the page cache: once this
             // returns, the head found here is durable, which a later cut relies on.
-            last.file.sync().map_err(io("syncing the log at open"))?;
+            last.file
+                .sync()
+                .map_err(io("syncing the log at open", &last_path))?;
         }
         last.index = Some(groups);
         let write = writable.then(|| {
@@ -307,6 +321,7 @@ impl Log {
                 off: committed_end,
                 len: seg_len,
                 file: Some(Arc::clone(&last.file)),
+                path: last_path,
                 unsynced: false,
                 durable: head.clone(),
                 synced_off: committed_end,
@@ -370,17 +385,19 @@ impl Log {
         let bytes = header.to_bytes();
         let len = segment_size(number).max((bytes.len() as u64 + need).next_multiple_of(4096));
         let name = segment_name(number);
+        let path = self.media.path(&name);
         self.media
             .create(&name, &bytes, len)
-            .map_err(io("creating a log segment"))?;
+            .map_err(io("creating a log segment", &path))?;
         let file = self
             .media
             .open(&name, true)
-            .map_err(io("opening a new log segment"))?;
+            .map_err(io("opening a new log segment", &path))?;
         w.off = bytes.len() as u64;
         w.synced_off = w.off;
         w.len = len;
         w.file = Some(Arc::clone(&file));
+        w.path = path;
         w.unsynced = false;
         let mut r = self.read.lock();
         if let Some(prev) = r.segments.last_mut() {
@@ -444,11 +461,11 @@ impl Log {
             // What reached the file is unknown: cut it off behind a new segment.
             w.file = None;
             let durable = w.durable.clone();
+            let e = Error::io("writing to the log", &w.path, e);
             let cut = self.start_segment_locked(&mut w, &durable, 0);
-            let e = Error::io("writing to the log", e);
             return Err(match cut {
                 Ok(()) => e,
-                Err(c) => corrupt(format!("{e}; then {c}")),
+                Err(c) => corrupt(format!("{}; then {}", e.chain(), c.chain())),
             });
         }
         w.off += need;
@@ -474,7 +491,7 @@ impl Log {
             .file
             .clone()
             .ok_or_else(|| corrupt("no log segment to sync"))?;
-        file.sync().map_err(io("syncing the log"))?;
+        file.sync().map_err(io("syncing the log", &w.path))?;
         w.unsynced = false;
         w.synced_off = w.off;
         w.durable = self.head();
@@ -506,7 +523,7 @@ impl Log {
         let Err(e) = self.start_segment_locked(w, &durable, 0) else {
             return;
         };
-        tracing::error!(error = %e, "starting a new log segment after a failed sync failed; zeroing what followed the durable head instead");
+        tracing::error!(error = %e.chain(), "starting a new log segment after a failed sync failed; zeroing what followed the durable head instead");
         // No room for a new segment: overwrite what followed the durable head with
         // zeros. The page cache shows zeros at once, so no later process builds on the
         // bytes the device may have lost, whether or not this reaches the device.
@@ -554,7 +571,7 @@ impl Log {
             }
             (Arc::clone(&seg.file), seg.header.clone(), seg.cut)
         };
-        let bytes = read_all(&*file)?;
+        let bytes = read_all(&*file, &self.media.path(&segment_name(header.number)))?;
         let mut groups = scan::walk(&bytes, &header).groups;
         if let Some(cut) = cut {
             groups.retain(|g| g.end_seq() <= cut);
@@ -592,6 +609,12 @@ impl Log {
 
     fn segment_count(&self) -> usize {
         self.read.lock().segments.len()
+    }
+
+    /// Segment `i`'s path, for errors.
+    fn segment_path(&self, i: usize) -> PathBuf {
+        let number = self.read.lock().segments.get(i).map_or(0, |s| s.number);
+        self.media.path(&segment_name(number))
     }
 
     fn file(&self, i: usize) -> Result<Arc<dyn SegmentFile>> {
@@ -638,7 +661,7 @@ impl Log {
         let mut buf = vec![0u8; usize::try_from(len).map_err(|_| corrupt("log item too large"))?];
         self.file(i)?
             .read_at(&mut buf, off)
-            .map_err(io("reading the log"))?;
+            .map_err(|e| Error::io("reading the log", self.segment_path(i), e))?;
         Ok(buf)
     }
 
@@ -660,7 +683,9 @@ impl Log {
         };
         match (last, file) {
             (Some(end), _) => Ok(end),
-            (None, Some(f)) => f.len().map_err(io("reading the log")),
+            (None, Some(f)) => f
+                .len()
+                .map_err(|e| Error::io("reading the log", self.segment_path(i), e)),
             (None, None) => Ok(0),
         }
     }
@@ -808,21 +833,22 @@ impl Log {
         let bytes = redacted_region(redacted, loc.len)
             .ok_or_else(|| corrupt(format!("record {seq}'s frame cannot be rewritten redacted")))?;
         let last = self.read.lock().segments.last().map(|s| s.number) == Some(loc.number);
+        let path = self.media.path(&segment_name(loc.number));
         let file = match (&w.file, last) {
             (Some(f), true) => Arc::clone(f),
             _ => self
                 .media
                 .open(&segment_name(loc.number), true)
-                .map_err(io("opening a log segment to redact"))?,
+                .map_err(io("opening a log segment to redact", &path))?,
         };
         let rewrite = self.rewriting.write();
         self.forget_chunk();
         let written = file
             .write_at(&bytes, loc.off)
-            .map_err(io("rewriting a redacted frame"));
+            .map_err(io("rewriting a redacted frame", &path));
         drop(rewrite);
         written?;
-        file.sync().map_err(io("syncing a redacted frame"))?;
+        file.sync().map_err(io("syncing a redacted frame", &path))?;
         drop(w);
         Ok(())
     }

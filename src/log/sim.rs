@@ -483,6 +483,10 @@ impl Media for SimMedia {
             )),
         }
     }
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        // No file system: the name alone, marked as simulated.
+        std::path::PathBuf::from(format!("<simulated>/{name}"))
+    }
 }
 
 #[cfg(test)]

@@ -89,7 +89,8 @@ impl<S> FaultStore<S> {
         let n = slot.map_or(0, |c| c.fetch_add(1, Ordering::SeqCst) + 1);
         let p = self.plan;
         if op == p.op && n >= p.nth && n < p.nth.saturating_add(p.times) {
-            return Err(Error::io(
+            // A simulated failure: it happened on no file.
+            return Err(Error::io_without_path(
                 op.name(),
                 io::Error::other(format!("injected fault: call {n} of {}", op.name())),
             ));

@@ -127,9 +127,10 @@ impl LedgerStore {
         match r {
             Ok(()) => m.sled_head = Some(new),
             Err(e) => {
-                tracing::error!(error = %e, "the derived sled tree failed; the next open rebuilds it from the log");
+                tracing::error!(error = %e.chain(), "the derived sled tree failed; the next open rebuilds it from the log");
                 *self.sled_failure.lock() = Some(format!(
-                    "the derived sled tree failed ({e}); reopen the ledger to rebuild it"
+                    "the derived sled tree failed ({}); reopen the ledger to rebuild it",
+                    e.chain()
                 ));
                 if let Some(s) = sled.take() {
                     s.abandon();
@@ -285,10 +286,11 @@ impl Store for LedgerStore {
     }
 
     fn read_checkpoint(&self) -> Result<Option<Vec<u8>>> {
-        match fs::read(self.dir.join(CHECKPOINT_FILE)) {
+        let path = self.dir.join(CHECKPOINT_FILE);
+        match fs::read(&path) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io("reading the latest checkpoint", e)),
+            Err(e) => Err(Error::io("reading the latest checkpoint", &path, e)),
         }
     }
 
@@ -315,11 +317,12 @@ pub(crate) fn write_atomically(
     op: &'static str,
 ) -> Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = File::create(&tmp).map_err(|e| Error::io(op, e))?;
+    let path = dir.join(name);
+    let mut f = File::create(&tmp).map_err(|e| Error::io(op, &tmp, e))?;
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io(op, e))?;
+        .map_err(|e| Error::io(op, &tmp, e))?;
     drop(f);
-    fs::rename(&tmp, dir.join(name)).map_err(|e| Error::io(op, e))?;
-    sync_dir(dir).map_err(|e| Error::io(op, e))
+    fs::rename(&tmp, &path).map_err(|e| Error::io(op, &path, e))?;
+    sync_dir(dir).map_err(|e| Error::io(op, dir, e))
 }

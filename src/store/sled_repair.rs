@@ -58,7 +58,7 @@ pub(super) fn write_sled_mark(sled_dir: &Path, head: &[u8]) {
     b.extend_from_slice(&digest);
     b.extend_from_slice(&crc32fast::hash(&b).to_be_bytes());
     if let Err(e) = write_atomically(sled_dir, SLED_MARK, &b, "writing what sled holds") {
-        tracing::warn!(error = %e, "recording what the derived sled tree holds failed");
+        tracing::warn!(error = %e.chain(), "recording what the derived sled tree holds failed");
     }
 }
 
@@ -211,7 +211,7 @@ pub(crate) fn rebuild_in_background(store: &Arc<LedgerStore>, path: &Path, cache
             match rebuilt {
                 Ok(sled) => s.finish_rebuild(Some(sled)),
                 Err(e) => {
-                    tracing::warn!(error = %e, "the derived sled tree could not be rebuilt; running without it");
+                    tracing::warn!(error = %e.chain(), "the derived sled tree could not be rebuilt; running without it");
                     s.finish_rebuild(None);
                 }
             }

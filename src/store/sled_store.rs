@@ -43,15 +43,18 @@ pub(crate) struct SledStore {
     /// here, once each. Names already synced:
     synced_blobs: Mutex<HashSet<OsString>>,
     blobs_dir: PathBuf,
+    /// The store's directory, for errors.
+    dir: PathBuf,
 }
 
-fn sled_err(op: &'static str, e: sled::Error) -> Error {
+/// `dir` is the sled store's directory: sled does not say which of its files failed.
+fn sled_err(op: &'static str, dir: &Path, e: sled::Error) -> Error {
     match e {
-        sled::Error::Io(source) => Error::io(op, source),
+        sled::Error::Io(source) => Error::io(op, dir, source),
         sled::Error::Corruption { at, bt: _ } => Error::Corrupt {
             detail: format!("sled reports corruption at {at:?} during {op}"),
         },
-        other => Error::io(op, io::Error::other(other.to_string())),
+        other => Error::io(op, dir, io::Error::other(other.to_string())),
     }
 }
 
@@ -98,17 +101,18 @@ impl SledStore {
                             path: dir.to_path_buf(),
                         })
                     }
-                    Err(e) => return Err(sled_err("opening sled", e)),
+                    Err(e) => return Err(sled_err("opening sled", dir, e)),
                 }
             };
         let records = db
             .open_tree(RECORDS_TREE)
-            .map_err(|e| sled_err("opening the records tree", e))?;
+            .map_err(|e| sled_err("opening the records tree", dir, e))?;
         let nodes = db
             .open_tree(NODES_TREE)
-            .map_err(|e| sled_err("opening the nodes tree", e))?;
-        let data_file = File::open(dir.join(SLED_DATA_FILE))
-            .map_err(|e| Error::io("opening sled's data file for sync", e))?;
+            .map_err(|e| sled_err("opening the nodes tree", dir, e))?;
+        let data_path = dir.join(SLED_DATA_FILE);
+        let data_file = File::open(&data_path)
+            .map_err(|e| Error::io("opening sled's data file for sync", &data_path, e))?;
         // The files sled just created (data file, conf, blobs/) must survive a crash too.
         sync_dir(dir)?;
         let store = SledStore {
@@ -118,14 +122,15 @@ impl SledStore {
             data_file,
             synced_blobs: Mutex::new(HashSet::new()),
             blobs_dir: dir.join(BLOBS_DIR),
+            dir: dir.to_path_buf(),
         };
         // Blobs from earlier sessions may never have been synced either.
         store.sync_blobs()?;
         Ok(store)
     }
 
-    fn group(kv: sled::Result<(sled::IVec, sled::IVec)>) -> Result<Group> {
-        let (k, v) = kv.map_err(|e| sled_err("reading records", e))?;
+    fn group(dir: &Path, kv: sled::Result<(sled::IVec, sled::IVec)>) -> Result<Group> {
+        let (k, v) = kv.map_err(|e| sled_err("reading records", dir, e))?;
         let key: [u8; 8] = k.as_ref().try_into().map_err(|_| Error::Corrupt {
             detail: format!("record group key of {} bytes (expected 8)", k.len()),
         })?;
@@ -141,16 +146,17 @@ fn remove_unfinished_snapshots(dir: &Path) -> Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("listing a store directory", e)),
+        Err(e) => return Err(Error::io("listing a store directory", dir, e)),
     };
     for entry in entries {
-        let entry = entry.map_err(|e| Error::io("listing a store directory", e))?;
+        let entry = entry.map_err(|e| Error::io("listing a store directory", dir, e))?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if name.starts_with("snap.") && name.ends_with(".generating") {
             tracing::warn!(file = %name, "removing an unfinished sled snapshot left by a crash");
-            fs::remove_file(entry.path())
-                .map_err(|e| Error::io("removing an unfinished sled snapshot", e))?;
+            let path = entry.path();
+            fs::remove_file(&path)
+                .map_err(|e| Error::io("removing an unfinished sled snapshot", &path, e))?;
         }
     }
     Ok(())
@@ -167,7 +173,7 @@ fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("syncing a store directory", e))
+        .map_err(|e| Error::io("syncing a store directory", dir, e))
 }
 
 thread_local! {
@@ -228,22 +234,24 @@ impl SledStore {
         let entries = match fs::read_dir(&self.blobs_dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io("listing sled's blob files", e)),
+            Err(e) => return Err(Error::io("listing sled's blob files", &self.blobs_dir, e)),
         };
         let mut synced = self.synced_blobs.lock();
         let mut present = HashSet::with_capacity(synced.len());
         let mut new = false;
         for entry in entries {
-            let entry = entry.map_err(|e| Error::io("listing sled's blob files", e))?;
+            let entry =
+                entry.map_err(|e| Error::io("listing sled's blob files", &self.blobs_dir, e))?;
             let name = entry.file_name();
             if !synced.contains(&name) {
-                match File::open(entry.path()) {
+                let path = entry.path();
+                match File::open(&path) {
                     Ok(f) => f
                         .sync_data()
-                        .map_err(|e| Error::io("fdatasync of a sled blob file", e))?,
+                        .map_err(|e| Error::io("fdatasync of a sled blob file", &path, e))?,
                     // sled removed it meanwhile (its blob GC): nothing to sync.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(Error::io("opening a sled blob file", e)),
+                    Err(e) => return Err(Error::io("opening a sled blob file", &path, e)),
                 }
                 new = true;
             }
@@ -260,12 +268,15 @@ impl SledStore {
 
 /// The entry with the greatest key `<= seq`: sled's `get_lt` is a single descent, where
 /// a reversed range builds an iterator.
-fn at_or_before(tree: &sled::Tree, seq: u64) -> Result<Option<Group>> {
+fn at_or_before(tree: &sled::Tree, dir: &Path, seq: u64) -> Result<Option<Group>> {
     let found = match seq.checked_add(1) {
         Some(bound) => tree.get_lt(bound.to_be_bytes()),
         None => tree.last(),
     };
-    found.transpose().map(SledStore::group).transpose()
+    found
+        .transpose()
+        .map(|kv| SledStore::group(dir, kv))
+        .transpose()
 }
 
 impl Store for SledStore {
@@ -273,7 +284,7 @@ impl Store for SledStore {
         let v = self
             .db
             .get(CONFIG_KEY)
-            .map_err(|e| sled_err("reading the configuration", e))?;
+            .map_err(|e| sled_err("reading the configuration", &self.dir, e))?;
         Ok(v.map(|v| v.to_vec()))
     }
 
@@ -281,14 +292,14 @@ impl Store for SledStore {
         let v = self
             .db
             .get(HEAD_KEY)
-            .map_err(|e| sled_err("reading the head", e))?;
+            .map_err(|e| sled_err("reading the head", &self.dir, e))?;
         Ok(v.map(|v| v.to_vec()))
     }
 
     fn write_group(&self, key: u64, value: &[u8]) -> Result<()> {
         self.records
             .insert(key.to_be_bytes(), value)
-            .map_err(|e| sled_err("writing records", e))?;
+            .map_err(|e| sled_err("writing records", &self.dir, e))?;
         Ok(())
     }
 
@@ -296,46 +307,60 @@ impl Store for SledStore {
         let r = self
             .db
             .compare_and_swap(HEAD_KEY, expected, Some(new))
-            .map_err(|e| sled_err("the head compare-and-swap", e))?;
+            .map_err(|e| sled_err("the head compare-and-swap", &self.dir, e))?;
         Ok(r.is_ok())
     }
 
     fn sync(&self) -> Result<()> {
-        self.db.flush().map_err(|e| sled_err("flushing sled", e))?;
+        self.db
+            .flush()
+            .map_err(|e| sled_err("flushing sled", &self.dir, e))?;
         // Blobs first: the log entries that point at them are synced last.
         self.sync_blobs()?;
-        self.data_file
-            .sync_data()
-            .map_err(|e| Error::io("fdatasync of sled's data file", e))
+        self.data_file.sync_data().map_err(|e| {
+            Error::io(
+                "fdatasync of sled's data file",
+                self.dir.join(SLED_DATA_FILE),
+                e,
+            )
+        })
     }
 
     fn group_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-        at_or_before(&self.records, seq)
+        at_or_before(&self.records, &self.dir, seq)
     }
 
     fn groups_from(&self, key: u64) -> GroupIter<'_> {
-        Box::new(self.records.range(key.to_be_bytes()..).map(Self::group))
+        Box::new(
+            self.records
+                .range(key.to_be_bytes()..)
+                .map(|kv| Self::group(&self.dir, kv)),
+        )
     }
 
     fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()> {
         self.nodes
             .insert(key.to_be_bytes(), value)
-            .map_err(|e| sled_err("writing tree nodes", e))?;
+            .map_err(|e| sled_err("writing tree nodes", &self.dir, e))?;
         Ok(())
     }
 
     fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-        at_or_before(&self.nodes, seq)
+        at_or_before(&self.nodes, &self.dir, seq)
     }
 
     fn nodes_from(&self, key: u64) -> GroupIter<'_> {
-        Box::new(self.nodes.range(key.to_be_bytes()..).map(Self::group))
+        Box::new(
+            self.nodes
+                .range(key.to_be_bytes()..)
+                .map(|kv| Self::group(&self.dir, kv)),
+        )
     }
 
     fn remove_nodes(&self, key: u64) -> Result<()> {
         self.nodes
             .remove(key.to_be_bytes())
-            .map_err(|e| sled_err("removing tree nodes beyond the head", e))?;
+            .map_err(|e| sled_err("removing tree nodes beyond the head", &self.dir, e))?;
         Ok(())
     }
 
@@ -343,14 +368,14 @@ impl Store for SledStore {
         let v = self
             .db
             .get(CHECKPOINT_KEY)
-            .map_err(|e| sled_err("reading the latest checkpoint", e))?;
+            .map_err(|e| sled_err("reading the latest checkpoint", &self.dir, e))?;
         Ok(v.map(|v| v.to_vec()))
     }
 
     fn write_checkpoint(&self, note: &[u8]) -> Result<()> {
         self.db
             .insert(CHECKPOINT_KEY, note)
-            .map_err(|e| sled_err("writing the latest checkpoint", e))?;
+            .map_err(|e| sled_err("writing the latest checkpoint", &self.dir, e))?;
         Ok(())
     }
 }

@@ -260,9 +260,10 @@ impl<S: Store> Core<S> {
         st
     }
 
-    /// The flusher thread of the loom models: serves async appenders' requests until
-    /// shutdown (the real one, `run_flusher`, also flushes on a timer).
-    #[cfg(loom)]
+    /// The flusher thread of the model tests: serves async appenders' requests until
+    /// shutdown (the real one, `run_flusher`, also flushes on a timer, which loom
+    /// cannot model).
+    #[cfg(test)]
     pub fn serve_commit_requests(&self) {
         let mut st = self.state.lock();
         loop {

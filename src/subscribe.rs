@@ -55,6 +55,7 @@ pub struct Subscription {
 enum Ended {
     Closed,
     Failed(String),
+    Corrupt(String),
 }
 
 /// One step of the blocking iterator.
@@ -106,6 +107,11 @@ impl Subscription {
                         reason: reason.clone(),
                     })
                 }
+                Some(Ended::Corrupt(detail)) => {
+                    return Err(Error::Corrupt {
+                        detail: detail.clone(),
+                    })
+                }
                 None => {}
             }
             match self.core.wait_committed(self.next, deadline) {
@@ -140,7 +146,10 @@ impl Subscription {
                             self.buf.push_back(r);
                         }
                         Err(e) => {
-                            self.ended = Some(Ended::Failed(e.to_string()));
+                            self.ended = Some(match &e {
+                                Error::Corrupt { detail } => Ended::Corrupt(detail.clone()),
+                                other => Ended::Failed(other.to_string()),
+                            });
                             return Err(e);
                         }
                     }
@@ -150,6 +159,10 @@ impl Subscription {
             CommitWait::Failed(reason) => {
                 self.ended = Some(Ended::Failed(reason.clone()));
                 Err(Error::Poisoned { reason })
+            }
+            CommitWait::Corrupt(detail) => {
+                self.ended = Some(Ended::Corrupt(detail.clone()));
+                Err(Error::Corrupt { detail })
             }
             CommitWait::Closed => {
                 self.ended = Some(Ended::Closed);

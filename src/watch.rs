@@ -32,8 +32,8 @@ pub(crate) const BACKSTOP: Option<Duration> = None;
 /// Refreshes a read-only ledger's view: the log's new commits become the committed
 /// head; a log that no longer continues the view fails it (subscribers get the error).
 pub(crate) fn refresh(store: &LedgerStore, core: &DynCore) -> Result<Head> {
-    if let crate::Health::Poisoned { reason } = core.health() {
-        return Err(Error::Poisoned { reason });
+    if let Some(e) = core.view_failure() {
+        return Err(e);
     }
     match store.log().refresh() {
         Ok(head) => {

@@ -190,6 +190,8 @@ struct State {
     commit_requested: bool,
     /// The ledger was closed: nothing more will be committed.
     closed: bool,
+    /// A reader's refresh found its log damaged or not continuing its view.
+    view_corrupt: Option<String>,
 }
 
 /// A prepared payload: its salt and commitment, computed before taking the lock.
@@ -255,6 +257,7 @@ impl<S: Store> Core<S> {
                 wakers: wake::Wakers::default(),
                 commit_requested: false,
                 closed: false,
+                view_corrupt: None,
             }),
             cond: Condvar::new(),
             flusher_cond: Condvar::new(),

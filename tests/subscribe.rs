@@ -233,7 +233,7 @@ fn reader_child(dir: &Path) {
         match r {
             Ok(r) => println!("{MARK}REC {} {}", r.seq, r.hash),
             Err(e) => {
-                println!("{MARK}ERR {e}");
+                println!("{MARK}ERR corruption={} {e}", e.is_corruption());
                 return;
             }
         }
@@ -299,6 +299,9 @@ fn a_reader_process_follows_a_writer_process_then_sees_the_ledger_removed() {
     Arc::into_inner(l).unwrap().close().unwrap();
     std::fs::remove_dir_all(&path).unwrap();
     let last = next_line();
-    assert!(last.starts_with("ERR "), "after removal: {last}");
+    assert!(
+        last.starts_with("ERR corruption=true ") && last.contains("removed"),
+        "after removal: {last}"
+    );
     assert!(child.wait().unwrap().success());
 }

@@ -59,9 +59,11 @@ impl Wakers {
 pub(crate) enum CommitWait {
     /// This many records are committed (more than `after`).
     Committed(u64),
-    /// The ledger was poisoned (or a reader's view failed) before record `after`
-    /// was committed.
+    /// The ledger was poisoned before record `after` was committed.
     Failed(String),
+    /// A reader's view found its log damaged or no longer continuing what it saw (the
+    /// detail of the `Error::Corrupt`).
+    Corrupt(String),
     /// The ledger was closed with fewer records than `after + 1`.
     Closed,
 }
@@ -69,6 +71,8 @@ pub(crate) enum CommitWait {
 fn commit_wait(st: &State, after: u64) -> Option<CommitWait> {
     if st.committed.next_seq > after {
         Some(CommitWait::Committed(st.committed.next_seq))
+    } else if let Some(detail) = &st.view_corrupt {
+        Some(CommitWait::Corrupt(detail.clone()))
     } else if let Some(reason) = &st.poisoned {
         Some(CommitWait::Failed(reason.clone()))
     } else if st.closed {
@@ -227,8 +231,26 @@ impl<S: Store> Core<S> {
         let mut st = self.state.lock();
         if st.poisoned.is_none() {
             self.poison(&mut st, e);
+            if let Error::Corrupt { detail } = e {
+                st.view_corrupt = Some(detail.clone());
+            }
         }
         self.notify(&mut st);
+    }
+
+    /// Why a reader's view failed, as the error its refresh gave (kind kept for
+    /// corruption), if it did.
+    pub fn view_failure(&self) -> Option<Error> {
+        let st = self.state.lock();
+        match (&st.view_corrupt, &st.poisoned) {
+            (Some(detail), _) => Some(Error::Corrupt {
+                detail: detail.clone(),
+            }),
+            (None, Some(reason)) => Some(Error::Poisoned {
+                reason: reason.clone(),
+            }),
+            (None, None) => None,
+        }
     }
 
     /// The ledger is closing and has committed all it will: subscribers end once they

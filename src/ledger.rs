@@ -48,7 +48,8 @@ pub struct Options {
     /// Open as a reader: no lock (any number of readers run beside the one writer
     /// process), no write permission needed, nothing written, appends refused. A reader
     /// sees the records committed when it opened (the log up to its last commit record;
-    /// what an interrupted commit left after it is not shown); open again to see more.
+    /// what an interrupted commit left after it is not shown); [`Ledger::refresh`] or a
+    /// [`Ledger::subscribe`] moves that view forward.
     /// It also opens a ledger a writer would refuse, so that `verify` can name the break.
     pub read_only: bool,
 }

@@ -49,6 +49,9 @@ pub enum Error {
     /// The export file changed while it was imported (after it verified). What was
     /// appended before the change stays: records byte for byte those verified.
     ExportChanged { detail: String },
+    /// The ledger was closed: a subscription has delivered every record committed
+    /// before the close and there will be no more.
+    Closed,
 }
 
 /// Shorthand for `Result<T, chainlog::Error>`.
@@ -137,6 +140,7 @@ impl fmt::Display for Error {
             Error::ExportChanged { detail } => {
                 write!(f, "the export changed while it was imported: {detail}")
             }
+            Error::Closed => write!(f, "the ledger was closed"),
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::store::{
     rebuild_in_background, repair_sled, sled_intact, FaultPlan, FaultStore, GroupIter, LedgerStore,
     SledStore, Store, Value,
 };
+use crate::subscribe::Subscription;
 use crate::sync::{thread, Arc, Mutex, Ordering};
 use crate::tree::TreeReader;
 use crate::verify::{
@@ -45,7 +46,8 @@ pub struct Options {
     /// Open as a reader: no lock (any number of readers run beside the one writer
     /// process), no write permission needed, nothing written, appends refused. A reader
     /// sees the records committed when it opened (the log up to its last commit record;
-    /// what an interrupted commit left after it is not shown); open again to see more.
+    /// what an interrupted commit left after it is not shown); [`Ledger::refresh`] or a
+    /// [`Ledger::subscribe`] moves that view forward.
     /// It also opens a ledger a writer would refuse, so that `verify` can name the break.
     pub read_only: bool,
 }
@@ -151,6 +153,8 @@ pub struct Ledger {
     marks: Option<Arc<Mutex<watermark::Writer>>>,
     /// What a read-only open found missing against the watermark; verify reports it.
     lost: Option<String>,
+    /// A reader's watch for new commits, started by its first subscription.
+    watcher: Mutex<Option<crate::watch::Watcher>>,
     /// The writer's directory lock; readers take none.
     _lock: Option<File>,
 }
@@ -488,6 +492,7 @@ impl Ledger {
             finished: false,
             marks,
             lost,
+            watcher: Mutex::new(None),
             _lock: lock,
         };
         if writable {
@@ -507,7 +512,7 @@ impl Ledger {
         &self.store
     }
 
-    fn check_writable(&self) -> Result<()> {
+    pub(crate) fn check_writable(&self) -> Result<()> {
         if self.opts.read_only {
             return Err(Error::InvalidArgument {
                 detail: "the ledger was opened read-only".into(),
@@ -554,12 +559,22 @@ impl Ledger {
     }
 
     /// Stops the flush thread, commits and syncs, records the durable watermark and
-    /// closes the derived sled tree. Runs once.
+    /// closes the derived sled tree; then subscriptions end. Runs once.
     fn finish(&mut self) -> Result<()> {
         if self.finished {
             return Ok(());
         }
         self.finished = true;
+        if let Some(mut w) = self.watcher.lock().take() {
+            w.stop();
+        }
+        let r = self.finish_store();
+        // Nothing more is committed: subscriptions end after what was.
+        self.core.close_subscriptions();
+        r
+    }
+
+    fn finish_store(&mut self) -> Result<()> {
         self.core.shutdown();
         if let Some(h) = self.flusher.take() {
             let _ = h.join();
@@ -647,6 +662,59 @@ impl Ledger {
         let mut frame = Vec::with_capacity(format::REDACTED_FRAME_LEN);
         format::encode_frame(&mut frame, &entry, None);
         self.store.log().redact_frame(seq, &frame)
+    }
+
+    /// Follows the ledger from record `from_seq` on: a blocking iterator (and, with the
+    /// `tokio` feature, a `Stream`) that replays the committed records from `from_seq`,
+    /// then delivers each new one as it is committed, in order, each exactly once. Start
+    /// at [`Ledger::len`] for new records only. Works in the writer's process and in a
+    /// reader process (`Options::read_only`) beside it; see [`Subscription`] for how
+    /// each is woken, what it delivers, errors and close.
+    ///
+    /// ```
+    /// # use chainlog::{Ledger, Options};
+    /// # let dir = tempfile::tempdir()?;
+    /// let ledger = Ledger::create(dir.path(), Options::default())?;
+    /// ledger.append(b"before")?;
+    /// let mut sub = ledger.subscribe(0)?;
+    /// ledger.append(b"after")?;
+    /// let seqs: Vec<u64> = sub.by_ref().take(2).map(|r| r.map(|r| r.seq)).collect::<Result<_, _>>()?;
+    /// assert_eq!(seqs, [0, 1]);
+    /// ledger.close()?;
+    /// assert!(sub.next().is_none()); // closed: every committed record was delivered
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A reader whose watch thread cannot be started.
+    pub fn subscribe(&self, from_seq: u64) -> Result<Subscription> {
+        if self.opts.read_only {
+            let mut w = self.watcher.lock();
+            if w.is_none() {
+                *w = Some(crate::watch::Watcher::start(
+                    &self.dir.join(layout::LOG_DIR),
+                    Arc::clone(&self.store),
+                    Arc::clone(&self.core),
+                )?);
+            }
+        }
+        Ok(Subscription::new(Arc::clone(&self.core), from_seq))
+    }
+
+    /// A reader (`Options::read_only`) sees the records committed when it opened; this
+    /// moves its view to the log's latest commit record and returns the head. (A
+    /// subscription in a reader does this by itself.) A writer's view is always current:
+    /// it returns the head.
+    ///
+    /// # Errors
+    /// The log no longer continues what this reader saw (removed, replaced, or cut
+    /// back by the writer after a failed sync), or an I/O error. The reader's view then
+    /// stays where it was, later refreshes fail too, and its subscriptions get the error.
+    pub fn refresh(&self) -> Result<HeadInfo> {
+        if !self.opts.read_only {
+            return Ok(self.head());
+        }
+        crate::watch::refresh(&self.store, &self.core).map(HeadInfo::from)
     }
 
     /// Commits and syncs everything appended so far (buffered appends included).
@@ -1229,7 +1297,7 @@ pub struct Range<'a> {
 }
 
 impl<'a> Range<'a> {
-    fn new(core: &'a DynCore, start: u64, end: u64) -> Range<'a> {
+    pub(crate) fn new(core: &'a DynCore, start: u64, end: u64) -> Range<'a> {
         Range {
             core,
             groups: None,

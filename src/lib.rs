@@ -16,6 +16,8 @@ mod merkle;
 mod note;
 mod verify;
 
+#[cfg(all(feature = "tokio", not(loom)))]
+mod async_api;
 #[cfg(all(feature = "store", not(loom)))]
 mod layout;
 #[cfg(all(feature = "store", not(loom)))]
@@ -30,12 +32,16 @@ mod power_loss;
 mod redaction;
 #[cfg(feature = "store")]
 mod store;
+#[cfg(all(feature = "store", not(loom)))]
+mod subscribe;
 #[cfg(feature = "store")]
 mod sync;
 #[cfg(all(feature = "store", not(loom)))]
 mod transfer;
 #[cfg(feature = "store")]
 mod tree;
+#[cfg(all(feature = "store", not(loom)))]
+mod watch;
 #[cfg(all(feature = "store", not(loom)))]
 mod watermark;
 #[cfg(feature = "store")]
@@ -66,6 +72,8 @@ pub use ledger::{HeadInfo, Ledger, Options, Range, Record};
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub use store::{FaultPlan, Op};
+#[cfg(all(feature = "store", not(loom)))]
+pub use subscribe::Subscription;
 #[cfg(all(feature = "store", not(loom)))]
 pub use transfer::{ExportOptions, ExportSummary, ImportSummary};
 #[cfg(feature = "store")]

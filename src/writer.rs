@@ -184,6 +184,14 @@ struct State {
     durable: Head,
     poisoned: Option<String>,
     shutdown: bool,
+    /// Async appenders and subscription streams waiting for a commit (see `wake`).
+    wakers: wake::Wakers,
+    /// An async appender asked the flusher thread for a durable commit.
+    commit_requested: bool,
+    /// The ledger was closed: nothing more will be committed.
+    closed: bool,
+    /// A reader's refresh found its log damaged or not continuing its view.
+    view_corrupt: Option<String>,
 }
 
 /// A prepared payload: its salt and commitment, computed before taking the lock.
@@ -213,6 +221,9 @@ pub(crate) struct Core<S> {
 
 #[cfg(test)]
 mod model;
+mod wake;
+
+pub(crate) use wake::CommitWait;
 
 /// Now, in nanoseconds since the Unix epoch (0 if the clock is before it).
 pub(crate) fn now_nanos() -> u64 {
@@ -243,6 +254,10 @@ impl<S: Store> Core<S> {
                 durable: head,
                 poisoned: None,
                 shutdown: false,
+                wakers: wake::Wakers::default(),
+                commit_requested: false,
+                closed: false,
+                view_corrupt: None,
             }),
             cond: Condvar::new(),
             flusher_cond: Condvar::new(),
@@ -334,9 +349,11 @@ impl<S: Store> Core<S> {
             return Ok(Vec::new());
         }
         #[cfg(loom)]
-        let mut stale_prev = self
+        let stale_prev = self
             .broken_prev_outside_lock
             .then(|| self.state.lock().tip.last_hash);
+        #[cfg(not(loom))]
+        let stale_prev = None;
         let mut st = self.state.lock();
         if let Some(reason) = &st.poisoned {
             return Err(Error::Poisoned {
@@ -352,6 +369,21 @@ impl<S: Store> Core<S> {
                 reason: reason.clone(),
             });
         }
+        let receipts = self.sequence(&mut st, items, stale_prev)?;
+        self.settle(st, durability)?;
+        Ok(receipts)
+    }
+
+    /// Assigns sequence numbers, the timestamp and predecessors to `items` and places
+    /// their frames in the pending group, under the lock the caller holds.
+    /// `stale_prev` is the loom model's deliberate defect (a predecessor read before the
+    /// lock); always `None` outside loom.
+    fn sequence(
+        &self,
+        st: &mut State,
+        items: &[Prepared<'_>],
+        mut stale_prev: Option<Hash>,
+    ) -> Result<Vec<Receipt>> {
         if st.tip.next_seq.saturating_add(items.len() as u64) > MAX_TREE_SIZE {
             return Err(Error::InvalidArgument {
                 detail: format!("the ledger cannot grow past {MAX_TREE_SIZE} records"),
@@ -366,15 +398,9 @@ impl<S: Store> Core<S> {
         let mut receipts = Vec::with_capacity(items.len());
         let alg = self.config.alg;
         {
-            let st = &mut *st;
             for p in items {
                 let seq = st.tip.next_seq;
-                #[allow(unused_mut)]
-                let mut prev = st.tip.last_hash;
-                #[cfg(loom)]
-                if let Some(stale) = stale_prev.take() {
-                    prev = stale;
-                }
+                let prev = stale_prev.take().unwrap_or(st.tip.last_hash);
                 let entry = Entry {
                     alg,
                     kind: p.kind,
@@ -396,7 +422,6 @@ impl<S: Store> Core<S> {
                 });
             }
         }
-        self.settle(st, durability)?;
         Ok(receipts)
     }
 
@@ -560,7 +585,7 @@ impl<S: Store> Core<S> {
                 Err(e)
             }
         };
-        self.cond.notify_all();
+        self.notify(&mut st);
         (st, r)
     }
 
@@ -726,7 +751,7 @@ impl<S: Store> Core<S> {
     }
 
     /// Background flush: commits and syncs whatever buffered appends left, every
-    /// `interval`, until `shutdown`.
+    /// `interval`, and at once whenever an async appender asks, until `shutdown`.
     #[cfg(not(loom))]
     /// Also hands each new durable head to `on_durable`, outside the lock.
     pub fn run_flusher(&self, interval: Duration, mut on_durable: impl FnMut(&Head)) {
@@ -736,16 +761,13 @@ impl<S: Store> Core<S> {
             if st.shutdown {
                 return;
             }
-            st = self.flusher_cond.wait_for(st, interval);
+            if !st.commit_requested {
+                st = self.flusher_cond.wait_for(st, interval);
+            }
             if st.shutdown {
                 return;
             }
-            if st.poisoned.is_none() && !st.committing && st.tip.next_seq != st.durable.next_seq {
-                let target = st.tip.next_seq;
-                // An error here has already poisoned the ledger and been logged.
-                let _ = self.wait_covered(st, target, true);
-                st = self.state.lock();
-            }
+            st = self.flush_round(st);
             if st.poisoned.is_none() && st.durable.next_seq != reported {
                 let durable = st.durable.clone();
                 drop(st);

@@ -5,7 +5,6 @@ use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::thread;
 use std::time::Duration;
 
 use chainlog::{Checkpoint, Durability, Hash, HashAlg, Ledger, Options, VerifyReport};
@@ -378,28 +377,32 @@ fn tail(out: &mut Out, dir: &Path, a: TailArgs) -> Result<Outcome, Failure> {
     follow(out, dir, len, interval)
 }
 
-/// `tail -f`: reopens the ledger read-only every `interval` and prints records from
-/// `next` on, until interrupted (or stdout closes).
-fn follow(
-    out: &mut Out,
-    dir: &Path,
-    mut next: u64,
-    interval: Duration,
-) -> Result<Outcome, Failure> {
+/// `tail -f`: follows the ledger as a reader from record `next` on (a subscription,
+/// woken by inotify on the log directory where there is one) and prints each record as
+/// it is committed, until interrupted. `interval` is how often it checks, while nothing
+/// arrives, that its output is still open.
+fn follow(out: &mut Out, dir: &Path, next: u64, interval: Duration) -> Result<Outcome, Failure> {
+    // A reader takes no lock: this runs beside the writing process.
+    let ledger = open_read_only_raw(dir).map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
+    let len = ledger.len();
+    if len < next {
+        return Err(Failure::integrity(
+            format!("the ledger shrank from {next} to {len} records while being followed"),
+            at_dir(dir),
+        ));
+    }
+    let mut sub = ledger
+        .subscribe(next)
+        .map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
     loop {
-        thread::sleep(interval);
-        // A reader takes no lock: this runs beside the writing process.
-        let ledger = open_read_only_raw(dir).map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
-        let len = ledger.len();
-        if len < next {
-            return Err(Failure::integrity(
-                format!("the ledger shrank from {next} to {len} records while being followed"),
-                at_dir(dir),
-            ));
+        let seq = sub.next_seq();
+        match sub.next_timeout(interval) {
+            Ok(Some(r)) => RecordView::from(r).print(out)?,
+            // A shrunk, replaced or removed ledger is a corruption error here.
+            Err(e) => return Err(Failure::ledger(&e, at_seq(dir, seq))),
+            Ok(None) => {}
         }
-        print_records(out, &ledger, dir, next, len)?;
         out.flush()?;
-        next = len;
     }
 }
 

@@ -106,7 +106,8 @@ pub enum Cmd {
         /// Follow: print records as they are appended, until interrupted.
         #[arg(short = 'f', long, conflicts_with = "until")]
         follow: bool,
-        /// How often -f looks for new records.
+        /// How often -f checks that its output is still open while no record arrives
+        /// (records are printed as soon as they are committed).
         #[arg(long, value_name = "DURATION", default_value = "500ms",
               value_parser = time::duration_arg, requires = "follow")]
         interval: std::time::Duration,

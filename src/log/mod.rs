@@ -12,6 +12,7 @@ mod items;
 pub(crate) mod media;
 #[cfg(test)]
 mod model;
+mod refresh;
 mod scan;
 #[cfg(test)]
 pub(crate) mod sim;
@@ -139,6 +140,8 @@ pub(crate) struct Log {
     /// The last stretch of committed bytes read (see `read_range`).
     chunk: Mutex<Option<Chunk>>,
     tail: TailReport,
+    /// One reader refresh at a time (see `refresh`).
+    refreshing: Mutex<()>,
 }
 
 fn read_all(file: &dyn SegmentFile, path: &Path) -> Result<Vec<u8>> {
@@ -339,6 +342,7 @@ impl Log {
             rewriting: RwLock::new(()),
             chunk: Mutex::new(None),
             tail,
+            refreshing: Mutex::new(()),
         };
         if writable && tail.uncommitted_bytes {
             // Never write after leftovers whose fate on the device is unknown.
@@ -607,7 +611,7 @@ impl Log {
             .saturating_sub(1)
     }
 
-    fn segment_count(&self) -> usize {
+    pub(crate) fn segment_count(&self) -> usize {
         self.read.lock().segments.len()
     }
 

@@ -223,3 +223,38 @@ fn the_harness_reads_what_the_writer_wrote() {
         assert_eq!(stored, log.head());
     });
 }
+
+/// A reader process's refresh during commits takes in whole commits only: each refresh
+/// shows a chain from genesis to a committed head, never less than the one before, and
+/// after the commits the refreshed view holds them all.
+#[test]
+fn a_reader_refreshing_during_commits_follows_a_committed_prefix() {
+    model(|| {
+        let media = SimMedia::new();
+        let core = Arc::new(writer_on(&media));
+        let reader = Log::open(Box::new(media.clone()), 0, false).unwrap();
+        let appender = {
+            let (c, m) = (Arc::clone(&core), media.clone());
+            thread::spawn(move || {
+                append_sync(&c, &m, b"first").unwrap();
+                append_sync(&c, &m, b"second").unwrap()
+            })
+        };
+        let check = |log: &Log| {
+            let head = log.head();
+            let mut v = ChainVerifier::new(CONFIG.alg, CONFIG.genesis_prev());
+            for g in log.groups_from(0) {
+                let (key, bytes) = g.unwrap();
+                v.push_group(key, &bytes, head.next_seq).unwrap();
+            }
+            v.finish(&head).unwrap();
+            head.next_seq
+        };
+        let seen = reader.refresh().unwrap().next_seq;
+        assert_eq!(check(&reader), seen);
+        assert_eq!(appender.join().unwrap(), 1);
+        assert!(seen <= 2);
+        assert_eq!(reader.refresh().unwrap().next_seq, 2);
+        assert_eq!(check(&reader), 2);
+    });
+}

@@ -42,15 +42,36 @@ pub(crate) struct Walk {
     pub tail: bool,
     /// Frames found after the last commit record before the walk stopped.
     pub tail_frames: u64,
+    /// The walk stopped at an item that runs past the end of `bytes`: more bytes may
+    /// complete it (a reader reading the live end of the log a piece at a time).
+    pub short: bool,
 }
 
 /// Walks the items of a segment (`bytes` is the whole file) by their length fields,
 /// checking only commit records' CRCs and that each closes the frames before it.
 pub(crate) fn walk(bytes: &[u8], header: &SegmentHeader) -> Walk {
+    walk_from(bytes, header.len(), header.start.next_seq)
+}
+
+/// `walk` from offset `start` of a segment whose record `seq` is the next one there;
+/// `bytes` holds the segment from offset 0 or, with `start` at its beginning, from
+/// `start` on (offsets in the result are the segment's either way).
+pub(crate) fn walk_at(bytes: &[u8], base: u64, seq: u64) -> Walk {
+    let mut w = walk_from(bytes, 0, seq);
+    let shift = |o: u64| o + base;
+    for g in &mut w.groups {
+        g.off = shift(g.off);
+        g.end = shift(g.end);
+        g.nodes = g.nodes.map(|(o, l)| (shift(o), l));
+    }
+    w.committed_end = shift(w.committed_end);
+    w
+}
+
+fn walk_from(bytes: &[u8], start: usize, seq: u64) -> Walk {
     let mut w = Walk::default();
-    let start = header.len();
     let mut off = start;
-    let mut seq = header.start.next_seq;
+    let mut seq = seq;
     // The open (not yet committed) group.
     let mut g_off = off;
     let mut g_key = seq;
@@ -59,6 +80,7 @@ pub(crate) fn walk(bytes: &[u8], header: &SegmentHeader) -> Walk {
     w.committed_end = start as u64;
     while let Some(b) = bytes.get(off..) {
         if b.len() < 4 {
+            w.short = true;
             break;
         }
         let tag = be_u32(b, 0);
@@ -66,6 +88,10 @@ pub(crate) fn walk(bytes: &[u8], header: &SegmentHeader) -> Walk {
             break;
         }
         if tag == COMMIT_TAG {
+            if b.len() < COMMIT_LEN {
+                w.short = true;
+                break;
+            }
             let Some(c) = CommitRecord::decode(b) else {
                 break;
             };
@@ -95,7 +121,14 @@ pub(crate) fn walk(bytes: &[u8], header: &SegmentHeader) -> Walk {
             break;
         }
         if tag == NODES_TAG {
-            let Some(len) = nodes_len(b) else { break };
+            let Some(len) = nodes_len(b) else {
+                w.short = true;
+                break;
+            };
+            if b.len() < len {
+                w.short = true;
+                break;
+            }
             let Some((key, hashes)) = decode_nodes(b) else {
                 break;
             };
@@ -107,8 +140,13 @@ pub(crate) fn walk(bytes: &[u8], header: &SegmentHeader) -> Walk {
             continue;
         }
         if tag == SKIP_TAG {
+            if b.len() < super::items::SKIP_MIN_LEN {
+                w.short = true;
+                break;
+            }
             let Some(len) = decode_skip(b) else { break };
             if b.len() < len {
+                w.short = true;
                 break;
             }
             off += len;
@@ -116,7 +154,11 @@ pub(crate) fn walk(bytes: &[u8], header: &SegmentHeader) -> Walk {
             continue;
         }
         let len = tag as usize;
-        if !(REDACTED_FRAME_LEN..=format::MAX_FRAME_LEN).contains(&len) || b.len() < len {
+        if !(REDACTED_FRAME_LEN..=format::MAX_FRAME_LEN).contains(&len) {
+            break;
+        }
+        if b.len() < len {
+            w.short = true;
             break;
         }
         off += len;
@@ -216,14 +258,25 @@ pub(crate) fn check_commits(
     header: &SegmentHeader,
     groups: &[GroupLoc],
 ) -> (usize, Head) {
-    let alg = header.config.alg;
-    let mut head = header.start.clone();
+    check_commits_at(bytes, 0, header.config.alg, header.start.clone(), groups)
+}
+
+/// `check_commits` over `bytes` holding a segment from offset `base` on, for commits
+/// continuing `start`.
+pub(crate) fn check_commits_at(
+    bytes: &[u8],
+    base: u64,
+    alg: crate::hash::HashAlg,
+    start: Head,
+    groups: &[GroupLoc],
+) -> (usize, Head) {
+    let at = |o: u64| o.checked_sub(base).and_then(|o| usize::try_from(o).ok());
+    let mut head = start;
     for (i, g) in groups.iter().enumerate() {
         let mut next = head.clone();
         let mut nodes = Vec::new();
         let ok = (|| {
-            let region =
-                bytes.get(usize::try_from(g.off).ok()?..usize::try_from(g.off + g.len).ok()?)?;
+            let region = bytes.get(at(g.off)?..at(g.off + g.len)?)?;
             let frames = frames_in(region);
             let mut count = 0u64;
             for (_, r) in format::frames(&frames) {
@@ -254,14 +307,12 @@ pub(crate) fn check_commits(
             }
             let stored_nodes = match g.nodes {
                 None => &[][..],
-                Some((off, len)) => {
-                    bytes.get(usize::try_from(off).ok()?..usize::try_from(off + len).ok()?)?
-                }
+                Some((off, len)) => bytes.get(at(off)?..at(off + len)?)?,
             };
             if stored_nodes != nodes.as_slice() {
                 return None;
             }
-            let c = CommitRecord::decode(bytes.get(usize::try_from(g.end).ok()? - COMMIT_LEN..)?)?;
+            let c = CommitRecord::decode(bytes.get(at(g.end)?.checked_sub(COMMIT_LEN)?..)?)?;
             (c == CommitRecord::of(&next)).then_some(())
         })();
         if ok.is_none() {

@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use super::{Core, Durability, Receipt};
+use super::{CommitWait, Core, Durability, Receipt};
 use crate::error::Error;
 use crate::format::{self, Config, Head};
 use crate::store::{FaultPlan, FaultStore, MemStore, Op, Store};
@@ -171,5 +171,104 @@ fn broken_variant_prev_read_outside_lock_is_caught() {
         }
         core.flush(true).unwrap();
         assert_chain(&core.store);
+    });
+}
+
+/// Polls `f` to completion on this thread, parking until its waker is woken (loom's
+/// executor under loom, so a lost wake-up is a deadlock loom reports).
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    #[cfg(loom)]
+    return loom::future::block_on(f);
+    #[cfg(not(loom))]
+    {
+        struct Unpark(std::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: std::sync::Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        #[allow(clippy::disallowed_types)]
+        let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut f = std::pin::pin!(f);
+        loop {
+            if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+            std::thread::park();
+        }
+    }
+}
+
+/// An async appender beside a thread appender, with the flusher thread doing the async
+/// appender's commits: its Ok comes only once its record is durable, it is woken (no
+/// lost wake-up: loom would report the deadlock), and a record sequenced by an append
+/// whose future was dropped is committed all the same.
+#[test]
+fn async_appenders_are_woken_when_durable_and_dropped_ones_still_commit() {
+    model(|| {
+        let core = Arc::new(core_over(MemStore::new()));
+        let flusher = {
+            let c = Arc::clone(&core);
+            thread::spawn(move || c.serve_commit_requests())
+        };
+        let asynchronous = {
+            let c = Arc::clone(&core);
+            thread::spawn(move || {
+                // Sequenced, then given up on (a dropped future).
+                let p = c.prepare(b"dropped").unwrap();
+                let (dropped, _) = c.append_nowait(std::slice::from_ref(&p)).unwrap();
+                let p = c.prepare(b"awaited").unwrap();
+                let (r, target) = c.append_nowait(std::slice::from_ref(&p)).unwrap();
+                let mut slot = None;
+                block_on(std::future::poll_fn(|cx| {
+                    c.poll_durable(target, 1, &mut slot, cx)
+                }))
+                .unwrap();
+                assert!(synced_len(&c.store) > r[0].seq, "Ok before durable");
+                dropped[0].seq
+            })
+        };
+        let threaded = {
+            let c = Arc::clone(&core);
+            thread::spawn(move || append_one(&c, synced_len, b"thread", Durability::Sync).unwrap())
+        };
+        let dropped = asynchronous.join().unwrap();
+        threaded.join().unwrap();
+        core.shutdown();
+        flusher.join().unwrap();
+        // The flusher served every request before it stopped: nothing is left pending.
+        assert_eq!(synced_len(&core.store), 3);
+        assert!(dropped < 3);
+        assert_eq!(assert_chain(&core.store), 3);
+    });
+}
+
+/// Subscribers, one blocking on the condition variable and one polled as a stream, are
+/// woken by the commit that reaches their record, and by the close when none will.
+#[test]
+fn subscribers_are_woken_by_the_commit_and_by_the_close() {
+    model(|| {
+        let core = Arc::new(core_over(MemStore::new()));
+        let blocking = {
+            let c = Arc::clone(&core);
+            thread::spawn(move || c.wait_committed(1, None))
+        };
+        let stream = {
+            let c = Arc::clone(&core);
+            thread::spawn(move || {
+                let mut slot = None;
+                block_on(std::future::poll_fn(|cx| {
+                    c.poll_committed(2, &mut slot, cx)
+                }))
+            })
+        };
+        let p = core.prepare(b"a").unwrap();
+        let q = core.prepare(b"b").unwrap();
+        core.append(&[p, q], Durability::Sync).unwrap();
+        core.close_subscriptions();
+        assert_eq!(blocking.join().unwrap(), Some(CommitWait::Committed(2)));
+        // Record 2 was never committed: the close ends its wait.
+        assert_eq!(stream.join().unwrap(), CommitWait::Closed);
     });
 }

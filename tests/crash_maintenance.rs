@@ -26,7 +26,9 @@ fn key() -> SignerKey {
 
 /// The child: runs until killed, one line per acknowledged step.
 fn child(dir: &Path) -> ! {
-    let l = if dir.join("CURRENT").exists() {
+    // The parent kills only after an acknowledgement, so a directory that exists holds
+    // a whole ledger.
+    let l = if dir.exists() {
         Ledger::open(dir, Options::default()).unwrap()
     } else {
         Ledger::create(dir, Options::default()).unwrap()
@@ -93,15 +95,31 @@ fn checkpoints_and_redactions_survive_sigkill() {
         let reader = std::thread::spawn(move || {
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { break };
+                // The harness prints "test NAME ... " without a newline before the child's
+                // first line of output.
+                let line = match line.find(" ... ") {
+                    Some(i) => line[i + 5..].to_string(),
+                    None => line,
+                };
                 if tx.send(line).is_err() {
                     break;
                 }
             }
         });
-        // Wait for the child's first acknowledgement, then let it run a random while.
-        let first = rx
-            .recv_timeout(Duration::from_secs(600))
-            .expect("child made no progress");
+        // Wait for the child's first acknowledgement, then let it run a random while. Lines
+        // before it are the test harness's own ("running 1 test"), printed before the
+        // child even opens the ledger: a kill timed from one of those could land inside
+        // `Ledger::create`, before anything was acknowledged.
+        let mut early = Vec::new();
+        let first = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(600))
+                .expect("child made no progress");
+            if line.starts_with("ACK ") {
+                break line;
+            }
+            early.push(line);
+        };
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
@@ -109,7 +127,11 @@ fn checkpoints_and_redactions_survive_sigkill() {
         c.kill().unwrap();
         c.wait().unwrap();
         reader.join().unwrap();
-        for line in std::iter::once(first).chain(rx.try_iter()) {
+        for line in early
+            .into_iter()
+            .chain(std::iter::once(first))
+            .chain(rx.try_iter())
+        {
             let w: Vec<&str> = line.split(' ').collect();
             match w.as_slice() {
                 ["ACK", seq, hash] => {

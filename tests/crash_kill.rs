@@ -241,6 +241,11 @@ impl Kid {
                     Ok(0) | Err(_) => break,
                     Ok(_) if line.ends_with('\n') => {
                         line.pop();
+                        // The harness prints "test NAME ... " without a newline before
+                        // the child's first line.
+                        if let Some(i) = line.find(" ... ") {
+                            line.drain(..i + 5);
+                        }
                         let _ = tx.send(line.clone());
                         all.push(line);
                     }

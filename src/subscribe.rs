@@ -31,6 +31,13 @@ const BATCH: u64 = 256;
 ///   (network file systems). Elsewhere, or where inotify cannot be set up, the view is
 ///   refreshed every 50 ms. The reader takes no lock and writes nothing; subscribing
 ///   also moves that reader's `get`, `range` and `len` forward.
+/// - **A reader delivers before durability.** A reader process cannot know whether the
+///   writer's `fdatasync` of a commit it sees will succeed. If it fails, the writer
+///   acknowledges none of that commit's records and the next writer writes other records
+///   at those sequence numbers; the reader then returns a `Corrupt` error ("the log was
+///   cut back"), never the other records as a continuation. A consumer that must act
+///   only on acknowledged records subscribes in the writer's process, or treats records
+///   delivered since its last durable checkpoint as tentative until the next refresh.
 /// - **Errors** end it: a poisoned ledger, a reader whose log no longer continues what
 ///   it saw (removed, replaced, cut back), or a record that cannot be read or fails its
 ///   checks is returned as `Err`, after every record committed before it; the iterator
@@ -56,6 +63,13 @@ enum Ended {
     Closed,
     Failed(String),
     Corrupt(String),
+    /// A read failed: later calls report it again, with its operation, path and OS error.
+    Io {
+        op: &'static str,
+        path: Option<std::path::PathBuf>,
+        kind: std::io::ErrorKind,
+        text: String,
+    },
 }
 
 /// One step of the blocking iterator.
@@ -112,6 +126,18 @@ impl Subscription {
                         detail: detail.clone(),
                     })
                 }
+                Some(Ended::Io {
+                    op,
+                    path,
+                    kind,
+                    text,
+                }) => {
+                    return Err(Error::Io {
+                        op,
+                        path: path.clone(),
+                        source: std::io::Error::new(*kind, text.clone()),
+                    })
+                }
                 None => {}
             }
             match self.core.wait_committed(self.next, deadline) {
@@ -148,7 +174,13 @@ impl Subscription {
                         Err(e) => {
                             self.ended = Some(match &e {
                                 Error::Corrupt { detail } => Ended::Corrupt(detail.clone()),
-                                other => Ended::Failed(other.to_string()),
+                                Error::Io { op, path, source } => Ended::Io {
+                                    op,
+                                    path: path.clone(),
+                                    kind: source.kind(),
+                                    text: source.to_string(),
+                                },
+                                other => Ended::Failed(other.chain().to_string()),
                             });
                             return Err(e);
                         }

@@ -372,25 +372,22 @@ fn tail(out: &mut Out, dir: &Path, a: TailArgs) -> Result<Outcome, Failure> {
     let Some(interval) = a.follow else {
         return Ok(Outcome::Ok);
     };
-    // Records appended from now on are after --since, and -f excludes --until.
-    drop(ledger);
-    follow(out, dir, len, interval)
+    // Records appended from now on are after --since, and -f excludes --until. The same
+    // reader goes on, so a ledger replaced meanwhile is noticed, not followed.
+    follow(out, &ledger, dir, len, interval)
 }
 
 /// `tail -f`: follows the ledger as a reader from record `next` on (a subscription,
 /// woken by inotify on the log directory where there is one) and prints each record as
 /// it is committed, until interrupted. `interval` is how often it checks, while nothing
 /// arrives, that its output is still open.
-fn follow(out: &mut Out, dir: &Path, next: u64, interval: Duration) -> Result<Outcome, Failure> {
-    // A reader takes no lock: this runs beside the writing process.
-    let ledger = open_read_only_raw(dir).map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
-    let len = ledger.len();
-    if len < next {
-        return Err(Failure::integrity(
-            format!("the ledger shrank from {next} to {len} records while being followed"),
-            at_dir(dir),
-        ));
-    }
+fn follow(
+    out: &mut Out,
+    ledger: &Ledger,
+    dir: &Path,
+    next: u64,
+    interval: Duration,
+) -> Result<Outcome, Failure> {
     let mut sub = ledger
         .subscribe(next)
         .map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
@@ -400,20 +397,11 @@ fn follow(out: &mut Out, dir: &Path, next: u64, interval: Duration) -> Result<Ou
             Ok(Some(r)) => RecordView::from(r).print(out)?,
             // A shrunk, replaced or removed ledger is a corruption error here.
             Err(e) => return Err(Failure::ledger(&e, at_seq(dir, seq))),
+            Ok(None) if out.reader_gone() => return Err(Failure::quiet()),
             Ok(None) => {}
         }
         out.flush()?;
     }
-}
-
-fn open_read_only_raw(dir: &Path) -> chainlog::Result<Ledger> {
-    Ledger::open(
-        dir,
-        Options {
-            read_only: true,
-            ..Options::default()
-        },
-    )
 }
 
 #[derive(Serialize)]

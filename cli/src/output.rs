@@ -57,6 +57,26 @@ impl Out {
     pub fn flush(&mut self) -> Result<(), Failure> {
         self.w.flush().map_err(|e| write_failed(&e))
     }
+
+    /// Whether the reader of stdout went away (a pipe whose other end closed), found
+    /// without writing: `tail -f` notices it while no records arrive, not only at the
+    /// next one.
+    pub fn reader_gone(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        {
+            use rustix::event::{poll, PollFd, PollFlags, Timespec};
+            let stdout = io::stdout();
+            let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+            let now = Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            matches!(poll(&mut fds, Some(&now)), Ok(n) if n > 0)
+                && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP)
+        }
+        #[cfg(not(target_os = "linux"))]
+        false
+    }
 }
 
 /// A timestamp in JSON: `timestamp` (RFC 3339, UTC, nanoseconds) beside `timestamp_ns`

@@ -348,3 +348,18 @@ fn a_closed_pipe_ends_quietly_with_status_0() {
         assert_eq!(stderr_of(&mut child), "", "json {json}");
     }
 }
+
+/// `tail -f` whose reader went away exits while no record arrives: it used to notice only
+/// when the next record's write failed, so an idle follower lived on after `| head`.
+#[test]
+fn tail_follow_exits_when_its_reader_goes_away_while_idle() {
+    let tmp = new_ledger();
+    let d = p(tmp.path());
+    let mut child = spawn(["tail", d, "-n", "0", "-f", "--interval", "50ms"]);
+    let _dog = Watchdog::new(child.id(), 600);
+    // Nothing is appended, so nothing is ever written: only the check finds the pipe
+    // closed. (The watchdog's SIGKILL would show as a status without a code.)
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}

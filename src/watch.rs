@@ -41,7 +41,7 @@ pub(crate) fn refresh(store: &LedgerStore, core: &DynCore) -> Result<Head> {
             Ok(head)
         }
         Err(e) => {
-            tracing::error!(error = %e, "a reader's view of the log failed");
+            tracing::error!(error = %e.chain(), "a reader's view of the log failed; its subscriptions end");
             core.fail_view(&e);
             Err(e)
         }

@@ -683,9 +683,15 @@ impl<S: Store> Core<S> {
     }
 
     fn poison(&self, st: &mut State, e: &Error) {
+        tracing::error!(error = %e.chain(), "chainlog ledger poisoned; appends fail until it is reopened");
+        self.stop_at(st, e);
+    }
+
+    /// What poisoning does to the state, without its log line: a reader, which never
+    /// appends, has its own.
+    fn stop_at(&self, st: &mut State, e: &Error) {
         // With its sources: an I/O error's OS text is its source, not its Display.
         let reason = e.chain().to_string();
-        tracing::error!(error = %reason, "chainlog ledger poisoned; appends fail until it is reopened");
         bump(&self.counters.poisonings, 1);
         st.pending = Pending::default();
         st.tip = st.committed.clone();

@@ -230,7 +230,7 @@ impl<S: Store> Core<S> {
     pub fn fail_view(&self, e: &Error) {
         let mut st = self.state.lock();
         if st.poisoned.is_none() {
-            self.poison(&mut st, e);
+            self.stop_at(&mut st, e);
             if let Error::Corrupt { detail } = e {
                 st.view_corrupt = Some(detail.clone());
             }

@@ -355,19 +355,9 @@ impl<S: Store> Core<S> {
         #[cfg(not(loom))]
         let stale_prev = None;
         let mut st = self.state.lock();
-        if let Some(reason) = &st.poisoned {
-            return Err(Error::Poisoned {
-                reason: reason.clone(),
-            });
-        }
         // Backpressure: buffered writers must not outrun the committer without bound.
         while st.pending.bytes >= BUFFER_LIMIT && st.committing && st.poisoned.is_none() {
             st = self.cond.wait(st);
-        }
-        if let Some(reason) = &st.poisoned {
-            return Err(Error::Poisoned {
-                reason: reason.clone(),
-            });
         }
         let receipts = self.sequence(&mut st, items, stale_prev)?;
         self.settle(st, durability)?;
@@ -375,7 +365,8 @@ impl<S: Store> Core<S> {
     }
 
     /// Assigns sequence numbers, the timestamp and predecessors to `items` and places
-    /// their frames in the pending group, under the lock the caller holds.
+    /// their frames in the pending group, under the lock the caller holds; refused on a
+    /// poisoned ledger.
     /// `stale_prev` is the loom model's deliberate defect (a predecessor read before the
     /// lock); always `None` outside loom.
     fn sequence(
@@ -384,6 +375,11 @@ impl<S: Store> Core<S> {
         items: &[Prepared<'_>],
         mut stale_prev: Option<Hash>,
     ) -> Result<Vec<Receipt>> {
+        if let Some(reason) = &st.poisoned {
+            return Err(Error::Poisoned {
+                reason: reason.clone(),
+            });
+        }
         if st.tip.next_seq.saturating_add(items.len() as u64) > MAX_TREE_SIZE {
             return Err(Error::InvalidArgument {
                 detail: format!("the ledger cannot grow past {MAX_TREE_SIZE} records"),

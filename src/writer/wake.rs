@@ -100,11 +100,6 @@ impl<S: Store> Core<S> {
     pub fn append_nowait(&self, items: &[Prepared<'_>]) -> Result<(Vec<Receipt>, u64)> {
         let r = (|| {
             let mut st = self.state.lock();
-            if let Some(reason) = &st.poisoned {
-                return Err(Error::Poisoned {
-                    reason: reason.clone(),
-                });
-            }
             // No backpressure wait here: it would block on a commit in progress. Each
             // async appender holds its records until they are durable, which bounds what
             // waits in `pending` by the number of appends in flight.

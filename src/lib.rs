@@ -14,6 +14,7 @@ mod hash;
 pub mod json;
 mod merkle;
 mod note;
+mod tiles;
 mod verify;
 
 #[cfg(all(feature = "tokio", not(loom)))]

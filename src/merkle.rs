@@ -4,12 +4,13 @@
 //! module only ever combines them with `HashAlg::node`. Proofs are byte-for-byte the RFC
 //! 9162 (and RFC 6962) audit paths and consistency proofs.
 //!
-//! Storage follows the layout of Go's `golang.org/x/mod/sumdb/tlog`: the hash of every
-//! complete subtree is stored once, at a dense index computed by [`stored_hash_index`], in
-//! the order the subtrees are completed. Appending leaf `n` appends exactly the hashes
-//! [`stored_hashes_for_leaf`] returns, so a ledger can keep the tree inside the same atomic
-//! commit as the record, and every root or proof afterwards costs O(log n) reads through a
-//! [`HashReader`].
+//! Roots and proofs read the tree through a [`HashReader`]. [`stored_hash_index`] and
+//! [`stored_hashes_for_leaf`] number every complete subtree in the order of Go's
+//! `golang.org/x/mod/sumdb/tlog`; a [`HashReader`] is asked for hashes by that index.
+//! The ledger's store does not keep every subtree: it stores interior nodes only from
+//! level [`STORED_NODE_MIN_LEVEL`](crate::format::STORED_NODE_MIN_LEVEL) up (subtrees of
+//! 16 leaves and more), in one node value per commit beside the commit's records, and
+//! recomputes lower subtrees from the record hashes (see `tree.rs`).
 
 // Verifiers see untrusted sizes and proofs: nothing here may panic.
 #![cfg_attr(

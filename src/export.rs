@@ -1,7 +1,6 @@
 //! Export files: a header, the records as stored frames, a trailer (docs/FORMAT.md,
 //! "Export file"). Reading is streamed and verifies as it goes, in memory independent
 //! of the number of records; it needs no storage engine.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 use std::io::{self, Read};
 

@@ -1,7 +1,6 @@
 //! Record format: frames (whose entry starts with the record kind), configuration and
 //! head, byte for byte as `docs/FORMAT.md` specifies them. Offsets are built from one
 //! another so the layout is stated once.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 use std::fmt;
 

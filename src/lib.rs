@@ -4,6 +4,17 @@
 //! every sequence number, timestamp and predecessor under a lock, and a compare-and-swap
 //! on the head is the commit point. See `docs/FORMAT.md` for the byte layout.
 #![forbid(unsafe_code)]
+// Every input, file and fault must end in an error, never a panic: outside tests no
+// module may unwrap, expect, index or panic.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
 mod checkpoint;

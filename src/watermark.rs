@@ -6,7 +6,6 @@
 //! It is written after the store's own sync (never ahead of it), by the background
 //! flush and at close, into one of two alternating slots so a torn write loses at most
 //! the newer value.
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;

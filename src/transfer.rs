@@ -517,7 +517,7 @@ impl Ledger {
                 if digests.get(i) != Some(blake3::hash(frame).as_bytes()) {
                     return Err(changed(format!("record {seq} is not the one verified")));
                 }
-                let hash = frame_hash(frame);
+                let hash = format::hash_at(frame, format::F_HASH);
                 if seq < len {
                     // Records the ledger holds must be the same ones.
                     if seq + 1 == len && hash != head.last_hash {
@@ -701,13 +701,4 @@ fn sync_parent(dir: &Path) -> Result<()> {
     File::open(parent)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io("syncing the directory the import was moved into", parent, e))
-}
-
-/// The stored record hash of a checked frame.
-fn frame_hash(frame: &[u8]) -> Hash {
-    let mut h = [0u8; crate::hash::HASH_LEN];
-    if let Some(b) = frame.get(format::F_HASH..format::F_HASH + crate::hash::HASH_LEN) {
-        h.copy_from_slice(b);
-    }
-    Hash(h)
 }

@@ -89,6 +89,19 @@ impl Record {
         self.payload.is_none()
     }
 
+    /// The entry this record's hash covers, under the ledger's algorithm `alg`.
+    pub(crate) fn entry(&self, alg: HashAlg) -> format::Entry {
+        format::Entry {
+            alg,
+            kind: self.kind,
+            seq: self.seq,
+            timestamp: self.timestamp,
+            prev: self.prev_hash,
+            commitment: self.commitment,
+            payload_len: self.payload_len,
+        }
+    }
+
     fn from_frame(f: &FrameRef<'_>) -> Record {
         Record {
             seq: f.entry.seq,

@@ -9,8 +9,8 @@
 //! ledger as a tlog-tiles log); until then only the tests call it.
 #![cfg_attr(not(test), allow(dead_code))]
 
-use crate::hash::{Hash, HashAlg, HASH_LEN};
-use crate::merkle::{stored_hash_index, HashReader, TreeError};
+use crate::hash::{Hash, HASH_LEN};
+use crate::merkle::{stored_hash_index, HashReader};
 
 /// log2 of the tile width: C2SP fixes tiles at 256 hashes.
 pub(crate) const TILE_HEIGHT: u32 = 8;
@@ -118,10 +118,6 @@ pub(crate) fn changed_tiles(old: u64, new: u64) -> Vec<Tile> {
                 width: u16::try_from(partial).unwrap_or(u16::MAX),
             });
         }
-        // A level with a single node is the root's tile: nothing above it.
-        if nodes_new <= 1 {
-            break;
-        }
         level += 1;
     }
     out
@@ -149,19 +145,10 @@ pub(crate) fn tile_hashes(data: &[u8]) -> Option<Vec<Hash>> {
         .collect()
 }
 
-/// The root of a tree of `size` leaves, from its tiles alone (the tiles a remote
-/// verifier fetched), through the same reader the proofs use.
-pub(crate) fn root_from_tiles<R: HashReader + ?Sized>(
-    alg: HashAlg,
-    size: u64,
-    reader: &R,
-) -> Result<Hash, TreeError<R::Error>> {
-    crate::merkle::tree_hash(alg, size, reader)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::HashAlg;
     use crate::merkle::root_from_leaves;
     use std::collections::BTreeSet;
 
@@ -254,7 +241,7 @@ mod tests {
                 }
             }
             assert_eq!(
-                root_from_tiles(alg, size, &stored).unwrap(),
+                crate::merkle::tree_hash(alg, size, &stored).unwrap(),
                 root_from_leaves(alg, &leaves)
             );
         }
@@ -266,7 +253,6 @@ mod tests {
     #[cfg(all(feature = "store", not(loom)))]
     #[test]
     fn a_ledgers_tiles_equal_tiles_computed_from_scratch() {
-        use crate::format::Entry;
         use crate::{Ledger, Options};
         let dir = tempfile::tempdir().unwrap();
         let mut ledger = Ledger::create(dir.path(), Options::default()).unwrap();
@@ -298,15 +284,7 @@ mod tests {
                     [usize::try_from(lo).unwrap()..usize::try_from(hi).unwrap()]
                     .iter()
                     .map(|r| {
-                        let e = Entry {
-                            alg,
-                            kind: r.kind,
-                            seq: r.seq,
-                            timestamp: r.timestamp,
-                            prev: r.prev_hash,
-                            commitment: r.commitment,
-                            payload_len: r.payload_len,
-                        };
+                        let e = r.entry(alg);
                         assert_eq!(alg.leaf(&e.to_bytes()), r.hash);
                         e.to_bytes()
                     })
@@ -314,7 +292,7 @@ mod tests {
                 assert_eq!(entry_bundle(&entries).len(), entries.len() * (2 + 86));
             }
             assert_eq!(
-                root_from_tiles(alg, size, &reader).unwrap(),
+                crate::merkle::tree_hash(alg, size, &reader).unwrap(),
                 ledger.root_at(size).unwrap()
             );
         }

@@ -134,15 +134,7 @@ impl Ledger {
             (self.genesis_prev(), 0, None, Vec::new())
         } else {
             let r = self.get(from - 1)?;
-            let entry = format::Entry {
-                alg,
-                kind: r.kind,
-                seq: r.seq,
-                timestamp: r.timestamp,
-                prev: r.prev_hash,
-                commitment: r.commitment,
-                payload_len: r.payload_len,
-            };
+            let entry = r.entry(alg);
             let mut path = merkle::prove_inclusion(alg, from - 1, from, &self.tree_reader(from))
                 .map_err(|e| tree_error(e, "proving the export's predecessor"))?;
             path.truncate(from.trailing_zeros() as usize);

@@ -52,6 +52,30 @@ pub enum Error {
     /// The ledger was closed: a subscription has delivered every record committed
     /// before the close and there will be no more.
     Closed,
+    /// An operation on a published log's object store failed (network, permission,
+    /// service); `location` is the object's URL and the service's error the `source()`.
+    Remote {
+        /// What was being done ("reading", "writing").
+        op: &'static str,
+        /// The object's URL.
+        location: String,
+        /// The object store's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Publishing would overwrite or contradict a published log with another history:
+    /// refused, and the published checkpoint is unchanged.
+    Fork {
+        /// What differs, and where.
+        detail: String,
+    },
+    /// A published log fails verification: a signature, a tile, an entry or a payload
+    /// is not what the checkpoint commits to, or is missing.
+    RemoteInvalid {
+        /// The object's URL.
+        location: String,
+        /// What is wrong with it.
+        detail: String,
+    },
 }
 
 /// Shorthand for `Result<T, chainlog::Error>`.
@@ -87,7 +111,11 @@ impl Error {
     pub fn is_corruption(&self) -> bool {
         matches!(
             self,
-            Error::Corrupt { .. } | Error::HeadConflict { .. } | Error::ExportChanged { .. }
+            Error::Corrupt { .. }
+                | Error::HeadConflict { .. }
+                | Error::ExportChanged { .. }
+                | Error::Fork { .. }
+                | Error::RemoteInvalid { .. }
         )
     }
 }
@@ -141,6 +169,14 @@ impl fmt::Display for Error {
                 write!(f, "the export changed while it was imported: {detail}")
             }
             Error::Closed => write!(f, "the ledger was closed"),
+            Error::Remote { op, location, .. } => write!(f, "{op} {location} failed"),
+            Error::Fork { detail } => write!(
+                f,
+                "the published log has another history: {detail}; the published checkpoint was not changed"
+            ),
+            Error::RemoteInvalid { location, detail } => {
+                write!(f, "published log fails verification at {location}: {detail}")
+            }
         }
     }
 }
@@ -149,6 +185,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::Remote { source, .. } => Some(&**source),
             _ => None,
         }
     }

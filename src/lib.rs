@@ -40,6 +40,8 @@ mod log;
 mod migrate;
 #[cfg(all(test, feature = "store", not(loom)))]
 mod power_loss;
+#[cfg(all(feature = "publish", not(loom)))]
+mod publish;
 #[cfg(all(feature = "store", not(loom)))]
 mod redaction;
 #[cfg(feature = "store")]
@@ -78,6 +80,9 @@ pub use note::{
     VerifierKey, MAX_NOTE_LEN, MAX_NOTE_SIGNATURES,
 };
 pub use verify::{Break, BreakKind, CheckpointCheck, CheckpointStatus, VerifyReport};
+
+#[cfg(all(feature = "publish", not(loom)))]
+pub use publish::{PublishReport, Publisher, Remote, RemoteCheck, RemoteReport};
 
 #[cfg(all(feature = "store", not(loom)))]
 pub use ledger::{HeadInfo, Ledger, Options, Range, Record};

@@ -16,39 +16,87 @@ pub enum Error {
     /// says what failed and where; the OS error is the `source()`, as std's convention
     /// wants, so that a chain printer ([`ErrorChain`]) shows it once.
     Io {
+        /// What chainlog was doing, such as "writing to the log".
         op: &'static str,
+        /// The file or directory the operation was on, if it had one.
         path: Option<PathBuf>,
+        /// The operating system's error.
         source: io::Error,
     },
     /// The ledger directory is already open, in this process or another.
-    AlreadyOpen { path: PathBuf },
+    AlreadyOpen {
+        /// The ledger directory.
+        path: PathBuf,
+    },
     /// `create` found a ledger (or other data) already in the directory.
-    AlreadyExists { path: PathBuf },
+    AlreadyExists {
+        /// The directory `create` was given.
+        path: PathBuf,
+    },
     /// `open` found no ledger in the directory.
-    NotALedger { path: PathBuf },
+    NotALedger {
+        /// The directory `open` was given.
+        path: PathBuf,
+    },
     /// The directory holds a ledger in storage format 1 (everything in sled);
     /// `chainlog migrate DIR` (or `Ledger::migrate`) moves it onto the log of record.
-    NeedsMigration { path: PathBuf },
+    NeedsMigration {
+        /// The directory holding the format-1 ledger.
+        path: PathBuf,
+    },
     /// The ledger uses another hash algorithm than the caller expects.
-    HashMismatch { expected: HashAlg, found: HashAlg },
+    HashMismatch {
+        /// The algorithm the caller asked for.
+        expected: HashAlg,
+        /// The algorithm the ledger was created with.
+        found: HashAlg,
+    },
     /// Stored data is damaged or inconsistent; the ledger refuses to go on from it.
-    Corrupt { detail: String },
+    Corrupt {
+        /// What is damaged and where.
+        detail: String,
+    },
     /// The head changed underneath the writer, or disagrees with the last record: a
     /// fail-closed stop, never retried onto another predecessor.
-    HeadConflict { detail: String },
+    HeadConflict {
+        /// Which head was expected and what was found instead.
+        detail: String,
+    },
     /// An earlier failure poisoned the ledger; reopen it to run recovery.
-    Poisoned { reason: String },
+    Poisoned {
+        /// The failure that poisoned the ledger.
+        reason: String,
+    },
     /// The payload is larger than a record may carry.
-    PayloadTooLarge { len: usize, max: usize },
+    PayloadTooLarge {
+        /// The payload's length in bytes.
+        len: usize,
+        /// The largest payload a record may carry (16 MiB).
+        max: usize,
+    },
     /// No record has this sequence number.
-    NotFound { seq: u64, len: u64 },
+    NotFound {
+        /// The sequence number asked for.
+        seq: u64,
+        /// The number of records the ledger held when asked (so records `0..len` exist).
+        len: u64,
+    },
     /// An argument is invalid; the text says which and why.
-    InvalidArgument { detail: String },
+    InvalidArgument {
+        /// Which argument is wrong, and why.
+        detail: String,
+    },
     /// Importing would fork the ledger (or leave a gap): refused, nothing written.
-    WouldFork { detail: String },
+    WouldFork {
+        /// Where the export and the ledger disagree.
+        detail: String,
+    },
     /// The export file changed while it was imported (after it verified). What was
     /// appended before the change stays: records byte for byte those verified.
-    ExportChanged { detail: String },
+    ExportChanged {
+        /// What differed from the verified file, and where.
+        detail: String,
+    },
     /// The ledger was closed: a subscription has delivered every record committed
     /// before the close and there will be no more.
     Closed,

@@ -70,7 +70,10 @@ fn prev_entry_offset(from: u64) -> usize {
 /// What an export's header says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExportHeader {
+    /// The ledger's hash algorithm, which every frame in the file must use.
     pub alg: HashAlg,
+    /// The ledger's 16-byte random identity; the genesis predecessor and the checkpoint
+    /// origin follow from it.
     pub ledger_id: [u8; 16],
     /// Sequence number of the first record.
     pub from: u64,
@@ -91,6 +94,7 @@ pub struct ExportHeader {
 }
 
 impl ExportHeader {
+    /// The header as written to the file (docs/FORMAT.md, "Export file"), CRC included.
     pub fn to_bytes(&self) -> Vec<u8> {
         let frontier = self.tree.to_bytes();
         let mut b = Vec::with_capacity(HEADER_BASE_LEN + frontier.len());
@@ -118,6 +122,8 @@ impl ExportHeader {
         format!("chainlog/{}", to_hex(&self.ledger_id))
     }
 
+    /// The predecessor record 0 must carry, `H(0x03 ‖ "chainlog genesis" ‖ algorithm ‖
+    /// ledger id)`: a from-0 export's first record links to it.
     pub fn genesis_prev(&self) -> Hash {
         Config {
             alg: self.alg,
@@ -131,15 +137,21 @@ impl ExportHeader {
 /// What an export's trailer says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExportTrailer {
+    /// Number of records in the file; must equal the header's count.
     pub count: u64,
+    /// Record hash of the file's last record, or the header's `prev_hash` when it holds
+    /// none.
     pub last_hash: Hash,
+    /// Size of the tree the export ends at: the header's `from` plus `count`.
     pub tree_size: u64,
+    /// Merkle root over records `0..tree_size`, which the records must reproduce.
     pub root: Hash,
     /// A signed checkpoint (C2SP signed note) of `tree_size` and `root`.
     pub checkpoint: Option<String>,
 }
 
 impl ExportTrailer {
+    /// The trailer as written to the file (docs/FORMAT.md, "Trailer"), CRC included.
     pub fn to_bytes(&self) -> Vec<u8> {
         let note = self.checkpoint.as_deref().unwrap_or_default().as_bytes();
         let mut b = Vec::with_capacity(T_NOTE + note.len() + CRC_LEN);
@@ -160,7 +172,9 @@ impl ExportTrailer {
 /// The embedded checkpoint as the verifier found it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct EmbeddedCheckpoint {
+    /// The tree size the checkpoint vouches for (the trailer's `tree_size`).
     pub size: u64,
+    /// The Merkle root it vouches for (the trailer's `root`).
     pub root: Hash,
     /// Whether its signature verified with one of the keys given (false when none was).
     pub signature_verified: bool,
@@ -171,24 +185,36 @@ pub struct EmbeddedCheckpoint {
 /// What `verify_export` found.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ExportReport {
+    /// The hash algorithm from the header; `None` when the header did not decode.
     pub hash: Option<HashAlg>,
     /// Hex ledger identity from the header.
     pub ledger_id: Option<String>,
+    /// Sequence number of the first record, from the header (0 when it did not decode).
     pub from: u64,
     /// Records the header announces.
     pub count: u64,
+    /// Records that passed every check before the first break (all of them when none).
     pub records_checked: u64,
+    /// Redacted records among those checked: a redacted record keeps its hash but not
+    /// its payload.
     pub redacted: u64,
     /// Redacted records no redaction record in the file names: redacted for this export
     /// (`export --redact`), or by redaction records outside its range.
     pub unrecorded_redactions: u64,
+    /// The trailer's tree size, once the trailer verified; 0 until then.
     pub tree_size: u64,
+    /// The trailer's Merkle root, once the trailer verified.
     pub root: Option<Hash>,
+    /// The trailer's last record hash, once the trailer verified.
     pub last_hash: Option<Hash>,
+    /// Bytes read from the input, up to where verification stopped.
     pub bytes: u64,
+    /// The trailer's signed checkpoint, when it carried one that matched the records.
     pub checkpoint: Option<EmbeddedCheckpoint>,
     /// The comparison with a trusted earlier checkpoint, when one was given.
     pub trusted: Option<CheckpointCheck>,
+    /// The first thing wrong with the file, at its record and byte offset; `None` when
+    /// everything verified.
     pub first_break: Option<Break>,
 }
 
@@ -263,6 +289,11 @@ fn header_break(offset: u64, detail: impl Into<String>) -> Break {
 
 impl<R: Read> ExportReader<R> {
     /// Reads and checks the header.
+    ///
+    /// # Errors
+    ///
+    /// The outer error is a failure to read `input`; the inner one, a [`Break`] of kind
+    /// `bad_header`, is a header that is short, damaged or inconsistent.
     pub fn new(input: R) -> io::Result<Result<ExportReader<R>, Break>> {
         let mut input = Counted {
             inner: input,
@@ -403,6 +434,7 @@ impl<R: Read> ExportReader<R> {
         }))
     }
 
+    /// The header, as read and checked by [`ExportReader::new`].
     pub fn header(&self) -> &ExportHeader {
         &self.header
     }
@@ -415,19 +447,27 @@ impl<R: Read> ExportReader<R> {
         }
     }
 
+    /// Number of frames checked and handed out so far.
     pub fn records_read(&self) -> u64 {
         self.read
     }
 
+    /// Number of redacted frames among those handed out so far.
     pub fn redacted(&self) -> u64 {
         self.chain.redacted()
     }
 
+    /// Bytes read from the input so far: the offset of the next byte in the file.
     pub fn offset(&self) -> u64 {
         self.input.pos
     }
 
     /// The next record's frame bytes, checked; `None` after the last one.
+    ///
+    /// # Errors
+    ///
+    /// The outer error is a failure to read the input; the inner [`Break`] is the first
+    /// frame that is truncated, damaged or does not follow the chain.
     pub fn next_frame(&mut self) -> io::Result<Result<Option<&[u8]>, Break>> {
         if self.read >= self.header.count {
             return Ok(Ok(None));
@@ -486,6 +526,13 @@ impl<R: Read> ExportReader<R> {
     }
 
     /// Reads and checks the trailer and the end of the file, after the last record.
+    ///
+    /// # Errors
+    ///
+    /// The outer error is a failure to read the input; the inner [`Break`] is a trailer
+    /// that is truncated, damaged, followed by more bytes, or disagrees with the records,
+    /// or a checkpoint that does not match them, is missing although `keys` were given,
+    /// or whose signature does not verify with them.
     pub fn finish(
         &mut self,
         keys: &[VerifierKey],
@@ -669,6 +716,10 @@ impl<R: Read> ExportReader<R> {
 /// count, the root against the trailer, the embedded checkpoint (its signature when keys
 /// are given) and, given a trusted earlier checkpoint, that the export extends it.
 /// I/O errors are errors; everything wrong with the bytes is a break in the report.
+///
+/// # Errors
+///
+/// Only when reading `input` fails.
 pub fn verify_export<R: Read>(
     input: R,
     check: &ExportCheck<'_>,

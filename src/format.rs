@@ -21,20 +21,30 @@ pub const CRC_LEN: usize = 4;
 /// The entry's first byte is its kind (format 1 called it the version, and its one
 /// value, 0x01, is the ordinary record's kind: format-1 records stay valid unchanged).
 pub const E_KIND: usize = 0;
+/// Offset of the hash algorithm byte, which must equal the ledger's.
 pub const E_ALG: usize = E_KIND + 1;
+/// Offset of the sequence number (u64), 0 for the genesis record.
 pub const E_SEQ: usize = E_ALG + 1;
+/// Offset of the timestamp (u64, nanoseconds since the Unix epoch, UTC).
 pub const E_TIMESTAMP: usize = E_SEQ + 8;
+/// Offset of the predecessor's record hash (the genesis predecessor for record 0).
 pub const E_PREV: usize = E_TIMESTAMP + 8;
+/// Offset of the payload commitment, `H(0x02 ‖ salt ‖ payload)`.
 pub const E_COMMITMENT: usize = E_PREV + HASH_LEN;
+/// Offset of the payload length (u32), which a redacted record keeps.
 pub const E_PAYLOAD_LEN: usize = E_COMMITMENT + HASH_LEN;
 /// Entry length: the bytes the record hash covers (after the 0x00 leaf tag).
 pub const ENTRY_LEN: usize = E_PAYLOAD_LEN + 4;
 
-/// Frame offsets.
+/// Frame offsets, from the start of the frame. The entry follows the length field.
 pub const F_ENTRY: usize = LEN_LEN;
+/// Offset of the record hash as stored, `H(0x00 ‖ entry)`.
 pub const F_HASH: usize = F_ENTRY + ENTRY_LEN;
+/// Offset of the body tag ([`BODY_PRESENT`] or [`BODY_REDACTED`]), which is not hashed.
 pub const F_BODY_TAG: usize = F_HASH + HASH_LEN;
+/// Offset of the 32-byte salt, present only when the body is.
 pub const F_SALT: usize = F_BODY_TAG + 1;
+/// Offset of the payload, present only when the body is; the CRC follows it.
 pub const F_PAYLOAD: usize = F_SALT + HASH_LEN;
 
 /// Body tag: salt and payload follow.
@@ -48,9 +58,9 @@ pub const BODY_REDACTED: u8 = 0x01;
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RecordKind {
-    /// Any payload an application appends (kind byte 0x00).
+    /// Any payload an application appends (kind byte 0x01).
     Ordinary,
-    /// chainlog's record of a redaction, made only by `Ledger::redact` (kind byte 0x01).
+    /// chainlog's record of a redaction, made only by `Ledger::redact` (kind byte 0x02).
     Redaction,
 }
 
@@ -93,25 +103,53 @@ pub const MAX_FRAME_LEN: usize = PRESENT_FRAME_OVERHEAD + MAX_PAYLOAD;
 #[non_exhaustive]
 pub enum FrameError {
     /// Fewer bytes than the frame needs.
-    Truncated { needed: usize, available: usize },
+    Truncated {
+        /// Bytes the frame (or entry) needs.
+        needed: usize,
+        /// Bytes there were.
+        available: usize,
+    },
     /// The length field is outside what a valid frame can have.
-    BadLength { len: u64 },
+    BadLength {
+        /// The length field's value.
+        len: u64,
+    },
     /// An unknown format version byte.
-    BadVersion { version: u8 },
+    BadVersion {
+        /// The byte found.
+        version: u8,
+    },
     /// An unknown hash algorithm byte.
-    BadAlgorithm { id: u8 },
+    BadAlgorithm {
+        /// The byte found.
+        id: u8,
+    },
     /// A reserved record kind byte.
-    BadKind { kind: u8 },
+    BadKind {
+        /// The byte found.
+        kind: u8,
+    },
     /// An unknown body tag.
-    BadBodyTag { tag: u8 },
+    BadBodyTag {
+        /// The byte found.
+        tag: u8,
+    },
     /// The length field disagrees with the payload length and body tag.
     LengthMismatch {
+        /// The frame's length field.
         frame_len: usize,
+        /// The entry's payload length (also wrong when above 16 MiB).
         payload_len: u64,
+        /// The body tag, which says whether salt and payload should follow.
         tag: u8,
     },
     /// The CRC does not match the bytes it covers.
-    Crc { stored: u32, computed: u32 },
+    Crc {
+        /// The CRC at the end of the frame.
+        stored: u32,
+        /// The CRC of the bytes before it.
+        computed: u32,
+    },
 }
 
 impl fmt::Display for FrameError {
@@ -151,12 +189,21 @@ impl std::error::Error for FrameError {}
 /// The fields a record's hash covers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
+    /// The hash algorithm; it must be the ledger's.
     pub alg: HashAlg,
+    /// Whether the record is an application's or a redaction record.
     pub kind: RecordKind,
+    /// The sequence number, 0 for the genesis record.
     pub seq: u64,
+    /// When the writer made the record, in nanoseconds since the Unix epoch (UTC); never
+    /// earlier than the previous record's.
     pub timestamp: u64,
+    /// Record hash of record `seq - 1`, or the genesis predecessor for record 0.
     pub prev: Hash,
+    /// `H(0x02 ‖ salt ‖ payload)`: binds the payload, which a redaction can remove
+    /// without changing the entry.
     pub commitment: Hash,
+    /// The payload's length in bytes, kept when the payload is redacted.
     pub payload_len: u32,
 }
 
@@ -176,6 +223,12 @@ impl Entry {
 
     /// Decodes entry bytes (exactly [`ENTRY_LEN`] of them), checking the kind, then the
     /// algorithm.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::Truncated`] when `e` is not [`ENTRY_LEN`] bytes long,
+    /// [`FrameError::BadKind`] for a reserved kind byte and
+    /// [`FrameError::BadAlgorithm`] for an unknown algorithm byte.
     pub fn from_bytes(e: &[u8]) -> Result<Entry, FrameError> {
         if e.len() != ENTRY_LEN {
             return Err(FrameError::Truncated {
@@ -207,6 +260,7 @@ impl Entry {
 /// A decoded frame, borrowing salt and payload from the bytes it was decoded from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameRef<'a> {
+    /// The entry, decoded; it is what the record hash covers.
     pub entry: Entry,
     /// The record hash as stored (a verifier compares it with `entry.hash()`).
     pub stored_hash: Hash,
@@ -273,6 +327,11 @@ pub(crate) fn hash_at(b: &[u8], at: usize) -> Hash {
 
 /// Reads the length field of the frame at the start of `buf`, checked against the bounds
 /// of a valid frame; used to step over frames in a group without decoding them.
+///
+/// # Errors
+///
+/// [`FrameError::BadLength`] when the length is outside the bounds of a valid frame, and
+/// [`FrameError::Truncated`] when `buf` is shorter than the length field or the frame.
 pub fn frame_len(buf: &[u8]) -> Result<usize, FrameError> {
     if buf.len() < LEN_LEN {
         return Err(FrameError::Truncated {
@@ -295,6 +354,13 @@ pub fn frame_len(buf: &[u8]) -> Result<usize, FrameError> {
 
 /// Decodes the frame at the start of `buf`. Checks structure and CRC; it does not check
 /// the stored hash against the entry (that is the verifier's job: the kinds differ).
+///
+/// # Errors
+///
+/// In the order checked: the length errors of [`frame_len`], [`FrameError::Crc`], the
+/// entry errors of [`Entry::from_bytes`], [`FrameError::BadBodyTag`], and
+/// [`FrameError::LengthMismatch`] when the length disagrees with the payload length and
+/// body tag or the payload length exceeds [`MAX_PAYLOAD`].
 pub fn decode_frame(buf: &[u8]) -> Result<FrameRef<'_>, FrameError> {
     let len = frame_len(buf)?;
     let frame = buf.get(..len).ok_or(FrameError::Truncated {
@@ -393,6 +459,10 @@ pub fn redaction_payload(seq: u64, hash: &Hash, reason: &str) -> String {
 /// *Redaction*): UTF-8, the prefix, `seq=` a canonical decimal `u64` (no sign, no leading
 /// zero unless it is `0`), `hash=` exactly 64 lowercase hex digits, `reason=` text with no
 /// control character. Say why it is not one otherwise.
+///
+/// # Errors
+///
+/// A short phrase naming the first part of the payload that breaks the grammar.
 pub fn parse_redaction(payload: &[u8]) -> Result<(u64, Hash), &'static str> {
     let rest = payload
         .strip_prefix(REDACTION_PREFIX.as_bytes())
@@ -424,19 +494,30 @@ pub fn parse_redaction(payload: &[u8]) -> Result<(u64, Hash), &'static str> {
 
 /// Magic at the start of the configuration value.
 pub const CONFIG_MAGIC: &[u8; 8] = b"CHAINLOG";
+/// Offset of the configuration's magic, [`CONFIG_MAGIC`].
 pub const C_MAGIC: usize = 0;
+/// Offset of the configuration's version byte, [`FORMAT_VERSION`].
 pub const C_VERSION: usize = C_MAGIC + CONFIG_MAGIC.len();
+/// Offset of the hash algorithm byte.
 pub const C_ALG: usize = C_VERSION + 1;
+/// Offset of the 16-byte ledger id.
 pub const C_LEDGER_ID: usize = C_ALG + 1;
+/// Offset of the creation time (u64, nanoseconds since the Unix epoch).
 pub const C_CREATED: usize = C_LEDGER_ID + 16;
+/// Offset of the CRC32 of every byte before it.
 pub const C_CRC: usize = C_CREATED + 8;
+/// Length of the encoded configuration (38 bytes).
 pub const CONFIG_LEN: usize = C_CRC + CRC_LEN;
 
 /// A ledger's fixed configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
+    /// The hash algorithm every record and tree node of the ledger uses.
     pub alg: HashAlg,
+    /// The ledger's random identity; it makes the genesis predecessor, and so every
+    /// record hash, unique to the ledger.
     pub ledger_id: [u8; 16],
+    /// When the ledger was created, in nanoseconds since the Unix epoch.
     pub created: u64,
 }
 
@@ -462,6 +543,8 @@ fn check_crc(what: &str, b: &[u8], crc_at: usize) -> Result<(), MetaError> {
 }
 
 impl Config {
+    /// The 38-byte encoding (docs/FORMAT.md, *Configuration*), CRC included: what
+    /// storage format 1 kept in sled.
     pub fn to_bytes(self) -> [u8; CONFIG_LEN] {
         let mut b = [0u8; CONFIG_LEN];
         b[C_MAGIC..C_VERSION].copy_from_slice(CONFIG_MAGIC);
@@ -474,6 +557,13 @@ impl Config {
         b
     }
 
+    /// Decodes the encoding of [`Config::to_bytes`], as `migrate` reads it from a
+    /// format-1 ledger.
+    ///
+    /// # Errors
+    ///
+    /// When `b` is not [`CONFIG_LEN`] bytes, its magic is not `CHAINLOG`, its CRC does
+    /// not match, or its version or algorithm byte is unknown.
     pub fn from_bytes(b: &[u8]) -> Result<Config, MetaError> {
         if b.len() != CONFIG_LEN {
             return Err(MetaError(format!(
@@ -511,10 +601,15 @@ impl Config {
 
 // ---- head: the commit point ----
 
+/// Offset of the head's version byte, [`FORMAT_VERSION`].
 pub const H_VERSION: usize = 0;
+/// Offset of the record count (u64), which is also the next sequence number.
 pub const H_NEXT_SEQ: usize = H_VERSION + 1;
+/// Offset of the last record's hash (the genesis predecessor when empty).
 pub const H_LAST_HASH: usize = H_NEXT_SEQ + 8;
+/// Offset of the last record's timestamp (u64, 0 when empty).
 pub const H_LAST_TS: usize = H_LAST_HASH + HASH_LEN;
+/// Offset of the Merkle root, redundant with the frontier and checked against it.
 pub const H_ROOT: usize = H_LAST_TS + 8;
 /// The frontier's subtree hashes start here: one per set bit of `next_seq`.
 pub const H_FRONTIER: usize = H_ROOT + HASH_LEN;
@@ -546,6 +641,8 @@ impl Head {
         }
     }
 
+    /// The encoding of docs/FORMAT.md, *Head*: version, count, last hash and timestamp,
+    /// root, frontier and CRC.
     pub fn to_bytes(&self) -> Vec<u8> {
         let frontier = self.tree.to_bytes();
         let mut b = Vec::with_capacity(HEAD_BASE_LEN + frontier.len());
@@ -561,6 +658,13 @@ impl Head {
         b
     }
 
+    /// Decodes the encoding of [`Head::to_bytes`] for a ledger using `alg`.
+    ///
+    /// # Errors
+    ///
+    /// When `b` is shorter than [`HEAD_BASE_LEN`], its CRC does not match, its version is
+    /// unknown, its frontier does not decode for its record count, or its root is not
+    /// the frontier's.
     pub fn from_bytes(alg: HashAlg, b: &[u8]) -> Result<Head, MetaError> {
         if b.len() < HEAD_BASE_LEN {
             return Err(MetaError(format!(

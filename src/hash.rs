@@ -155,6 +155,11 @@ impl Hash {
 
     /// Parses exactly 64 lowercase or uppercase hex digits; the error says what was wrong
     /// (the length, or the first character that is not a hex digit and where).
+    ///
+    /// # Errors
+    ///
+    /// [`HashParseError::Length`] when `s` is not 64 characters long, else
+    /// [`HashParseError::NotHex`] for its first character that is not a hex digit.
     pub fn from_hex(s: &str) -> Result<Hash, HashParseError> {
         let not_hex = || {
             s.char_indices()
@@ -178,9 +183,17 @@ impl Hash {
 #[non_exhaustive]
 pub enum HashParseError {
     /// Not 64 characters long (`len` counts characters).
-    Length { len: usize },
+    Length {
+        /// How many characters the string has.
+        len: usize,
+    },
     /// The character at `index` (counted in bytes) is not a hex digit.
-    NotHex { ch: char, index: usize },
+    NotHex {
+        /// The first character that is not a hex digit.
+        ch: char,
+        /// Its byte offset in the string.
+        index: usize,
+    },
 }
 
 impl fmt::Display for HashParseError {

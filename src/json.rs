@@ -49,7 +49,9 @@ impl fmt::Display for PayloadEncoding {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Payload {
+    /// How `data` spells the bytes: as the text itself, or in base64.
     pub encoding: PayloadEncoding,
+    /// The payload's bytes, written as `encoding` says.
     pub data: String,
 }
 
@@ -69,6 +71,10 @@ impl Payload {
     }
 
     /// The bytes back; an error when `data` is not valid base64.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] when the encoding is base64 and `data` does not decode.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         match self.encoding {
             PayloadEncoding::Utf8 => Ok(self.data.as_bytes().to_vec()),
@@ -125,6 +131,11 @@ pub fn rfc3339(ns: u64) -> String {
 
 /// Parses an RFC 3339 date-time (any offset; fractions up to nanoseconds) into
 /// nanoseconds since the Unix epoch; an error when it is not one, or is before 1970.
+///
+/// # Errors
+///
+/// [`Error::InvalidArgument`] when `s` is not an RFC 3339 date-time, or names an instant
+/// before 1970 or past what a `u64` of nanoseconds holds (2554).
 #[cfg(feature = "store")]
 pub fn parse_rfc3339(s: &str) -> Result<u64> {
     let bad = |why: String| Error::InvalidArgument {

@@ -69,22 +69,31 @@ impl Default for Options {
 /// RFC 3339 beside the nanoseconds, payload as labelled text; the salt never).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
+    /// The record's sequence number: its position in the ledger, from 0.
     pub seq: u64,
     /// Nanoseconds since the Unix epoch.
     pub timestamp: u64,
+    /// The previous record's hash, or the ledger's genesis predecessor for record 0: the
+    /// link that chains the records.
     pub prev_hash: Hash,
+    /// The record hash, which is also its Merkle leaf hash; checked against the entry
+    /// when the record was read.
     pub hash: Hash,
     /// An application's record, or one of chainlog's own (a redaction record).
     pub kind: RecordKind,
     /// `H(0x02 ‖ salt ‖ payload)`: what the record hash covers in place of the payload.
     pub commitment: Hash,
+    /// The payload's length in bytes; a redacted record keeps it.
     pub payload_len: u32,
     /// The payload, or `None` when it has been redacted.
     pub payload: Option<Vec<u8>>,
+    /// The random salt of the commitment, or `None` when redacted (it goes with the
+    /// payload, so the payload cannot be guessed back from the commitment).
     pub salt: Option<[u8; HASH_LEN]>,
 }
 
 impl Record {
+    /// Whether the payload has been removed by a redaction; the hash still holds.
     pub fn is_redacted(&self) -> bool {
         self.payload.is_none()
     }
@@ -124,6 +133,8 @@ pub struct HeadInfo {
     pub len: u64,
     /// Hash of the last record, or the genesis predecessor when empty.
     pub hash: Hash,
+    /// Timestamp of the last record in nanoseconds since the Unix epoch, or 0 when
+    /// empty.
     pub timestamp: u64,
 }
 

@@ -4,6 +4,7 @@
 //! every sequence number, timestamp and predecessor under a lock, and a compare-and-swap
 //! on the head is the commit point. See `docs/FORMAT.md` for the byte layout.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 // Every input, file and fault must end in an error, never a panic: outside tests no
 // module may unwrap, expect, index or panic.
 #![cfg_attr(

@@ -809,9 +809,11 @@ impl Frontier {
 pub struct InclusionProof {
     /// The record's sequence number (its leaf index).
     pub index: u64,
+    /// Number of leaves in the tree the proof is for; `index` must be below it.
     pub tree_size: u64,
     /// The record hash, `H(0x00 ‖ entry)`.
     pub leaf_hash: Hash,
+    /// The audit path: sibling hashes from the leaf up to the root, lowest first.
     pub proof: Vec<Hash>,
     /// The tree root at `tree_size`.
     pub root: Hash,
@@ -819,6 +821,12 @@ pub struct InclusionProof {
 
 impl InclusionProof {
     /// Checks the proof against its own root (compare `root` with a trusted one).
+    ///
+    /// # Errors
+    ///
+    /// [`ProofError::IndexOutOfRange`] when `index` is not below `tree_size`,
+    /// [`ProofError::WrongProofLength`] for a path of the wrong length, and
+    /// [`ProofError::RootMismatch`] when the path does not lead to `root`.
     pub fn verify(&self, alg: HashAlg) -> Result<(), ProofError> {
         verify_inclusion(
             alg,
@@ -835,15 +843,27 @@ impl InclusionProof {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsistencyProof {
+    /// Number of leaves in the older tree.
     pub old_size: u64,
+    /// Number of leaves in the newer tree; not below `old_size`.
     pub new_size: u64,
+    /// Root of the older tree (the empty tree's root when `old_size` is 0).
     pub old_root: Hash,
+    /// Root of the newer tree.
     pub new_root: Hash,
+    /// The RFC 9162 consistency path; empty when `old_size` is 0 or equals `new_size`.
     pub proof: Vec<Hash>,
 }
 
 impl ConsistencyProof {
     /// Checks that the tree at `new_root` extends the tree at `old_root`.
+    ///
+    /// # Errors
+    ///
+    /// [`ProofError::SizeDecreased`] when `old_size > new_size`,
+    /// [`ProofError::WrongProofLength`] for a path of the wrong length, and
+    /// [`ProofError::OldRootMismatch`] or [`ProofError::NewRootMismatch`] when the path does
+    /// not reproduce that root.
     pub fn verify(&self, alg: HashAlg) -> Result<(), ProofError> {
         verify_consistency(
             alg,

@@ -36,13 +36,19 @@ pub struct ExportOptions<'a> {
 /// What an export wrote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ExportSummary {
+    /// Sequence number of the first record written.
     pub from: u64,
+    /// End of the range written, exclusive: the tree size the export ends at.
     pub to: u64,
+    /// Number of records written, `to - from`.
     pub records: u64,
     /// Records written redacted (already redacted in the store, or by request).
     pub redacted: u64,
+    /// Merkle root over records `0..to`, as the trailer carries it.
     pub root: Hash,
+    /// Bytes written: header, frames and trailer.
     pub bytes: u64,
+    /// Whether the trailer carries a signed checkpoint.
     pub signed: bool,
 }
 
@@ -53,8 +59,11 @@ pub struct ImportSummary {
     pub records_in_file: u64,
     /// Records appended (those the ledger did not hold yet).
     pub imported: u64,
+    /// Whether the import created the ledger (the directory held none before).
     pub created: bool,
+    /// Number of records the ledger holds after the import.
     pub len: u64,
+    /// The ledger's Merkle root at `len` records.
     pub root: Hash,
 }
 

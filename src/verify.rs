@@ -114,7 +114,9 @@ pub struct Break {
     /// Sequence number of the record where the break is (the expected one when the frame
     /// could not be read).
     pub seq: u64,
+    /// What rule was broken; its name is the stable label reports use.
     pub kind: BreakKind,
+    /// A sentence saying what was wrong, for people: not a stable format.
     pub detail: String,
     /// Byte offset in an export file where the break is (exports only).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,6 +124,7 @@ pub struct Break {
 }
 
 impl Break {
+    /// A break of `kind` at record `seq`, not located in a file.
     pub fn new(seq: u64, kind: BreakKind, detail: impl Into<String>) -> Break {
         Break {
             seq,
@@ -192,17 +195,24 @@ impl fmt::Display for CheckpointStatus {
 /// The comparison of a ledger with a trusted checkpoint, with both tree heads.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CheckpointCheck {
+    /// The verdict; only [`CheckpointStatus::Consistent`] passes.
     pub status: CheckpointStatus,
+    /// A sentence explaining the verdict, for people.
     pub detail: String,
+    /// The tree size the checkpoint vouches for (0 when it did not verify).
     pub checkpoint_size: u64,
+    /// The root the checkpoint vouches for; `None` when it did not verify.
     pub checkpoint_root: Option<Hash>,
+    /// Number of records the ledger (or export) was checked at.
     pub ledger_size: u64,
+    /// The Merkle root over those `ledger_size` records.
     pub ledger_root: Hash,
 }
 
 /// The result of a verification.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
+    /// The ledger's hash algorithm.
     pub hash: HashAlg,
     /// Records whose frame, hash, commitment and link were checked.
     pub records_checked: u64,

@@ -44,13 +44,20 @@ pub enum FailurePolicy {
     FailClosed,
     /// Retry a failed head read up to `attempts` more times, `backoff` apart, then poison.
     /// Only reads are retried: a failed write, CAS or sync always poisons.
-    Retry { attempts: u32, backoff: Duration },
+    Retry {
+        /// How many times a failed head read is tried again.
+        attempts: u32,
+        /// How long to wait before each new try.
+        backoff: Duration,
+    },
 }
 
 /// Proof that a record was appended (serialised as `chainlog::json` describes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Receipt {
+    /// The sequence number the writer gave the record.
     pub seq: u64,
+    /// The record hash, which inclusion proofs and checkpoints refer to.
     pub hash: Hash,
     /// Nanoseconds since the Unix epoch.
     pub timestamp: u64,
@@ -60,9 +67,11 @@ pub struct Receipt {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "lowercase")]
 pub enum Health {
+    /// Appends are accepted.
     Ok,
     /// An earlier failure stopped all appends until the ledger is reopened.
     Poisoned {
+        /// The failure, with its sources ([`ErrorChain`](crate::ErrorChain) form).
         reason: String,
     },
 }
@@ -70,13 +79,22 @@ pub enum Health {
 /// Counters since the ledger was opened.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Metrics {
+    /// Append calls that succeeded (a batch counts once).
     pub appends: u64,
+    /// Records those calls appended.
     pub records_appended: u64,
+    /// Append calls that returned an error.
     pub failed_appends: u64,
+    /// Commits that wrote records and moved the head; concurrent appenders share one.
     pub group_commits: u64,
+    /// Groups of frames those commits wrote (each with the stored tree nodes its
+    /// records complete).
     pub groups_written: u64,
+    /// Device syncs (`fdatasync`) of the log; concurrent `Sync` appends share one.
     pub device_syncs: u64,
+    /// Failed head reads retried under [`FailurePolicy::Retry`].
     pub head_read_retries: u64,
+    /// Times a failure poisoned the ledger.
     pub poisonings: u64,
     /// Records found stored beyond the head at open and removed.
     pub discarded_beyond_head: u64,
@@ -84,6 +102,8 @@ pub struct Metrics {
     pub clock_regressions: u64,
     /// Records currently held (committed).
     pub records: u64,
+    /// Records known to be on the device: the head as of the last sync. A crash keeps
+    /// at least these.
     pub durable_records: u64,
 }
 

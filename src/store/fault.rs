@@ -50,8 +50,11 @@ impl Op {
 /// installed; `times` consecutive calls fail from there (so retries can be exercised).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FaultPlan {
+    /// The kind of store call to fail.
     pub op: Op,
+    /// Which call of that kind fails first, counted from 1.
     pub nth: u64,
+    /// How many consecutive calls fail from the `nth` on.
     pub times: u64,
 }
 

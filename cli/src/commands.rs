@@ -13,7 +13,9 @@ use serde::Serialize;
 use super::output::{Out, ReceiptView, RecordView, Stamp, Utc};
 use super::stdin_append::{self, Settings};
 use super::time::{self, Instant};
-use super::{at_dir, at_seq, demo, proofs, transfer, Cli, Cmd, Failure, Outcome, SeqRange};
+use super::{
+    at_dir, at_seq, demo, proofs, publish, transfer, Cli, Cmd, Failure, Outcome, SeqRange,
+};
 
 pub fn run(cli: Cli) -> Result<Outcome, Failure> {
     let mut out = Out::new(cli.json);
@@ -116,6 +118,37 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
             checkpoint,
             pub_key,
         } => transfer::verify_export(&mut out, &file, checkpoint.as_deref(), pub_key.as_deref()),
+        Cmd::Publish {
+            dir,
+            url,
+            key,
+            follow,
+            interval,
+            payloads,
+        } => publish::publish(
+            &mut out,
+            publish::PublishArgs {
+                dir,
+                url,
+                key,
+                follow: follow.then_some(interval),
+                payloads,
+            },
+        ),
+        Cmd::VerifyRemote {
+            url,
+            pub_key,
+            checkpoint,
+            full,
+        } => publish::verify_remote(
+            &mut out,
+            publish::VerifyRemoteArgs {
+                url,
+                pub_key,
+                checkpoint,
+                full,
+            },
+        ),
         Cmd::Import { file, dir, pub_key } => {
             transfer::import(&mut out, &file, &dir, pub_key.as_deref())
         }

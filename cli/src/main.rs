@@ -23,6 +23,7 @@ mod meta;
 mod output;
 mod progress;
 mod proofs;
+mod publish;
 mod signals;
 mod stdin_append;
 mod time;
@@ -240,6 +241,53 @@ pub enum Cmd {
         /// Verifier key file (PREFIX.pub) the checkpoints must be signed with.
         #[arg(long = "pub", value_name = "PUB_FILE")]
         pub_key: Option<PathBuf>,
+    },
+    /// Publish the ledger in DIR as a C2SP tlog-tiles log at URL: hash tiles, entry
+    /// bundles and last a signed checkpoint, only what changed since the last publish.
+    ///
+    /// URL is file:///path (a directory anyone can serve), s3://bucket/prefix (AWS
+    /// environment configuration; AWS_ENDPOINT_URL for another S3 service) or memory://.
+    /// Objects are written create-only and the checkpoint replaced by compare-and-swap,
+    /// after checking that this ledger extends the published tree: a forked, rolled-back
+    /// or restored ledger is refused (exit 1) and what was published stays. Interrupted,
+    /// a rerun completes it. Reads the ledger as a reader beside its writer.
+    Publish {
+        dir: PathBuf,
+        url: String,
+        /// Signer key file (PREFIX.key): signs a checkpoint of the current size. Without
+        /// it, the ledger's latest checkpoint (from `chainlog checkpoint`) is published.
+        #[arg(long, value_name = "KEY_FILE")]
+        key: Option<PathBuf>,
+        /// Keep publishing as records are appended, until interrupted.
+        #[arg(long)]
+        follow: bool,
+        /// With --follow, the shortest time between two publishes.
+        #[arg(long, value_name = "DURATION", default_value = "10s",
+              value_parser = time::duration_arg, requires = "follow")]
+        interval: std::time::Duration,
+        /// Also publish salts and payloads (under chainlog/payloads/); redacted records
+        /// publish none. Without it only commitments leave the device.
+        #[arg(long)]
+        payloads: bool,
+    },
+    /// Verify a published log from its objects alone: the checkpoint's signature and the
+    /// root recomputed from the tiles; exit 1 if anything fails.
+    ///
+    /// With --checkpoint, also prove from the tiles that the log extends that earlier
+    /// trusted checkpoint. With --full, check every tile against the level above, every
+    /// entry against its tile and predecessor, and published payloads against their
+    /// commitments.
+    VerifyRemote {
+        url: String,
+        /// Verifier key file (PREFIX.pub) the checkpoint must be signed with.
+        #[arg(long = "pub", value_name = "PUB_FILE")]
+        pub_key: PathBuf,
+        /// A trusted earlier checkpoint note the published log must extend.
+        #[arg(long, value_name = "NOTE_FILE")]
+        checkpoint: Option<PathBuf>,
+        /// Check every tile, entry bundle and published payload.
+        #[arg(long)]
+        full: bool,
     },
     /// Import an export file into DIR: create the ledger, or append what the file adds.
     /// Exit 1, writing nothing, if the file does not verify or would fork the ledger;

@@ -98,8 +98,10 @@ impl Record {
         self.payload.is_none()
     }
 
-    /// The entry this record's hash covers, under the ledger's algorithm `alg`.
-    pub(crate) fn entry(&self, alg: HashAlg) -> format::Entry {
+    /// The entry this record's hash covers, under the ledger's algorithm `alg`: its
+    /// `to_bytes()` are what a tlog-proof's `extra` line carries, and `alg.leaf` of them
+    /// is the record hash.
+    pub fn entry(&self, alg: HashAlg) -> format::Entry {
         format::Entry {
             alg,
             kind: self.kind,

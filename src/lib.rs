@@ -27,6 +27,7 @@ pub mod json;
 mod merkle;
 mod note;
 mod tiles;
+mod tlog_proof;
 mod verify;
 
 #[cfg(all(feature = "tokio", not(loom)))]
@@ -79,6 +80,10 @@ pub use merkle::{
 pub use note::{
     open_note, parse_note, sign_note, NoteError, NoteSignature, OpenedNote, ParsedNote, SignerKey,
     VerifierKey, MAX_NOTE_LEN, MAX_NOTE_SIGNATURES,
+};
+pub use tlog_proof::{
+    is_tlog_proof, TlogProof, TlogProofError, VerifiedTlogProof, MAX_TLOG_PROOF_HASHES,
+    MAX_TLOG_PROOF_LEN, TLOG_PROOF_HEADER,
 };
 pub use verify::{Break, BreakKind, CheckpointCheck, CheckpointStatus, VerifyReport};
 

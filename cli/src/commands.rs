@@ -71,7 +71,15 @@ pub fn run(cli: Cli) -> Result<Outcome, Failure> {
         Cmd::Stats { dir } => stats(&mut out, &dir),
         Cmd::Keygen { name, out: prefix } => proofs::keygen(&mut out, &name, &prefix),
         Cmd::Checkpoint { dir, key } => proofs::checkpoint(&mut out, &dir, &key),
-        Cmd::Prove { dir, seq, size } => proofs::prove(&mut out, &dir, seq, size),
+        Cmd::Prove {
+            dir,
+            seq,
+            size,
+            tlog_proof: _,
+            key: Some(key),
+            out: file,
+        } => proofs::prove_tlog(&mut out, &dir, seq, size, &key, file.as_deref()),
+        Cmd::Prove { dir, seq, size, .. } => proofs::prove(&mut out, &dir, seq, size),
         Cmd::ProveConsistency { dir, old, new } => {
             proofs::prove_consistency(&mut out, &dir, old, new)
         }

@@ -156,12 +156,27 @@ pub enum Cmd {
     },
     /// Print an inclusion proof of record SEQ in the tree of the first N records
     /// (default: all).
+    ///
+    /// With --tlog-proof and --key, write it as a C2SP tlog-proof instead: a text file
+    /// holding the record's entry, the proof and a checkpoint of that tree signed with
+    /// the key, which `verify-proof --pub` checks offline with nothing else.
     Prove {
         dir: PathBuf,
         seq: u64,
         /// Tree size N (e.g. a checkpoint's size).
         #[arg(long, value_name = "N")]
         size: Option<u64>,
+        /// Write a C2SP tlog-proof (c2sp.org/tlog-proof@v1); needs --key.
+        #[arg(long, requires = "key")]
+        tlog_proof: bool,
+        /// Signer key file (PREFIX.key from `chainlog keygen`; `-` is stdin) that signs
+        /// the tlog-proof's checkpoint.
+        #[arg(long, value_name = "KEY_FILE", requires = "tlog_proof")]
+        key: Option<PathBuf>,
+        /// Write the tlog-proof to this new file (never overwriting a regular file)
+        /// instead of standard output (`-`).
+        #[arg(long, value_name = "FILE", requires = "tlog_proof")]
+        out: Option<PathBuf>,
     },
     /// Print a consistency proof that the tree of NEW records (default: all) extends
     /// the tree of OLD records.
@@ -171,24 +186,28 @@ pub enum Cmd {
         new: Option<u64>,
     },
     /// Check a proof printed by `prove --json` or `prove-consistency --json` against a
-    /// trusted root or signed checkpoint; exit 1 if it does not hold.
+    /// trusted root or signed checkpoint, or a tlog-proof from `prove --tlog-proof`
+    /// against a verifier key; exit 1 if it does not hold.
     ///
     /// The proof's root (a consistency proof's new root, or its old root when the
     /// checkpoint has the old size) must equal the trusted root; a checkpoint must
-    /// verify with the key and have the proof's tree size.
+    /// verify with the key and have the proof's tree size. A file whose first line is
+    /// `c2sp.org/tlog-proof@v1` is a tlog-proof: it carries its own checkpoint, which
+    /// must verify with --pub, and the record entry its leaf hash is computed from.
     VerifyProof {
-        /// Proof JSON file; `-` or nothing reads stdin.
+        /// Proof file (JSON or tlog-proof); `-` or nothing reads stdin.
         file: Option<PathBuf>,
-        /// Trusted root hash, 64 hex digits. A root alone does not pin the tree size
-        /// (proofs for several sizes can share one path); a checkpoint does.
-        #[arg(long, value_name = "HEX", value_parser = parse_hash,
-              required_unless_present = "checkpoint", conflicts_with = "checkpoint")]
+        /// Trusted root hash, 64 hex digits (JSON proofs). A root alone does not pin the
+        /// tree size (proofs for several sizes can share one path); a checkpoint does.
+        #[arg(long, value_name = "HEX", value_parser = parse_hash, conflicts_with = "checkpoint")]
         root: Option<Hash>,
-        /// Trusted signed checkpoint note (from `chainlog checkpoint`); needs --pub.
+        /// Trusted signed checkpoint note (from `chainlog checkpoint`) for a JSON proof;
+        /// needs --pub.
         #[arg(long, value_name = "NOTE_FILE", requires = "pub_key")]
         checkpoint: Option<PathBuf>,
-        /// Verifier key file (PREFIX.pub) the checkpoint must be signed with.
-        #[arg(long = "pub", value_name = "PUB_FILE", requires = "checkpoint")]
+        /// Verifier key file (PREFIX.pub) the checkpoint (given, or inside a tlog-proof)
+        /// must be signed with.
+        #[arg(long = "pub", value_name = "PUB_FILE", conflicts_with = "root")]
         pub_key: Option<PathBuf>,
         /// The hash algorithm the proof must use. The proof file names its algorithm
         /// (`alg`); a proof for another one is refused (exit 1).

@@ -1,5 +1,6 @@
-//! Keys, signed checkpoints and Merkle proofs: `keygen`, `checkpoint`, `prove`,
-//! `prove-consistency`, `verify-proof`, and the checkpoint part of `verify`.
+//! Keys, signed checkpoints and Merkle proofs: `keygen`, `checkpoint`, `prove` (JSON or
+//! C2SP tlog-proof), `prove-consistency`, `verify-proof`, and the checkpoint part of
+//! `verify`.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -7,8 +8,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use chainlog::{
-    Checkpoint, CheckpointError, ConsistencyProof, Hash, HashAlg, InclusionProof, Ledger,
-    NoteError, Options, SignerKey, VerifierKey, MAX_NOTE_LEN,
+    is_tlog_proof, Checkpoint, CheckpointError, ConsistencyProof, Hash, HashAlg, InclusionProof,
+    Ledger, NoteError, Options, SignerKey, TlogProof, TlogProofError, VerifierKey, MAX_NOTE_LEN,
+    MAX_TLOG_PROOF_LEN,
 };
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +20,9 @@ use super::{at_dir, at_seq, Failure, Outcome};
 
 /// Key files hold one short line; anything much larger is not a key file.
 const MAX_KEY_FILE: u64 = 4096;
-/// A proof holds at most 2·62 hashes; a megabyte leaves room for any formatting.
-const MAX_PROOF_FILE: u64 = 1 << 20;
+/// A JSON proof holds at most 2·62 hashes, a tlog-proof at most 62 and a checkpoint of
+/// at most a megabyte: this leaves room for either.
+const MAX_PROOF_FILE: u64 = MAX_TLOG_PROOF_LEN as u64;
 
 /// `PREFIX` with `suffix` appended to its last component (`log` → `log.key`), keeping
 /// any dots the prefix already has, which `Path::with_extension` would replace.
@@ -292,6 +295,159 @@ pub fn prove(out: &mut Out, dir: &Path, seq: u64, size: Option<u64>) -> Result<O
     out.line(format_args!("leaf hash  {}", p.leaf_hash))?;
     out.line(format_args!("root       {}", p.root))?;
     print_hashes(out, "proof      ", &p.proof)?;
+    Ok(Outcome::Ok)
+}
+
+#[derive(Serialize)]
+struct TlogProofView<'a> {
+    /// Always "tlog-proof".
+    format: &'static str,
+    seq: u64,
+    size: u64,
+    /// The record hash (the leaf).
+    hash: Hash,
+    root: Hash,
+    alg: HashAlg,
+    origin: &'a str,
+    /// The file written, with --out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path: Option<String>,
+    /// The tlog-proof text, when it went to standard output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tlog_proof: Option<&'a str>,
+}
+
+/// Refuses (exit 1) to sign a tree of a ledger that does not extend the latest
+/// checkpoint it signed, as `checkpoint` does: a rolled-back or rewritten store.
+fn check_extends_latest(ledger: &Ledger, dir: &Path) -> Result<(), Failure> {
+    let Some(note) = ledger
+        .latest_checkpoint()
+        .map_err(|e| Failure::ledger(&e, at_dir(dir)))?
+    else {
+        return Ok(());
+    };
+    let (prior, _) = Checkpoint::parse_note(&note).map_err(|e| {
+        Failure::integrity(
+            format!("the latest checkpoint the ledger keeps does not parse: {e}"),
+            at_dir(dir),
+        )
+    })?;
+    let len = ledger.len();
+    let extends = prior.size <= len
+        && ledger
+            .root_at(prior.size)
+            .map_err(|e| Failure::ledger(&e, at_dir(dir)))?
+            == prior.root;
+    if !extends {
+        return Err(Failure::integrity(
+            format!(
+                "the ledger ({len} records) does not extend its latest checkpoint ({} records, root {}); refusing to sign",
+                prior.size, prior.root
+            ),
+            at_dir(dir),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates `path` (never replacing anything) and writes `text` durably; a file left
+/// half-written is removed.
+fn write_new_file(path: &Path, text: &str) -> Result<(), Failure> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                files::exists(path)
+            } else {
+                Failure::io("creating the proof file", &e, path_at(path))
+            }
+        })?;
+    if let Err(e) = f.write_all(text.as_bytes()).and_then(|()| f.sync_all()) {
+        drop(f);
+        let _ = fs::remove_file(path);
+        return Err(Failure::io("writing the proof file", &e, path_at(path)));
+    }
+    Ok(())
+}
+
+/// `prove --tlog-proof`: the C2SP tlog-proof of record `seq` in the tree of `size`
+/// records (all by default), its checkpoint signed with `key`. The checkpoint is not
+/// kept as the ledger's latest: `prove` is a reader and writes nothing to the ledger.
+pub fn prove_tlog(
+    out: &mut Out,
+    dir: &Path,
+    seq: u64,
+    size: Option<u64>,
+    key: &Path,
+    file: Option<&Path>,
+) -> Result<Outcome, Failure> {
+    let signer = read_signer(key)?;
+    let target = match file {
+        None => files::Target::Stdout,
+        Some(f) => files::output_target(f)?,
+    };
+    let ledger = open_read_only(dir)?;
+    let alg = ledger.hash_alg();
+    check_extends_latest(&ledger, dir)?;
+    let at = at_seq(dir, seq);
+    let inclusion = ledger
+        .prove_inclusion(seq, size)
+        .map_err(|e| Failure::ledger(&e, at.clone()))?;
+    let record = ledger
+        .get(seq)
+        .map_err(|e| Failure::ledger(&e, at.clone()))?;
+    let origin = ledger.origin();
+    let proof =
+        TlogProof::sign(&record.entry(alg), &inclusion, &origin, &signer).map_err(|e| match e {
+            // The stored record and its tree disagree: damaged data.
+            TlogProofError::Inconsistent { .. } => Failure::integrity(e.to_string(), at.clone()),
+            e => Failure::other(e.to_string(), at.clone()),
+        })?;
+    let text = proof
+        .to_text()
+        .map_err(|e| Failure::other(format!("writing the tlog-proof: {e}"), at.clone()))?;
+    let mut view = TlogProofView {
+        format: "tlog-proof",
+        seq,
+        size: inclusion.tree_size,
+        hash: inclusion.leaf_hash,
+        root: inclusion.root,
+        alg,
+        origin: &origin,
+        path: None,
+        tlog_proof: None,
+    };
+    match target {
+        files::Target::Stdout => {
+            if !out.json {
+                out.text(&text)?;
+                return Ok(Outcome::Ok);
+            }
+            view.tlog_proof = Some(&text);
+        }
+        files::Target::Special(path) => {
+            files::open_special(&path)?
+                .write_all(text.as_bytes())
+                .map_err(|e| Failure::io("writing the proof", &e, path_at(&path)))?;
+            view.path = Some(path.display().to_string());
+        }
+        files::Target::New(path) => {
+            write_new_file(&path, &text)?;
+            view.path = Some(path.display().to_string());
+        }
+    }
+    if out.json {
+        out.json(&view)?;
+    } else {
+        out.line(format_args!(
+            "wrote the tlog-proof of record {} in the tree of {} records ({alg}) to {}",
+            view.seq,
+            view.size,
+            view.path.as_deref().unwrap_or("-")
+        ))?;
+    }
     Ok(Outcome::Ok)
 }
 
@@ -574,6 +730,18 @@ struct ProofCheckView {
     checkpoint_size: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     checkpoint_root: Option<Hash>,
+    /// `tlog-proof` for a C2SP tlog-proof (absent for a JSON proof).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<&'static str>,
+    /// A tlog-proof's record (its index line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    /// A tlog-proof's record hash, computed from the entry it carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hash: Option<Hash>,
+    /// A tlog-proof's checkpoint origin, once its signature verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<String>,
     detail: String,
 }
 
@@ -587,18 +755,26 @@ pub struct VerifyProofArgs {
 }
 
 pub fn verify_proof(out: &mut Out, a: VerifyProofArgs) -> Result<Outcome, Failure> {
-    let file = a.file.unwrap_or_else(|| PathBuf::from("-"));
+    let file = a.file.clone().unwrap_or_else(|| PathBuf::from("-"));
     let at = if file.as_os_str() == "-" {
         "stdin".to_owned()
     } else {
         path_at(&file)
     };
     let text = read_limited(&file, MAX_PROOF_FILE, "proof")?;
+    if is_tlog_proof(&text) {
+        return verify_tlog_proof(out, &text, &at, a);
+    }
     let (proof, alg) = parse_proof(&text, &at)?;
     let trusted = match (a.root, a.checkpoint, a.pub_key) {
         (Some(r), None, None) => Ok(Trusted::Root(r)),
         (None, Some(note), Some(key)) => trusted_checkpoint(&note, &key)?,
-        // clap enforces the combinations; this is the message if it ever does not.
+        (None, None, Some(_)) => {
+            return Err(Failure::other(
+                "a JSON proof is checked against a trusted checkpoint: give --checkpoint NOTE_FILE with --pub (only a tlog-proof carries its own)",
+                "arguments",
+            ))
+        }
         _ => {
             return Err(Failure::other(
                 "give either --root HEX or --checkpoint NOTE_FILE with --pub PUB_FILE",
@@ -614,6 +790,10 @@ pub fn verify_proof(out: &mut Out, a: VerifyProofArgs) -> Result<Outcome, Failur
         checkpoint_key: None,
         checkpoint_size: None,
         checkpoint_root: None,
+        format: None,
+        seq: None,
+        hash: None,
+        origin: None,
         detail: String::new(),
     };
     let verdict = match &trusted {
@@ -644,6 +824,102 @@ pub fn verify_proof(out: &mut Out, a: VerifyProofArgs) -> Result<Outcome, Failur
         out.line(format_args!("OK: {}", view.detail))?;
     } else {
         out.line(format_args!("INVALID {} proof: {}", view.kind, view.detail))?;
+    }
+    Ok(if view.ok {
+        Outcome::Ok
+    } else {
+        Outcome::Broken
+    })
+}
+
+/// `verify-proof` of a C2SP tlog-proof: its checkpoint must verify with `--pub`, and its
+/// inclusion proof must lead from the entry it carries to that checkpoint's root. A text
+/// that is not a well-formed chainlog tlog-proof is refused (exit 2); one that is but does
+/// not hold is reported invalid (exit 1).
+fn verify_tlog_proof(
+    out: &mut Out,
+    text: &[u8],
+    at: &str,
+    a: VerifyProofArgs,
+) -> Result<Outcome, Failure> {
+    if a.root.is_some() || a.checkpoint.is_some() {
+        return Err(Failure::other(
+            "a tlog-proof carries its own checkpoint: give only --pub PUB_FILE, not --root or --checkpoint",
+            "arguments",
+        ));
+    }
+    let pub_path = a.pub_key.ok_or_else(|| {
+        Failure::other(
+            "a tlog-proof is checked with the key that signed its checkpoint: give --pub PUB_FILE",
+            "arguments",
+        )
+    })?;
+    let key = read_verifier(&pub_path)?;
+    let proof = TlogProof::parse(text)
+        .map_err(|e| Failure::other(format!("not a valid tlog-proof: {e}"), at))?;
+    let alg = proof
+        .alg()
+        .map_err(|e| Failure::other(format!("not a chainlog tlog-proof: {e}"), at))?;
+    let mut view = ProofCheckView {
+        ok: false,
+        kind: "inclusion",
+        alg,
+        trusted: "checkpoint",
+        checkpoint_key: Some(key.to_string()),
+        checkpoint_size: None,
+        checkpoint_root: None,
+        format: Some("tlog-proof"),
+        seq: Some(proof.index),
+        hash: proof.entry().ok().map(|e| e.hash()),
+        origin: None,
+        detail: String::new(),
+    };
+    let verdict = match proof.verify(std::slice::from_ref(&key)) {
+        _ if a.hash.is_some_and(|h| h != alg) => Err(format!(
+            "the proof is for a {alg} tree but --hash {} was given",
+            a.hash.unwrap_or(alg)
+        )),
+        Ok(v) => {
+            view.checkpoint_size = Some(v.checkpoint.size);
+            view.checkpoint_root = Some(v.checkpoint.root);
+            view.origin = Some(v.checkpoint.origin.clone());
+            Ok(format!(
+                "record {} (leaf hash {}) is in the tree of {} records with root {}, checkpoint {} signed by {}",
+                v.entry.seq,
+                v.leaf_hash,
+                v.checkpoint.size,
+                v.checkpoint.root,
+                v.checkpoint.origin,
+                key
+            ))
+        }
+        Err(e) if e.is_malformed() => {
+            return Err(Failure::other(
+                format!("not a chainlog tlog-proof: {e}"),
+                at,
+            ))
+        }
+        Err(e @ TlogProofError::Signature { .. }) => Err(format!("{e} (the key given is {key})")),
+        Err(e) => {
+            // The signature verified: the checkpoint is the key's.
+            if let Ok((cp, _)) = Checkpoint::parse_note(&proof.checkpoint) {
+                view.checkpoint_size = Some(cp.size);
+                view.checkpoint_root = Some(cp.root);
+                view.origin = Some(cp.origin);
+            }
+            Err(e.to_string())
+        }
+    };
+    view.ok = verdict.is_ok();
+    view.detail = match verdict {
+        Ok(s) | Err(s) => s,
+    };
+    if out.json {
+        out.json(&view)?;
+    } else if view.ok {
+        out.line(format_args!("OK: {}", view.detail))?;
+    } else {
+        out.line(format_args!("INVALID tlog-proof: {} ({at})", view.detail))?;
     }
     Ok(if view.ok {
         Outcome::Ok

@@ -9,10 +9,12 @@ use common::copy_dir;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use chainlog::format::{decode_frame, encode_frame};
 use chainlog::{
     root_from_leaves, verify_consistency, verify_inclusion, Checkpoint, ConsistencyProof, Hash,
-    HashAlg, InclusionProof, SignerKey, VerifierKey,
+    HashAlg, InclusionProof, SignerKey, TlogProof, VerifierKey,
 };
 use serde_json::Value;
 
@@ -764,4 +766,349 @@ fn checkpoint_refuses_to_sign_a_ledger_that_does_not_extend_its_latest() {
     let r = run(["checkpoint", p(&old), "--key", p(&key), "--json"]).code(1);
     assert!(r.stdout.is_empty(), "{}", r.stdout);
     assert!(r.stderr.contains("refusing to sign"), "{}", r.stderr);
+
+    // `prove --tlog-proof` signs a checkpoint too, and refuses the same ledgers.
+    for dir in [&b, &old] {
+        let r = run(["prove", p(dir), "3", "--tlog-proof", "--key", p(&key)]).code(1);
+        assert!(r.stdout.is_empty(), "{}", r.stdout);
+        assert!(r.stderr.contains("refusing to sign"), "{}", r.stderr);
+    }
+    run(["prove", p(&a), "3", "--tlog-proof", "--key", p(&key)]).ok();
+}
+
+// ---- C2SP tlog-proof (`prove --tlog-proof`, `verify-proof --pub`) ----
+
+/// `prove DIR SEQ --tlog-proof --key KEY --size SIZE`: the tlog-proof text on stdout.
+fn prove_tlog(dir: &Path, seq: u64, size: Option<u64>, key: &Path) -> String {
+    let seq = seq.to_string();
+    let mut args = vec!["prove", p(dir), &seq, "--tlog-proof", "--key", p(key)];
+    let size = size.map(|s| s.to_string());
+    if let Some(s) = &size {
+        args.extend(["--size", s]);
+    }
+    let r = run(args).quiet_ok();
+    r.stdout
+}
+
+/// `verify-proof FILE --pub PUB --json` of `text` written to `tmp/p.tlog-proof`.
+fn verify_tlog(tmp: &Path, text: &str, pub_file: &Path, extra: &[&str]) -> Run {
+    let file = tmp.join("p.tlog-proof");
+    fs::write(&file, text).unwrap();
+    let mut args = vec!["verify-proof", p(&file), "--pub", p(pub_file)];
+    args.extend_from_slice(extra);
+    run(args)
+}
+
+/// `text` with its line `n` (1-based) replaced by `new`.
+fn with_line(text: &str, n: usize, new: &str) -> String {
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    lines[n - 1] = new;
+    lines.join("\n")
+}
+
+#[test]
+fn tlog_proofs_round_trip_for_several_records_and_sizes() {
+    for hash in ["sha256", "blake3"] {
+        let alg = alg_of(hash);
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        let dir = ledger(t, hash, 150);
+        let (key, pub_file) = keygen(t, "auditor");
+        let vk = verifier(&pub_file);
+        let origin = format!(
+            "chainlog/{}",
+            run(["stats", p(&dir), "--json"]).ok().one()["ledger_id"]
+                .as_str()
+                .unwrap()
+        );
+        let cases = [
+            (0, Some(1)),
+            (0, Some(2)),
+            (1, Some(2)),
+            (0, None),
+            (149, None),
+            (149, Some(150)),
+            (37, Some(64)),
+            (63, Some(64)),
+            (64, Some(100)),
+            (99, Some(100)),
+        ];
+        for (seq, size) in cases {
+            let text = prove_tlog(&dir, seq, size, &key);
+            let want_size = size.unwrap_or(150);
+            // The spec's layout: header, extra, index, hashes, blank line, checkpoint.
+            let lines: Vec<&str> = text.split('\n').collect();
+            assert_eq!(lines[0], "c2sp.org/tlog-proof@v1", "{text}");
+            assert!(lines[1].starts_with("extra "), "{text}");
+            assert_eq!(lines[2], format!("index {seq}"));
+            assert!(
+                text.contains(&format!("\n\n{origin}\n{want_size}\n")),
+                "{text}"
+            );
+
+            // The library parses and verifies it; the entry is the record's.
+            let proof = TlogProof::parse(&text).unwrap();
+            assert_eq!(proof.to_text().unwrap(), text);
+            let v = proof.verify(std::slice::from_ref(&vk)).unwrap();
+            assert_eq!((v.entry.seq, v.entry.alg), (seq, alg));
+            assert_eq!(v.checkpoint.size, want_size);
+            assert_eq!(v.checkpoint.origin, origin);
+            let rec = run(["get", p(&dir), &seq.to_string(), "--json"]).ok().one();
+            assert_eq!(rec["hash"], v.leaf_hash.to_hex());
+            assert_eq!(rec["commitment"], v.entry.commitment.to_hex());
+            assert_eq!(rec["timestamp_ns"].as_u64(), Some(v.entry.timestamp));
+            // The same tree and path as the JSON proof.
+            let (_, json) = prove(&dir, seq, want_size);
+            assert_eq!(proof.proof, json.proof);
+            assert_eq!(v.checkpoint.root, json.root);
+
+            let r = verify_tlog(t, &text, &pub_file, &["--json"])
+                .quiet_ok()
+                .one();
+            assert_eq!(r["ok"], true, "{r}");
+            assert_eq!(r["format"], "tlog-proof");
+            assert_eq!(r["kind"], "inclusion");
+            assert_eq!(r["alg"], hash);
+            assert_eq!(r["seq"].as_u64(), Some(seq));
+            assert_eq!(r["hash"], v.leaf_hash.to_hex());
+            assert_eq!(r["checkpoint_size"].as_u64(), Some(want_size));
+            assert_eq!(r["checkpoint_root"], json.root.to_hex());
+            assert_eq!(r["checkpoint_key"], vk.to_string());
+            assert_eq!(r["origin"], origin.as_str());
+            let plain = verify_tlog(t, &text, &pub_file, &["--hash", hash]).ok();
+            assert!(plain.stdout.starts_with("OK: record "), "{}", plain.stdout);
+        }
+
+        // From stdin, and written with --out (a new file; an existing one is refused).
+        let text = prove_tlog(&dir, 7, None, &key);
+        let r = run_with(
+            ["verify-proof", "-", "--pub", p(&pub_file)],
+            Some(text.as_bytes()),
+        );
+        r.ok();
+        let out = t.join("seven.tlog-proof");
+        let j = run([
+            "prove",
+            p(&dir),
+            "7",
+            "--tlog-proof",
+            "--key",
+            p(&key),
+            "--out",
+            p(&out),
+            "--json",
+        ])
+        .quiet_ok()
+        .one();
+        assert_eq!(fs::read_to_string(&out).unwrap(), text);
+        assert_eq!(j["path"], p(&out));
+        assert_eq!(
+            (j["seq"].as_u64(), j["size"].as_u64()),
+            (Some(7), Some(150))
+        );
+        assert_eq!(j["format"], "tlog-proof");
+        run(["verify-proof", p(&out), "--pub", p(&pub_file)]).ok();
+        let again = run([
+            "prove",
+            p(&dir),
+            "7",
+            "--tlog-proof",
+            "--key",
+            p(&key),
+            "--out",
+            p(&out),
+        ])
+        .code(2);
+        assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+        assert_eq!(fs::read_to_string(&out).unwrap(), text);
+        // --json without --out carries the text.
+        let j = run([
+            "prove",
+            p(&dir),
+            "7",
+            "--tlog-proof",
+            "--key",
+            p(&key),
+            "--json",
+        ])
+        .ok()
+        .one();
+        assert_eq!(j["tlog_proof"], text.as_str());
+    }
+}
+
+#[test]
+fn prove_tlog_proof_refuses_bad_arguments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let dir = ledger(t, "sha256", 10);
+    let (key, pub_file) = keygen(t, "k");
+    // --tlog-proof needs --key; --key and --out need --tlog-proof.
+    run(["prove", p(&dir), "1", "--tlog-proof"]).code(2);
+    run(["prove", p(&dir), "1", "--key", p(&key)]).code(2);
+    // A record or size outside the ledger, and a verifier key as the signer.
+    let base = ["prove", p(&dir), "--tlog-proof", "--key", p(&key)];
+    let r = run(base.iter().copied().chain(["10"])).code(2);
+    assert!(r.stderr.contains("record 10"), "{}", r.stderr);
+    run(base.iter().copied().chain(["1", "--size", "11"])).code(2);
+    run(base.iter().copied().chain(["5", "--size", "5"])).code(2);
+    run(["prove", p(&dir), "1", "--tlog-proof", "--key", p(&pub_file)]).code(2);
+}
+
+#[test]
+fn tampered_tlog_proofs_fail_naming_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let dir = ledger(t, "sha256", 100);
+    let (key, pub_file) = keygen(t, "k");
+    let good = prove_tlog(&dir, 37, None, &key);
+    verify_tlog(t, &good, &pub_file, &[]).ok();
+    let lines: Vec<&str> = good.split('\n').collect();
+    // Record 37 of 100 has 7 proof hashes: lines 4-10, the blank line 11, the
+    // checkpoint from line 12 (origin, size 100, root, blank, signature).
+    assert_eq!(lines[10], "", "{good}");
+    assert_eq!(lines[12], "100");
+
+    // Well-formed but altered: exit 1, INVALID, and the line(s) concerned.
+    let swap = |s: &str| {
+        let mut c: Vec<char> = s.chars().collect();
+        c[0] = if c[0] == 'A' { 'B' } else { 'A' };
+        c.into_iter().collect::<String>()
+    };
+    let mut entry = TlogProof::parse(&good).unwrap().extra.unwrap();
+    entry[20] ^= 1; // a timestamp byte
+    let entry_line = format!("extra {}", BASE64.encode(&entry));
+    let altered: Vec<(String, &str)> = vec![
+        (
+            with_line(&good, 4, &swap(lines[3])),
+            "inclusion proof (lines 4-10)",
+        ),
+        (
+            with_line(&good, 10, &swap(lines[9])),
+            "inclusion proof (lines 4-10)",
+        ),
+        (with_line(&good, 3, "index 36"), "line 3: index 36"),
+        (with_line(&good, 3, "index 99"), "line 3: index 99"),
+        (
+            with_line(&good, 2, &entry_line),
+            "inclusion proof (lines 4-10)",
+        ),
+        (with_line(&good, 13, "99"), "checkpoint starting at line 12"),
+        (
+            with_line(&good, 13, "1000"),
+            "checkpoint starting at line 12",
+        ),
+        (
+            with_line(&good, 14, &swap(lines[13])),
+            "checkpoint starting at line 12",
+        ),
+        (
+            with_line(&good, 12, "chainlog/other"),
+            "checkpoint starting at line 12",
+        ),
+    ];
+    for (text, want) in &altered {
+        assert_ne!(text, &good);
+        let r = verify_tlog(t, text, &pub_file, &[]).code(1);
+        assert!(r.stdout.starts_with("INVALID tlog-proof: "), "{}", r.stdout);
+        assert!(r.stdout.contains(want), "{want}: {}", r.stdout);
+        let j = verify_tlog(t, text, &pub_file, &["--json"]).code(1).one();
+        assert_eq!(j["ok"], false);
+        assert!(j["detail"].as_str().unwrap().contains(want), "{j}");
+    }
+    // A proof hash dropped: the blank line moves up and the proof is one short.
+    let mut short: Vec<&str> = lines.clone();
+    short.remove(9);
+    let r = verify_tlog(t, &short.join("\n"), &pub_file, &[]).code(1);
+    assert!(r.stdout.contains("proof has 6 hashes"), "{}", r.stdout);
+
+    // Not a well-formed tlog-proof: exit 2, the line named on stderr.
+    let malformed: Vec<(String, &str)> = vec![
+        (with_line(&good, 1, "c2sp.org/tlog-proof@v2"), "line 1"),
+        (with_line(&good, 3, "index 037"), "line 3"),
+        (with_line(&good, 3, "idx 37"), "line 3"),
+        (with_line(&good, 5, "not base64!"), "line 5"),
+        (with_line(&good, 5, &BASE64.encode([7u8; 31])), "line 5"),
+        (with_line(&good, 2, "extra %%%"), "line 2"),
+        (with_line(&good, 11, lines[11]), "line 11"),
+        (
+            with_line(&good, 13, "1OO"),
+            "checkpoint starting at line 12",
+        ),
+        (good.replace('\n', "\r\n"), "line 1"),
+        (lines[..11].join("\n"), "line 11"),
+        (
+            with_line(&good, 2, "extra AAAA"),
+            "line 2: the extra data is not a chainlog record entry",
+        ),
+    ];
+    for (text, want) in &malformed {
+        let r = verify_tlog(t, text, &pub_file, &["--json"]).code(2);
+        assert!(r.stdout.is_empty(), "{}", r.stdout);
+        assert!(r.stderr.contains(want), "{want}: {}", r.stderr);
+        assert!(r.stderr.contains("p.tlog-proof"), "{}", r.stderr);
+    }
+    // Without an extra line there is no entry to compute the leaf from.
+    let mut no_extra: Vec<&str> = lines.clone();
+    no_extra.remove(1);
+    let r = verify_tlog(t, &no_extra.join("\n"), &pub_file, &[]).code(2);
+    assert!(r.stderr.contains("no extra line"), "{}", r.stderr);
+}
+
+#[test]
+fn tlog_proof_with_the_wrong_key_or_arguments_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let dir = ledger(t, "blake3", 20);
+    let (key, pub_file) = keygen(t, "k");
+    let text = prove_tlog(&dir, 19, None, &key);
+    verify_tlog(t, &text, &pub_file, &[]).ok();
+
+    // Another key, even under the same name: exit 1, saying which key was tried.
+    let other = t.join("other");
+    fs::create_dir(&other).unwrap();
+    let (_, other_pub) = keygen(&other, "k");
+    let r = verify_tlog(t, &text, &other_pub, &[]).code(1);
+    assert!(
+        r.stdout.contains("checkpoint starting at line") && r.stdout.contains("does not verify"),
+        "{}",
+        r.stdout
+    );
+    let other_vk = verifier(&other_pub).to_string();
+    assert!(r.stdout.contains(&other_vk), "{}", r.stdout);
+    let j = verify_tlog(t, &text, &other_pub, &["--json"]).code(1).one();
+    assert_eq!(j["ok"], false);
+    assert_eq!(j["checkpoint_key"], other_vk.as_str());
+    assert!(j.get("checkpoint_size").is_none(), "{j}");
+
+    // The secret key instead of the verifier key; no key; a --root or --checkpoint.
+    verify_tlog(t, &text, &key, &[]).code(2);
+    let file = t.join("p.tlog-proof");
+    let r = run(["verify-proof", p(&file)]).code(2);
+    assert!(r.stderr.contains("--pub"), "{}", r.stderr);
+    let root = "0".repeat(64);
+    run(["verify-proof", p(&file), "--root", &root]).code(2);
+    let cp = checkpoint(&dir, &key, t.join("cp"));
+    let r = run([
+        "verify-proof",
+        p(&file),
+        "--checkpoint",
+        p(&cp),
+        "--pub",
+        p(&pub_file),
+    ])
+    .code(2);
+    assert!(
+        r.stderr.contains("carries its own checkpoint"),
+        "{}",
+        r.stderr
+    );
+    // The algorithm the caller expects: blake3 passes, sha256 is refused.
+    verify_tlog(t, &text, &pub_file, &["--hash", "blake3"]).ok();
+    let r = verify_tlog(t, &text, &pub_file, &["--hash", "sha256"]).code(1);
+    assert!(r.stdout.contains("--hash sha256"), "{}", r.stdout);
+    // A JSON proof still needs a trusted checkpoint beside --pub.
+    let (json, _) = prove(&dir, 3, 20);
+    let r = verify_proof(t, &json, &["--pub", p(&pub_file)]).code(2);
+    assert!(r.stderr.contains("--checkpoint"), "{}", r.stderr);
 }

@@ -141,7 +141,11 @@ fn each_publish_writes_only_new_objects_and_the_tiles_are_the_trees() {
             assert_eq!(bundle.len(), chunk.len() * 88);
         }
         let checked = remote
-            .verify(&[key().verifier()], &RemoteCheck::new().full(true))
+            .verify(
+                &[key().verifier()],
+                &RemoteCheck::new().full(true),
+                |_, _| {},
+            )
             .unwrap();
         assert_eq!((checked.size, checked.root), (size, report.root));
         assert_eq!(checked.entries, size);
@@ -182,7 +186,11 @@ fn payloads_publish_beside_the_tiles_except_redacted_ones_and_verify_against_com
     );
     assert!(holds(bundle, b"secret 6"));
     let report = remote
-        .verify(&[key().verifier()], &RemoteCheck::new().full(true))
+        .verify(
+            &[key().verifier()],
+            &RemoteCheck::new().full(true),
+            |_, _| {},
+        )
         .unwrap();
     // 301 records (one redaction record), one of them redacted.
     assert_eq!((report.entries, report.payloads), (301, 300));
@@ -203,7 +211,11 @@ fn payloads_publish_beside_the_tiles_except_redacted_ones_and_verify_against_com
     bad[at] ^= 1;
     fs::write(out.path().join("chainlog/payloads/000"), &bad).unwrap();
     let e = remote
-        .verify(&[key().verifier()], &RemoteCheck::new().full(true))
+        .verify(
+            &[key().verifier()],
+            &RemoteCheck::new().full(true),
+            |_, _| {},
+        )
         .unwrap_err();
     assert!(matches!(e, Error::RemoteInvalid { .. }), "{e}");
     assert!(e.to_string().contains("record 6"), "{e}");
@@ -225,7 +237,7 @@ fn tampered_missing_or_foreign_objects_fail_verification_and_say_where() {
         .unwrap();
     let keys = [key().verifier()];
     let full = || RemoteCheck::new().full(true);
-    remote.verify(&keys, &full()).unwrap();
+    remote.verify(&keys, &full(), |_, _| {}).unwrap();
     let pristine = objects(out.path());
     let restore = || {
         for (p, b) in &pristine {
@@ -246,22 +258,26 @@ fn tampered_missing_or_foreign_objects_fail_verification_and_say_where() {
         let at = b.len() / 2;
         b[at] ^= 0x40;
         fs::write(out.path().join(path), &b).unwrap();
-        let e = remote.verify(&keys, &full()).unwrap_err();
+        let e = remote.verify(&keys, &full(), |_, _| {}).unwrap_err();
         assert!(matches!(e, Error::RemoteInvalid { .. }), "{path}: {e}");
         if path != "checkpoint" {
             assert!(e.to_string().contains("verification at"), "{path}: {e}");
         }
         restore();
     }
-    remote.verify(&keys, &full()).unwrap();
+    remote.verify(&keys, &full(), |_, _| {}).unwrap();
     // Without `full`, a tile off the root's path is not read; the root still holds.
     let mut b = pristine["tile/0/005"].clone();
     b[0] ^= 1;
     fs::write(out.path().join("tile/0/005"), &b).unwrap();
-    remote.verify(&keys, &RemoteCheck::new()).unwrap();
+    remote
+        .verify(&keys, &RemoteCheck::new(), |_, _| {})
+        .unwrap();
     restore();
     fs::remove_file(out.path().join("tile/1/001.p/17")).unwrap();
-    let e = remote.verify(&keys, &RemoteCheck::new()).unwrap_err();
+    let e = remote
+        .verify(&keys, &RemoteCheck::new(), |_, _| {})
+        .unwrap_err();
     assert!(
         e.to_string().contains("tile/1/001.p/17") && e.to_string().contains("missing"),
         "{e}"
@@ -270,7 +286,7 @@ fn tampered_missing_or_foreign_objects_fail_verification_and_say_where() {
     // Another key's signature.
     let other = SignerKey::generate("publish-test", [8; 32]).unwrap();
     let e = remote
-        .verify(&[other.verifier()], &RemoteCheck::new())
+        .verify(&[other.verifier()], &RemoteCheck::new(), |_, _| {})
         .unwrap_err();
     assert!(matches!(e, Error::RemoteInvalid { .. }), "{e}");
     ledger.close().unwrap();
@@ -292,7 +308,7 @@ fn an_older_checkpoint_is_checked_by_a_consistency_proof_from_the_tiles() {
         older.push(ledger.checkpoint(&key()).unwrap());
         for note in &older {
             let r = remote
-                .verify(&keys, &RemoteCheck::new().older(note.clone()))
+                .verify(&keys, &RemoteCheck::new().older(note.clone()), |_, _| {})
                 .unwrap();
             assert!(r.extends.is_some());
         }
@@ -303,7 +319,7 @@ fn an_older_checkpoint_is_checked_by_a_consistency_proof_from_the_tiles() {
     fork.append(b"other").unwrap();
     let foreign = fork.checkpoint(&key()).unwrap();
     let e = remote
-        .verify(&keys, &RemoteCheck::new().older(foreign))
+        .verify(&keys, &RemoteCheck::new().older(foreign), |_, _| {})
         .unwrap_err();
     assert!(matches!(e, Error::RemoteInvalid { .. }), "{e}");
     fork.close().unwrap();
@@ -382,7 +398,7 @@ fn racing_publishers_of_diverging_histories_publish_exactly_one() {
         // The published checkpoint is the winner's tree (or nothing if both stopped on
         // each other's objects), and it verifies in full.
         let keys = [key().verifier()];
-        match remote.verify(&keys, &RemoteCheck::new().full(true)) {
+        match remote.verify(&keys, &RemoteCheck::new().full(true), |_, _| {}) {
             Ok(report) => {
                 let winner = ok.first().copied().expect("a checkpoint without a winner");
                 assert_eq!(report.root, ledgers[winner].root_at(report.size).unwrap());
@@ -438,7 +454,11 @@ fn a_ledger_restored_from_an_older_backup_cannot_publish_over_a_newer_checkpoint
         .unwrap_err();
     assert!(e.to_string().contains("has root"), "{e}");
     let report = remote
-        .verify(&[key().verifier()], &RemoteCheck::new().full(true))
+        .verify(
+            &[key().verifier()],
+            &RemoteCheck::new().full(true),
+            |_, _| {},
+        )
         .unwrap();
     assert_eq!(report.size, 5);
     restored.close().unwrap();
@@ -489,12 +509,20 @@ fn without_a_key_the_ledgers_latest_checkpoint_is_published() {
     let report = Publisher::new(remote.clone()).publish(&ledger).unwrap();
     assert_eq!(report.size, 2);
     let checked = remote
-        .verify(&[key().verifier()], &RemoteCheck::new().full(true))
+        .verify(
+            &[key().verifier()],
+            &RemoteCheck::new().full(true),
+            |_, _| {},
+        )
         .unwrap();
     assert_eq!(checked.size, 2);
     assert_eq!(
         remote
-            .verify(&[key().verifier()], &RemoteCheck::new().older(note))
+            .verify(
+                &[key().verifier()],
+                &RemoteCheck::new().older(note),
+                |_, _| {}
+            )
             .unwrap()
             .extends,
         Some(2)
@@ -519,7 +547,11 @@ fn blake3_ledgers_publish_the_same_layout_and_verify() {
         .publish(&ledger)
         .unwrap();
     let r = remote
-        .verify(&[key().verifier()], &RemoteCheck::new().full(true))
+        .verify(
+            &[key().verifier()],
+            &RemoteCheck::new().full(true),
+            |_, _| {},
+        )
         .unwrap();
     assert_eq!(r.alg, chainlog::HashAlg::Blake3);
     assert_eq!(r.root, ledger.root_at(600).unwrap());

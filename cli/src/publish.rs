@@ -2,7 +2,6 @@
 //! bucket or memory, and its verification from there alone.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chainlog::{Error, Hash, HashAlg, PublishReport, Publisher, Remote, RemoteCheck};
@@ -157,15 +156,11 @@ pub fn verify_remote(out: &mut Out, a: VerifyRemoteArgs) -> Result<Outcome, Fail
         check = check.older(note);
     }
     let remote = remote(&a.url)?;
-    let progress = Arc::new(Mutex::new(Progress::new(out.json, "tiles checked")));
-    let bar = Arc::clone(&progress);
-    check = check.progress(move |done, total| {
-        let mut p = bar.lock().unwrap_or_else(|p| p.into_inner());
-        p.set_total(total);
-        p.update(done);
+    let mut progress = Progress::new(out.json, "tiles checked");
+    let result = remote.verify(std::slice::from_ref(&key), &check, |done, total| {
+        progress.set_total(total);
+        progress.update(done);
     });
-    let result = remote.verify(std::slice::from_ref(&key), &check);
-    drop(check);
     drop(progress);
     let at = format!("url {}", a.url);
     let mut view = VerifyRemoteView {

@@ -43,7 +43,7 @@ const MAX_ATTEMPTS: u32 = 16;
 /// let remote = Remote::memory()?;
 /// let report = Publisher::new(remote.clone()).key(key.clone()).publish(&ledger)?;
 /// assert_eq!(report.size, 3);
-/// let checked = remote.verify(&[key.verifier()], &RemoteCheck::new().full(true))?;
+/// let checked = remote.verify(&[key.verifier()], &RemoteCheck::new().full(true), |_, _| {})?;
 /// assert_eq!(checked.root, ledger.root_at(3)?);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

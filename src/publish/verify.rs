@@ -5,7 +5,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::fmt;
 
 use super::payloads::{self, payloads_path};
 use super::remote::Remote;
@@ -22,21 +21,11 @@ use crate::note::VerifierKey;
 use crate::tiles::{tile_hashes, Tile, TILE_HEIGHT, TILE_WIDTH};
 
 /// What [`Remote::verify`] checks beyond the checkpoint and its root.
-#[derive(Default)]
+#[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct RemoteCheck {
     older: Option<String>,
     full: bool,
-    progress: Option<Box<dyn Fn(u64, u64) + Send + Sync>>,
-}
-
-impl fmt::Debug for RemoteCheck {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RemoteCheck")
-            .field("older", &self.older)
-            .field("full", &self.full)
-            .finish_non_exhaustive()
-    }
 }
 
 impl RemoteCheck {
@@ -57,13 +46,6 @@ impl RemoteCheck {
     #[must_use]
     pub fn full(mut self, on: bool) -> RemoteCheck {
         self.full = on;
-        self
-    }
-
-    /// Called with (tiles checked, tiles in all) as a full check goes.
-    #[must_use]
-    pub fn progress(mut self, f: impl Fn(u64, u64) + Send + Sync + 'static) -> RemoteCheck {
-        self.progress = Some(Box::new(f));
         self
     }
 }
@@ -101,14 +83,20 @@ fn invalid(location: String, detail: impl Into<String>) -> Error {
 
 impl Remote {
     /// Verifies the published log with the verifier `keys` (the checkpoint must carry a
-    /// valid signature by one of them).
+    /// valid signature by one of them). A full check calls `progress` with (tiles
+    /// checked, tiles in all) as it goes.
     ///
     /// # Errors
     ///
     /// [`Error::RemoteInvalid`] if anything published fails a check or is missing;
     /// [`Error::InvalidArgument`] if the older checkpoint does not verify with `keys`;
     /// [`Error::Remote`] or [`Error::Io`] if the location cannot be read.
-    pub fn verify(&self, keys: &[VerifierKey], check: &RemoteCheck) -> Result<RemoteReport> {
+    pub fn verify(
+        &self,
+        keys: &[VerifierKey],
+        check: &RemoteCheck,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<RemoteReport> {
         let at = self.locate(CHECKPOINT_PATH);
         let obj = self
             .get(CHECKPOINT_PATH)?
@@ -143,7 +131,7 @@ impl Remote {
             report.extends = Some(extends(&tiles, &cp, note, keys, &at)?);
         }
         if check.full {
-            let (entries, payloads) = check_all(&tiles, check)?;
+            let (entries, payloads) = check_all(&tiles, progress)?;
             report.entries = entries;
             report.payloads = payloads;
         }
@@ -197,7 +185,7 @@ fn extends(
 
 /// Every tile against the level above, every entry against its tile and its
 /// predecessor, every published payload against its entry's commitment.
-fn check_all(tiles: &Tiles<'_>, check: &RemoteCheck) -> Result<(u64, u64)> {
+fn check_all(tiles: &Tiles<'_>, mut progress: impl FnMut(u64, u64)) -> Result<(u64, u64)> {
     let alg = tiles.alg.get();
     let levels: Vec<(u8, u64)> = (0u8..)
         .map(|l| {
@@ -257,9 +245,7 @@ fn check_all(tiles: &Tiles<'_>, check: &RemoteCheck) -> Result<(u64, u64)> {
                 published += check_payloads(tiles, &tile, &found)?;
             }
             done += 1;
-            if let Some(p) = &check.progress {
-                p(done, total);
-            }
+            progress(done, total);
         }
     }
     Ok((entries, published))

@@ -81,6 +81,26 @@ impl PublishReport {
     }
 }
 
+/// Threads writing objects at once.
+const WRITERS: usize = 8;
+/// Tiles whose objects are built and written together.
+const TILES_PER_SLICE: usize = 64;
+
+/// One object to publish; `payloads` marks a payload bundle, which may stand for a newer
+/// one that has records redacted since.
+struct Object {
+    path: String,
+    bytes: Vec<u8>,
+    payloads: bool,
+}
+
+#[derive(Default)]
+struct Counts {
+    written: u64,
+    present: u64,
+    bytes: u64,
+}
+
 /// The tree a publish will publish, and its signed checkpoint.
 struct Target {
     size: u64,
@@ -154,9 +174,19 @@ impl Publisher {
                 report.root = ledger.root_at(old)?;
                 return Ok(report);
             }
-            for tile in changed_tiles(old, target.size) {
-                self.put_tile(ledger, target.size, &tile, &mut report)?;
+            // In slices, so that a first publish of a large ledger holds only a slice of
+            // its objects in memory at a time.
+            let mut written = Vec::new();
+            for slice in changed_tiles(old, target.size).chunks(TILES_PER_SLICE) {
+                let mut objects = Vec::new();
+                for tile in slice {
+                    objects.extend(self.objects(ledger, target.size, tile)?);
+                }
+                self.put_all(&objects, &mut report)?;
+                written.extend(objects.into_iter().map(|o| o.path));
             }
+            // Everything the checkpoint will cover is durable before it is replaced.
+            self.remote.persist(&written)?;
             let expected = current.as_ref().map(|o| &o.version);
             if self
                 .remote
@@ -256,88 +286,125 @@ impl Publisher {
         Ok(cp.size)
     }
 
-    /// Writes one tile, and for a level-0 tile its entry (and payload) bundle first.
-    fn put_tile(
-        &self,
-        ledger: &Ledger,
-        size: u64,
-        tile: &Tile,
-        report: &mut PublishReport,
-    ) -> Result<()> {
-        let (data, bundles) = if tile.level == 0 {
-            let (lo, hi) = tile.leaf_range();
-            let alg = ledger.hash_alg();
-            let records = ledger.range(lo..hi).collect::<Result<Vec<_>>>()?;
-            let mut hashes = Vec::with_capacity(records.len() * crate::hash::HASH_LEN);
-            let mut entries = Vec::with_capacity(records.len());
-            for r in &records {
-                let entry = r.entry(alg).to_bytes();
-                // Never publish an entry that does not hash to the tree's leaf.
-                if alg.leaf(&entry) != r.hash {
-                    return Err(Error::Corrupt {
-                        detail: format!("record {}: its entry does not hash to its hash", r.seq),
-                    });
-                }
-                hashes.extend_from_slice(&r.hash.0);
-                entries.push(entry);
-            }
-            if records.len() != usize::from(tile.width) {
+    /// The objects of one tile: for a level-0 tile its entry (and payload) bundle, then
+    /// the tile itself.
+    fn objects(&self, ledger: &Ledger, size: u64, tile: &Tile) -> Result<Vec<Object>> {
+        if tile.level > 0 {
+            return Ok(vec![Object {
+                path: tile.path(),
+                bytes: tile.data(&ledger.tree_reader(size))?,
+                payloads: false,
+            }]);
+        }
+        let (lo, hi) = tile.leaf_range();
+        let alg = ledger.hash_alg();
+        let records = ledger.range(lo..hi).collect::<Result<Vec<_>>>()?;
+        if records.len() != usize::from(tile.width) {
+            return Err(Error::Corrupt {
+                detail: format!("records {lo}..{hi}: read {} of them", records.len()),
+            });
+        }
+        let mut hashes = Vec::with_capacity(records.len() * crate::hash::HASH_LEN);
+        let mut entries = Vec::with_capacity(records.len());
+        for r in &records {
+            let entry = r.entry(alg).to_bytes();
+            // Never publish an entry that does not hash to the tree's leaf.
+            if alg.leaf(&entry) != r.hash {
                 return Err(Error::Corrupt {
-                    detail: format!("records {lo}..{hi}: read {} of them", records.len()),
+                    detail: format!("record {}: its entry does not hash to its hash", r.seq),
                 });
             }
-            let mut bundles = vec![(tile.entries_path(), entry_bundle(&entries), false)];
-            if self.payloads {
-                bundles.push((
-                    payloads::payloads_path(tile),
-                    payloads::encode(&records),
-                    true,
-                ));
-            }
-            (hashes, bundles)
-        } else {
-            (tile.data(&ledger.tree_reader(size))?, Vec::new())
-        };
-        for (path, bytes, is_payloads) in bundles {
-            self.put_once(&path, &bytes, is_payloads, report)?;
+            hashes.extend_from_slice(&r.hash.0);
+            entries.push(entry);
         }
-        self.put_once(&tile.path(), &data, false, report)
+        let mut out = vec![Object {
+            path: tile.entries_path(),
+            bytes: entry_bundle(&entries),
+            payloads: false,
+        }];
+        if self.payloads {
+            out.push(Object {
+                path: payloads::payloads_path(tile),
+                bytes: payloads::encode(&records),
+                payloads: true,
+            });
+        }
+        out.push(Object {
+            path: tile.path(),
+            bytes: hashes,
+            payloads: false,
+        });
+        Ok(out)
     }
 
-    /// Create-only: identical bytes already there are success, others a fork.
-    fn put_once(
-        &self,
-        path: &str,
-        bytes: &[u8],
-        is_payloads: bool,
-        report: &mut PublishReport,
-    ) -> Result<()> {
-        if self.remote.create(path, bytes)? {
-            report.written += 1;
-            report.bytes += bytes.len() as u64;
-            return Ok(());
+    /// Writes `objects` create-only, `WRITERS` at a time: object stores answer each
+    /// request after a round trip, and a directory's syncs overlap.
+    fn put_all(&self, objects: &[Object], report: &mut PublishReport) -> Result<()> {
+        let per = objects.len().div_ceil(WRITERS).max(1);
+        let results: Vec<Result<Counts>> = std::thread::scope(|s| {
+            let workers: Vec<_> = objects
+                .chunks(per)
+                .map(|part| s.spawn(move || self.put_part(part)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err(Error::InvalidArgument {
+                            detail: "a publishing thread failed".into(),
+                        })
+                    })
+                })
+                .collect()
+        });
+        for r in results {
+            let c = r?;
+            report.written += c.written;
+            report.present += c.present;
+            report.bytes += c.bytes;
         }
-        let Some(existing) = self.remote.get(path)? else {
+        Ok(())
+    }
+
+    fn put_part(&self, part: &[Object]) -> Result<Counts> {
+        let mut c = Counts::default();
+        for o in part {
+            if self.put_once(o)? {
+                c.written += 1;
+                c.bytes += o.bytes.len() as u64;
+            } else {
+                c.present += 1;
+            }
+        }
+        Ok(c)
+    }
+
+    /// Create-only: true if written; identical bytes already there are success (false),
+    /// others a fork.
+    fn put_once(&self, o: &Object) -> Result<bool> {
+        if self.remote.create(&o.path, &o.bytes)? {
+            return Ok(true);
+        }
+        let Some(existing) = self.remote.get(&o.path)? else {
             return Err(Error::Fork {
                 detail: format!(
                     "{} was refused as existing, then read as absent: something else writes there",
-                    self.remote.locate(path)
+                    self.remote.locate(&o.path)
                 ),
             });
         };
-        let same = existing.bytes == bytes
-            || (is_payloads && payloads::compatible(&existing.bytes, bytes));
+        let same = existing.bytes == o.bytes
+            || (o.payloads && payloads::compatible(&existing.bytes, &o.bytes));
         if !same {
             return Err(Error::Fork {
                 detail: format!(
                     "{} already holds other bytes than this ledger's ({} bytes, this ledger's {})",
-                    self.remote.locate(path),
+                    self.remote.locate(&o.path),
                     existing.bytes.len(),
-                    bytes.len()
+                    o.bytes.len()
                 ),
             });
         }
-        report.present += 1;
-        Ok(())
+        Ok(false)
     }
 }

@@ -64,7 +64,9 @@ fn invalid(detail: String) -> Error {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
+    // Several publishing threads block on it at once; two workers drive their requests.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| Error::io_without_path("starting the object store runtime", e))
@@ -198,6 +200,31 @@ impl Remote {
         }
     }
 
+    /// Makes the objects at `paths`, created by [`Remote::create`], durable: a
+    /// directory syncs each directory holding them once (their files are synced as they
+    /// are written); an object store's writes are durable when acknowledged.
+    pub(crate) fn persist(&self, paths: &[String]) -> Result<()> {
+        let Backend::Dir(root) = &*self.inner else {
+            return Ok(());
+        };
+        let mut dirs = std::collections::BTreeSet::new();
+        for p in paths {
+            let mut dir = root.join(p);
+            // Every directory from the object's up to the root: new ones need their
+            // entries in their parents synced too.
+            while dir.pop() && dir.starts_with(root) {
+                if !dirs.insert(dir.clone()) {
+                    break;
+                }
+            }
+        }
+        // Deepest first, so that each parent is synced after its new children.
+        for d in dirs.iter().rev() {
+            sync_dir(d)?;
+        }
+        Ok(())
+    }
+
     /// Replaces the object at `path` with `bytes` if it is still `expected` (absent when
     /// `None`): false, writing nothing, if it changed since it was read.
     pub(crate) fn swap(
@@ -297,17 +324,16 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Create-only in a directory: a hard link of a synced temporary fails if the name exists,
-/// so the object appears whole or not at all, and never over another.
+/// so the object appears whole or not at all, and never over another. Durable once
+/// `persist` has synced its directory.
 fn create_file(dest: &Path, bytes: &[u8]) -> Result<bool> {
     let tmp = write_temp(dest, bytes)?;
     let linked = fs::hard_link(&tmp, dest);
     // The temporary is ours alone; failing to remove it leaves litter, not damage.
     let _ = fs::remove_file(&tmp);
     match linked {
-        Ok(()) => {
-            sync_dir(dest.parent().unwrap_or(Path::new(".")))?;
-            Ok(true)
-        }
+        // The directory is synced by `persist`, once for every object written into it.
+        Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(Error::io("creating a published object", dest, e)),
     }

@@ -94,6 +94,60 @@ pub(crate) fn compatible(published: &[u8], ours: &[u8]) -> bool {
 mod tests {
     use super::*;
 
+    /// FORMAT.md's *Published logs* tables name these paths, tags and field sizes.
+    #[test]
+    fn format_md_published_tables_match_the_code() {
+        let doc = include_str!("../../docs/FORMAT.md");
+        let section = doc
+            .split("\n## ")
+            .find(|s| s.starts_with("Published logs"))
+            .unwrap();
+        let rows: Vec<Vec<&str>> = section
+            .lines()
+            .filter(|l| l.starts_with("| "))
+            .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+            .collect();
+        let tile = Tile {
+            level: 0,
+            index: 1_234_067,
+            width: 9,
+        };
+        let first = |prefix: &str| rows.iter().find(|r| r[0].starts_with(prefix)).unwrap();
+        assert_eq!(first("`tile/<L>")[0], "`tile/<L>/<N>[.p/<W>]`");
+        assert_eq!(tile.path(), "tile/0/x001/x234/067.p/9");
+        assert_eq!(first("`tile/entries")[0], "`tile/entries/<N>[.p/<W>]`");
+        assert_eq!(
+            first("`chainlog/payloads")[0],
+            "`chainlog/payloads/<N>[.p/<W>]`"
+        );
+        assert_eq!(payloads_path(&tile), "chainlog/payloads/x001/x234/067.p/9");
+        assert_eq!(
+            first("`checkpoint`")[0],
+            format!("`{}`", super::super::CHECKPOINT_PATH)
+        );
+        let item: Vec<(&str, &str)> = rows
+            .iter()
+            .skip_while(|r| r[0] != "bytes")
+            .skip(1)
+            .map(|r| (r[0], r[1]))
+            .collect();
+        assert_eq!(item[0].0, "1");
+        assert!(item[0]
+            .1
+            .contains(&format!("`0x{PAYLOAD_PRESENT:02x}` present")));
+        assert!(item[0]
+            .1
+            .contains(&format!("`0x{PAYLOAD_REDACTED:02x}` redacted")));
+        assert_eq!((item[1].0, item[2].0), ("32", "4"));
+        assert_eq!(HASH_LEN, 32);
+        // The entry length the bundles' u16 prefix always carries.
+        assert!(first("`tile/entries")[1].contains(&format!(
+            "`00 {:02x}`, {}",
+            crate::format::ENTRY_LEN,
+            crate::format::ENTRY_LEN
+        )));
+    }
+
     #[test]
     fn bundles_round_trip_and_truncations_are_errors() {
         let items: Vec<Item> = vec![

@@ -1,0 +1,282 @@
+//! The audit: every record, link and stored node checked, the head against the log, and
+//! a trusted checkpoint classified against the tree.
+
+
+use super::{corrupt, Ledger};
+use crate::checkpoint::Checkpoint;
+use crate::error::Result;
+use crate::format::RecordKind;
+use crate::hash::Hash;
+use crate::log::CommitRecord;
+use crate::note::VerifierKey;
+use crate::redaction;
+use crate::store::Store;
+use crate::verify::{
+    Break, BreakKind, ChainVerifier, CheckpointCheck, CheckpointStatus, VerifyReport,
+};
+
+impl Ledger {
+    /// Verifies the whole ledger: every frame, hash, commitment, link, timestamp, the
+    /// genesis rule, the head, and that nothing is stored beyond the head.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.verify_with_progress(|_| {})
+    }
+
+    /// [`Ledger::verify`], calling `progress` with the records checked so far (every few
+    /// thousand records).
+    pub fn verify_with_progress(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
+        let head = self.visible();
+        let cfg = &self.core.config;
+        let genesis = cfg.genesis_prev();
+        let mut v = ChainVerifier::new(cfg.alg, genesis);
+        let mut first_break = None;
+        let mut nodes = self.core.store.nodes_from(0).peekable();
+        let mut commits = self.store.log().commit_records_from(0);
+        for g in self.core.store.groups_from(0) {
+            let (key, bytes) = g?;
+            if key >= head.next_seq {
+                break;
+            }
+            if let Err(b) = v.push_group(key, &bytes, head.next_seq) {
+                first_break = Some(b);
+                break;
+            }
+            // The commit record must name the head its records give.
+            if let Some(c) = commits.next().transpose()? {
+                let named = c.1
+                    == CommitRecord {
+                        size: v.next_seq(),
+                        last_timestamp: v.last_timestamp(),
+                        last_hash: v.last_hash(),
+                        root: v.tree().root(),
+                    };
+                if c.0 != key || !named {
+                    first_break = Some(Break::new(
+                        key,
+                        BreakKind::CommitMismatch,
+                        format!("the commit record closing records {key}..{} does not name the head they give", v.next_seq()),
+                    ));
+                    break;
+                }
+            }
+            progress(v.next_seq());
+            // The stored tree nodes must be exactly those the group's records complete.
+            let expected = v.take_nodes();
+            // A failed read is an error, not a missing value: never a tamper report.
+            if matches!(nodes.peek(), Some(Err(_))) {
+                if let Some(Err(e)) = nodes.next() {
+                    return Err(e);
+                }
+            }
+            let stored = match nodes.next_if(|n| matches!(n, Ok((k, _)) if *k <= key)) {
+                Some(n) => Some(n?),
+                None => None,
+            };
+            let ok = match &stored {
+                None => expected.is_empty(),
+                Some((k, value)) => *k == key && *value == expected,
+            };
+            if !ok {
+                first_break = Some(Break::new(
+                    key,
+                    BreakKind::TreeMismatch,
+                    format!("the stored Merkle nodes of the group at record {key} do not match its records"),
+                ));
+                break;
+            }
+        }
+        if first_break.is_none() {
+            // A node value keyed inside the records but after the last group's key is
+            // no group's: it would shadow real nodes when the tree is read.
+            match nodes.next() {
+                Some(Err(e)) => return Err(e),
+                Some(Ok((k, _))) if k < head.next_seq => {
+                    first_break = Some(Break::new(
+                        k,
+                        BreakKind::TreeMismatch,
+                        format!("a stored Merkle node value at record {k} belongs to no group"),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if first_break.is_none() {
+            first_break = v.finish(&head).err();
+        }
+        if first_break.is_none() {
+            // In a store, payloads are removed only by `redact`, which records it first
+            // — possibly after the head this verify read, while it ran.
+            if !v.unrecorded_redactions().is_empty() {
+                self.name_later_redactions(&mut v, head.next_seq)?;
+            }
+            // Or it arrived redacted in an export this ledger imported.
+            if !v.unrecorded_redactions().is_empty() {
+                for (seq, hash) in redaction::imported(&self.dir)? {
+                    v.name(seq, hash);
+                }
+            }
+            if let Some(&seq) = v.unrecorded_redactions().first() {
+                first_break = Some(Break::new(
+                    seq,
+                    BreakKind::UnrecordedRedaction,
+                    "the payload was removed but no redaction record names this record",
+                ));
+            }
+        }
+        if first_break.is_none() {
+            first_break = self.check_stored_head()?;
+        }
+        if first_break.is_none() {
+            if let Some(detail) = &self.lost {
+                first_break = Some(Break::new(
+                    head.next_seq,
+                    BreakKind::Truncated,
+                    detail.clone(),
+                ));
+            }
+        }
+        Ok(VerifyReport {
+            hash: cfg.alg,
+            records_checked: v.next_seq(),
+            redacted: v.redacted(),
+            head_len: head.next_seq,
+            head_hash: head.last_hash,
+            head_root: head.root(),
+            first_break,
+            checkpoint: None,
+        })
+    }
+
+    /// Lets `v` see the redaction records appended after record `from` since the
+    /// verify began (a reader opens the ledger again to see them).
+    fn name_later_redactions(&self, v: &mut ChainVerifier, from: u64) -> Result<()> {
+        let reopened;
+        let view = if self.opts.read_only {
+            reopened = Ledger::open(&self.dir, self.opts.clone())?;
+            &reopened
+        } else {
+            self
+        };
+        for r in view.range(from..) {
+            let r = r?;
+            if r.kind == RecordKind::Redaction {
+                if let Some(p) = &r.payload {
+                    v.name_redaction(p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `verify`, plus proof that the ledger extends a trusted earlier checkpoint (signed
+    /// note) that verifies with one of `keys`. A truncated, rolled-back or rewritten
+    /// ledger, or a bad signature, fails with both tree heads in the report.
+    pub fn verify_against(&self, note: &str, keys: &[VerifierKey]) -> Result<VerifyReport> {
+        self.verify_against_with_progress(note, keys, |_| {})
+    }
+
+    /// [`Ledger::verify_against`] with progress, as [`Ledger::verify_with_progress`].
+    pub fn verify_against_with_progress(
+        &self,
+        note: &str,
+        keys: &[VerifierKey],
+        progress: impl FnMut(u64),
+    ) -> Result<VerifyReport> {
+        let mut report = self.verify_with_progress(progress)?;
+        report.checkpoint =
+            Some(self.check_checkpoint(note, keys, report.head_len, report.head_root)?);
+        Ok(report)
+    }
+
+    fn check_checkpoint(
+        &self,
+        note: &str,
+        keys: &[VerifierKey],
+        len: u64,
+        root: Hash,
+    ) -> Result<CheckpointCheck> {
+        let mut check = CheckpointCheck {
+            status: CheckpointStatus::BadSignature,
+            detail: String::new(),
+            checkpoint_size: 0,
+            checkpoint_root: None,
+            ledger_size: len,
+            ledger_root: root,
+        };
+        let cp = match Checkpoint::open(note, keys) {
+            Ok((cp, _)) => cp,
+            Err(e) => {
+                check.detail = format!("the checkpoint does not verify: {e}");
+                return Ok(check);
+            }
+        };
+        check.checkpoint_size = cp.size;
+        check.checkpoint_root = Some(cp.root);
+        let origin = self.origin();
+        if cp.origin != origin {
+            check.status = CheckpointStatus::WrongOrigin;
+            check.detail = format!(
+                "the checkpoint is for {}, this ledger is {origin:?}",
+                crate::checkpoint::shown(&cp.origin)
+            );
+        } else if cp.size > len {
+            check.status = CheckpointStatus::Truncated;
+            check.detail = format!(
+                "the checkpoint covers {} records but the ledger holds {len}: records were removed or an older copy restored",
+                cp.size
+            );
+        } else {
+            let ours = self.root_at(cp.size)?;
+            if ours == cp.root {
+                check.status = CheckpointStatus::Consistent;
+                check.detail = format!(
+                    "the ledger ({len} records) extends the checkpoint ({} records)",
+                    cp.size
+                );
+            } else {
+                check.status = CheckpointStatus::Forked;
+                check.detail = format!(
+                    "at {} records the checkpoint's root is {} but the ledger's is {ours}: history was rewritten",
+                    cp.size, cp.root
+                );
+            }
+        }
+        Ok(check)
+    }
+
+    /// With no commit in flight: the stored head must equal the writer's, and no group
+    /// may be stored beyond it.
+    fn check_stored_head(&self) -> Result<Option<Break>> {
+        let store = &self.core.store;
+        self.core.with_quiescent(|committed| {
+            let stored = store.read_head()?;
+            if stored.as_deref() != Some(&committed.to_bytes()[..]) {
+                return Ok(Some(Break::new(
+                    committed.next_seq,
+                    BreakKind::HeadMismatch,
+                    "the stored head differs from the head this ledger committed",
+                )));
+            }
+            match store.groups_from(committed.next_seq).next() {
+                None => Ok(None),
+                Some(Err(e)) => Err(e),
+                Some(Ok((k, _))) => Ok(Some(Break::new(
+                    k,
+                    BreakKind::BeyondHead,
+                    format!(
+                        "records stored from {k}, beyond the head ({} records)",
+                        committed.next_seq
+                    ),
+                ))),
+            }
+        })
+    }
+}
+
+/// The body of a checkpoint note this ledger signed itself (its signature was checked
+/// when it was made; the key may not be at hand now).
+pub(super) fn parse_own_checkpoint(note: &str) -> Result<Checkpoint> {
+    Checkpoint::parse_note(note)
+        .map(|(cp, _)| cp)
+        .map_err(|e| corrupt(format!("the stored latest checkpoint: {e}")))
+}

@@ -14,8 +14,6 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
-
 /// Runs `chainlog ARGS` with `env` and none of the caller's `AWS_*` variables.
 fn run_env<I, S>(env: &[(String, String)], args: I) -> Run
 where
@@ -145,7 +143,9 @@ fn publish_verify_incremental_and_consistency() {
         "everything under the prefix: {keys:?}"
     );
 
-    let v = verify(&env, url, &s.pub_key(), &["--full"]).quiet_ok().one();
+    let v = verify(&env, url, &s.pub_key(), &["--full"])
+        .quiet_ok()
+        .one();
     assert_eq!(v["ok"], true);
     assert_eq!(v["size"], 300);
     assert_eq!(v["root"], first["root"]);
@@ -173,9 +173,14 @@ fn publish_verify_incremental_and_consistency() {
     assert_eq!(again["written"], 0);
     assert_eq!(again["size"], 600);
 
-    let v = verify(&env, url, &s.pub_key(), &["--full", "--checkpoint", p(&old_path)])
-        .quiet_ok()
-        .one();
+    let v = verify(
+        &env,
+        url,
+        &s.pub_key(),
+        &["--full", "--checkpoint", p(&old_path)],
+    )
+    .quiet_ok()
+    .one();
     assert_eq!(v["size"], 600);
     assert_eq!(v["root"], second["root"]);
     assert_eq!(v["extends"], 300);
@@ -195,7 +200,11 @@ fn publish_verify_incremental_and_consistency() {
     let tile = moto.get("chainlog-rt", "logs/one/tile/0/001").0;
     let mut flipped = tile.clone();
     flipped[0] ^= 1;
-    assert_eq!(moto.put("chainlog-rt", "logs/one/tile/0/001", &flipped).status, 200);
+    assert_eq!(
+        moto.put("chainlog-rt", "logs/one/tile/0/001", &flipped)
+            .status,
+        200
+    );
     let broken = verify(&env, url, &s.pub_key(), &["--full"]).code(1).one();
     assert_eq!(broken["ok"], false);
     assert!(
@@ -252,8 +261,8 @@ fn create_only_refuses_other_bytes_as_a_fork() {
     // The refusal was the bucket's: moto answered the create-only PUT with 412.
     let log = moto.log();
     assert!(
-        log.lines().any(|l| l
-            .contains("\"PUT /chainlog-fork/main/tile/entries/000.p/20 HTTP/1.1\" 412")),
+        log.lines()
+            .any(|l| l.contains("\"PUT /chainlog-fork/main/tile/entries/000.p/20 HTTP/1.1\" 412")),
         "no 412 for the create-only PUT in moto's log:\n{log}"
     );
 
@@ -267,10 +276,16 @@ fn create_only_refuses_other_bytes_as_a_fork() {
     // Now the checkpoint itself tells b apart, and it stays a's.
     let (cp_a, _) = moto.get("chainlog-fork", "main/checkpoint");
     let again = publish(&env, &b, url, &s.key()).code(1);
-    assert!(again.stderr.contains("has another history"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("has another history"),
+        "{}",
+        again.stderr
+    );
     assert_eq!(moto.get("chainlog-fork", "main/checkpoint").0, cp_a);
 
-    let v = verify(&env, url, &s.pub_key(), &["--full"]).quiet_ok().one();
+    let v = verify(&env, url, &s.pub_key(), &["--full"])
+        .quiet_ok()
+        .one();
     assert_eq!(v["size"], 20);
     assert_eq!(v["root"], ok["root"]);
 }
@@ -297,10 +312,17 @@ fn if_match_on_an_old_etag_is_refused_by_the_bucket() {
 
     let stale = put(&[("If-Match", &e1)], b"three");
     assert_eq!(stale.status, 412, "{}", stale.text());
-    assert!(stale.text().contains("PreconditionFailed"), "{}", stale.text());
+    assert!(
+        stale.text().contains("PreconditionFailed"),
+        "{}",
+        stale.text()
+    );
     let create = put(&[("If-None-Match", "*")], b"four");
     assert_eq!(create.status, 412, "{}", create.text());
-    assert_eq!(moto.get("chainlog-cas", "checkpoint"), (b"two".to_vec(), e2));
+    assert_eq!(
+        moto.get("chainlog-cas", "checkpoint"),
+        (b"two".to_vec(), e2)
+    );
 
     // If-Match on an absent object: S3 answers 404 (object_store reads it as a failed
     // precondition).
@@ -319,7 +341,7 @@ fn stale_proxy(moto: &Moto, key: &'static str, intrude: impl FnOnce() + Send + '
     let mut intrude = Some(intrude);
     Proxy::start(
         moto.addr,
-        Box::new(move |req: &Seen| {
+        Box::new(move |req: &mut Seen| {
             if req.method == "PUT" && req.path == key && req.header("if-match").is_some() {
                 if let Some(f) = intrude.take() {
                     f();
@@ -330,11 +352,9 @@ fn stale_proxy(moto: &Moto, key: &'static str, intrude: impl FnOnce() + Send + '
 }
 
 /// The checkpoint PUTs the proxy forwarded: (If-Match, status).
-fn checkpoint_puts(proxy: &Proxy, key: &str) -> Vec<(Option<String>, u16)> {
+fn checkpoint_puts(proxy: Proxy, key: &str) -> Vec<(Option<String>, u16)> {
     proxy
-        .seen
-        .lock()
-        .unwrap()
+        .finish()
         .iter()
         .filter(|(r, _)| r.method == "PUT" && r.path == key)
         .map(|(r, st)| (r.header("if-match").map(str::to_owned), *st))
@@ -367,7 +387,10 @@ fn a_stale_checkpoint_read_never_overwrites() {
         let (env, c, key) = (env.clone(), c.clone(), s.key());
         move || {
             let r = publish(&env, &c, url, &key).quiet_ok().one();
-            assert_eq!((r["old_size"].as_u64(), r["size"].as_u64()), (Some(5), Some(8)));
+            assert_eq!(
+                (r["old_size"].as_u64(), r["size"].as_u64()),
+                (Some(5), Some(8))
+            );
         }
     };
     let proxy = stale_proxy(&moto, KEY, intruder);
@@ -377,16 +400,17 @@ fn a_stale_checkpoint_read_never_overwrites() {
     assert_eq!(r["retries"], 1, "{r}");
     assert_eq!(r["old_size"], 8, "{r}");
     assert_eq!(r["size"], 10, "{r}");
-    let (_, e8) = {
-        let puts = checkpoint_puts(&proxy, KEY);
+    let e8 = {
+        let puts = checkpoint_puts(proxy, KEY);
         assert_eq!(puts.len(), 2, "{puts:?}");
         assert_eq!(puts[0], (Some(e5.clone()), 412), "the stale swap: {puts:?}");
         assert_eq!(puts[1].1, 200, "{puts:?}");
         assert_ne!(puts[1].0.as_deref(), Some(e5.as_str()));
-        ((), puts[1].0.clone().unwrap())
+        puts[1].0.clone().unwrap()
     };
-    drop(proxy);
-    let v = verify(&env, url, &s.pub_key(), &["--full"]).quiet_ok().one();
+    let v = verify(&env, url, &s.pub_key(), &["--full"])
+        .quiet_ok()
+        .one();
     assert_eq!(v["size"], 10);
     assert_eq!(v["root"], r["root"]);
     let (cp10, e10) = moto.get("chainlog-stale", "log/checkpoint");
@@ -412,22 +436,30 @@ fn a_stale_checkpoint_read_never_overwrites() {
     let refused = publish(&through, &a, url, &s.key()).code(1);
     assert!(
         refused.stderr.contains("has another history")
-            && refused.stderr.contains("has 15 records and this ledger only 12"),
+            && refused
+                .stderr
+                .contains("has 15 records and this ledger only 12"),
         "{}",
         refused.stderr
     );
-    let puts = checkpoint_puts(&proxy, KEY);
+    let puts = checkpoint_puts(proxy, KEY);
     assert_eq!(puts, vec![(Some(e10), 412)], "one swap, refused");
-    drop(proxy);
     let (cp_now, _) = moto.get("chainlog-stale", "log/checkpoint");
     assert_ne!(cp_now, cp10);
-    let v = verify(&env, url, &s.pub_key(), &["--full"]).quiet_ok().one();
+    let v = verify(&env, url, &s.pub_key(), &["--full"])
+        .quiet_ok()
+        .one();
     assert_eq!(v["size"], 15);
 }
 
 /// (key, version id, is latest) of every version under `prefix`.
 fn versions(moto: &Moto, bucket: &str, prefix: &str) -> Vec<(String, String, bool)> {
-    let r = moto.req("GET", &format!("/{bucket}?versions&prefix={prefix}"), &[], b"");
+    let r = moto.req(
+        "GET",
+        &format!("/{bucket}?versions&prefix={prefix}"),
+        &[],
+        b"",
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let text = r.text();
     assert!(!text.contains("<DeleteMarker>"), "{text}");
@@ -443,14 +475,18 @@ fn versions(moto: &Moto, bucket: &str, prefix: &str) -> Vec<(String, String, boo
 #[test]
 fn publish_into_an_object_lock_bucket() {
     let moto = Moto::start();
-    let env = moto.env();
     let bucket = "chainlog-lock";
     moto.create_bucket(bucket, &[("x-amz-bucket-object-lock-enabled", "true")]);
     let config = "<ObjectLockConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
         <ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention>\
         <Mode>COMPLIANCE</Mode><Days>1</Days></DefaultRetention></Rule>\
         </ObjectLockConfiguration>";
-    let r = moto.req("PUT", &format!("/{bucket}?object-lock"), &[], config.as_bytes());
+    let r = moto.req(
+        "PUT",
+        &format!("/{bucket}?object-lock"),
+        &[],
+        config.as_bytes(),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let r = moto.req("GET", &format!("/{bucket}?object-lock"), &[], b"");
     assert!(r.text().contains("<Mode>COMPLIANCE</Mode>"), "{}", r.text());
@@ -458,6 +494,38 @@ fn publish_into_an_object_lock_bucket() {
     let s = Scratch::new();
     let url = "s3://chainlog-lock/log";
     let dir = s.ledger("a", 300);
+
+    // AWS takes an upload into a bucket with a default retention given "Content-MD5 OR
+    // x-amz-checksum-*"; our client sends x-amz-checksum-sha256. moto 5.2.5 looks only
+    // for Content-MD5 or x-amz-sdk-checksum-algorithm and answers 400. (Should this start
+    // passing with a later moto, the shim below can go.)
+    let direct = publish(&moto.env(), &dir, url, &s.key()).code(2);
+    assert!(
+        direct
+            .stderr
+            .contains("MissingUploadObjectWithObjectLockHeaders"),
+        "{}",
+        direct.stderr
+    );
+    assert!(
+        moto.keys(bucket, "").is_empty(),
+        "a refused upload left objects"
+    );
+    // So a shim adds the header moto looks for to requests that carry the SHA-256
+    // checksum, and to nothing else; it also records that every upload carried one.
+    let shim = Proxy::start(
+        moto.addr,
+        Box::new(|req: &mut Seen| {
+            if req.header("x-amz-checksum-sha256").is_some()
+                && req.header("x-amz-sdk-checksum-algorithm").is_none()
+            {
+                req.headers
+                    .push(("x-amz-sdk-checksum-algorithm".into(), "SHA256".into()));
+            }
+        }),
+    );
+    let env = Moto::env_for(&shim.endpoint());
+
     let first = publish(&env, &dir, url, &s.key()).quiet_ok().one();
     assert_eq!(first["size"], 300);
     verify(&env, url, &s.pub_key(), &["--full"]).quiet_ok();
@@ -466,14 +534,25 @@ fn publish_into_an_object_lock_bucket() {
     // Every object got the default retention; a version cannot be deleted.
     let vs = versions(&moto, bucket, "log/");
     assert_eq!(vs.len(), 6, "{vs:?}");
-    let tile = vs.iter().find(|v| v.0 == "log/tile/0/000").expect("tile 0/000");
+    let tile = vs
+        .iter()
+        .find(|v| v.0 == "log/tile/0/000")
+        .expect("tile 0/000");
+    // (moto's server has no GetObjectRetention; the object's headers tell the same.)
     let r = moto.req(
         "GET",
-        &format!("/{bucket}/log/tile/0/000?retention&versionId={}", tile.1),
+        &format!("/{bucket}/log/tile/0/000?versionId={}", tile.1),
         &[],
         b"",
     );
-    assert!(r.text().contains("<Mode>COMPLIANCE</Mode>"), "{}", r.text());
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("x-amz-object-lock-mode"),
+        Some("COMPLIANCE"),
+        "{:?}",
+        r.headers
+    );
+    assert!(r.header("x-amz-object-lock-retain-until-date").is_some());
     let del = moto.req(
         "DELETE",
         &format!("/{bucket}/log/tile/0/000?versionId={}", tile.1),
@@ -490,6 +569,8 @@ fn publish_into_an_object_lock_bucket() {
     let second = publish(&env, &dir, url, &s.key()).quiet_ok().one();
     assert_eq!(second["old_size"], 300);
     assert_eq!(second["size"], 320);
+    // tile/0/001.p/64, its bundle and the checkpoint (tile/1/000.p/1 is unchanged).
+    assert_eq!(second["written"], 3, "{second}");
     verify(&env, url, &s.pub_key(), &["--full"]).quiet_ok();
     let cps: Vec<_> = versions(&moto, bucket, "log/checkpoint")
         .into_iter()
@@ -504,7 +585,10 @@ fn publish_into_an_object_lock_bucket() {
         b"",
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.body, cp_old, "the old checkpoint version is the first publish's");
+    assert_eq!(
+        r.body, cp_old,
+        "the old checkpoint version is the first publish's"
+    );
     let del = moto.req(
         "DELETE",
         &format!("/{bucket}/log/checkpoint?versionId={}", old.1),
@@ -512,4 +596,16 @@ fn publish_into_an_object_lock_bucket() {
         b"",
     );
     assert_eq!(del.status, 403, "{}", del.text());
+
+    let seen = shim.finish();
+    let puts: Vec<_> = seen.iter().filter(|(r, _)| r.method == "PUT").collect();
+    assert_eq!(puts.len(), 6 + 3, "the two publishes' uploads");
+    for (r, status) in puts {
+        assert!(
+            r.header("x-amz-checksum-sha256").is_some(),
+            "{} without a checksum",
+            r.path
+        );
+        assert_eq!(*status, 200, "{}", r.path);
+    }
 }

@@ -13,8 +13,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// What is installed into the virtual environment; a change reinstalls.
@@ -140,7 +139,6 @@ impl Moto {
             let out = File::create(&log).unwrap();
             let mut child = Command::new(&exe)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .env("NO_COLOR", "1")
                 .stdin(Stdio::null())
                 .stdout(out.try_clone().unwrap())
                 .stderr(out)
@@ -169,9 +167,25 @@ impl Moto {
         format!("http://{}", self.addr)
     }
 
-    /// What moto logged so far: one line per request, with its status.
+    /// What moto logged so far, one line per request with its status, without the
+    /// terminal colours werkzeug puts in even when writing to a file.
     pub fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+        let raw = fs::read_to_string(&self.log).unwrap_or_default();
+        let mut out = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                // CSI: ESC [ parameters final-byte
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
     }
 
     /// The environment a `chainlog` child needs to reach this server at `endpoint`.
@@ -346,42 +360,41 @@ impl Seen {
     }
 }
 
-type Hook = Box<dyn FnMut(&Seen) + Send>;
+type Hook = Box<dyn FnMut(&mut Seen) + Send>;
 
-/// An HTTP proxy on 127.0.0.1 in front of `upstream`: each request is forwarded on its own
-/// connection after `hook` has run on it, and answered with `Connection: close`. Every
-/// request and the status it got is recorded. Stops when dropped.
+/// An HTTP proxy on 127.0.0.1 in front of `upstream`: each request is forwarded on its
+/// own connection after `hook` has run on it (and may have changed its headers), and
+/// answered with `Connection: close`. Every request is recorded with the status it got,
+/// for [`Proxy::finish`]. Stops when finished or dropped.
 pub struct Proxy {
     pub addr: SocketAddr,
-    pub seen: Arc<Mutex<Vec<(Seen, u16)>>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Vec<(Seen, u16)>>>,
 }
 
 impl Proxy {
     pub fn start(upstream: SocketAddr, hook: Hook) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (seen2, stop2) = (seen.clone(), stop.clone());
+        let (stop, stopped) = mpsc::channel::<()>();
         // One connection at a time: the hook sees requests in the order they came.
         let thread = std::thread::spawn(move || {
             let mut hook = hook;
+            let mut seen = Vec::new();
             for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
+                if !matches!(stopped.try_recv(), Err(mpsc::TryRecvError::Empty)) {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
                 if let Some(got) = forward(conn, upstream, &mut hook) {
-                    seen2.lock().unwrap().push(got);
+                    seen.push(got);
                 }
             }
+            seen
         });
         Proxy {
             addr,
-            seen,
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         }
     }
@@ -389,16 +402,23 @@ impl Proxy {
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// Stops the proxy: every request it forwarded, in order, with the status it got.
+    pub fn finish(mut self) -> Vec<(Seen, u16)> {
+        self.stop_thread().expect("the proxy's thread")
+    }
+
+    fn stop_thread(&mut self) -> Option<Vec<(Seen, u16)>> {
+        drop(self.stop.take());
+        // Wakes the accept loop so that it sees the channel closed.
+        let _ = TcpStream::connect(self.addr);
+        self.thread.take().and_then(|t| t.join().ok())
+    }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wakes the accept loop so that it sees the flag.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.stop_thread();
     }
 }
 
@@ -421,7 +441,7 @@ fn forward(conn: TcpStream, upstream: SocketAddr, hook: &mut Hook) -> Option<(Se
         let (k, v) = l.split_once(':')?;
         headers.push((k.trim().to_owned(), v.trim().to_owned()));
     }
-    let seen = Seen {
+    let mut seen = Seen {
         method,
         path,
         headers,
@@ -435,7 +455,7 @@ fn forward(conn: TcpStream, upstream: SocketAddr, hook: &mut Hook) -> Option<(Se
         .map_or(0, |v| v.parse().unwrap());
     let mut body = vec![0; len];
     rd.read_exact(&mut body).ok()?;
-    hook(&seen);
+    hook(&mut seen);
 
     let mut up = TcpStream::connect(upstream).ok()?;
     let mut head = format!("{} {} HTTP/1.1\r\n", seen.method, seen.path);

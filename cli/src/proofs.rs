@@ -110,7 +110,13 @@ pub(super) fn check_note_form(note: &str, key: &VerifierKey, path: &Path) -> Res
 
 /// Creates `path`, failing if anything (a dangling symlink included) is already there,
 /// and writes `text` durably. A file left half-written is removed.
-fn write_new(path: &Path, text: &str, secret: bool) -> Result<(), Failure> {
+fn write_new(
+    path: &Path,
+    text: &str,
+    secret: bool,
+    what: &str,
+    exists: fn(&Path) -> Failure,
+) -> Result<(), Failure> {
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -125,18 +131,18 @@ fn write_new(path: &Path, text: &str, secret: bool) -> Result<(), Failure> {
         if e.kind() == io::ErrorKind::AlreadyExists {
             exists(path)
         } else {
-            Failure::io("creating a key file", &e, path_at(path))
+            Failure::io(&format!("creating {what}"), &e, path_at(path))
         }
     })?;
     if let Err(e) = f.write_all(text.as_bytes()).and_then(|()| f.sync_all()) {
         drop(f);
         let _ = fs::remove_file(path);
-        return Err(Failure::io("writing a key file", &e, path_at(path)));
+        return Err(Failure::io(&format!("writing {what}"), &e, path_at(path)));
     }
     Ok(())
 }
 
-fn exists(path: &Path) -> Failure {
+fn key_exists(path: &Path) -> Failure {
     Failure::other(
         format!(
             "{} already exists; refusing to overwrite a key file (choose another --out prefix)",
@@ -185,15 +191,27 @@ pub fn keygen(out: &mut Out, name: &str, prefix: &Path) -> Result<Outcome, Failu
     // catches a file that appears in between.
     for p in [&key_path, &pub_path] {
         if fs::symlink_metadata(p).is_ok() {
-            return Err(exists(p));
+            return Err(key_exists(p));
         }
     }
     let signer = SignerKey::from_random(name)
         .map_err(|e| Failure::other(format!("cannot make a key named {name:?}: {e}"), ""))?;
     make_parent(&key_path)?;
     let verifier = signer.verifier();
-    write_new(&key_path, &format!("{signer}\n"), true)?;
-    if let Err(f) = write_new(&pub_path, &format!("{verifier}\n"), false) {
+    write_new(
+        &key_path,
+        &format!("{signer}\n"),
+        true,
+        "a key file",
+        key_exists,
+    )?;
+    if let Err(f) = write_new(
+        &pub_path,
+        &format!("{verifier}\n"),
+        false,
+        "a key file",
+        key_exists,
+    ) {
         // A signer key without its verifier file would only confuse a retry.
         let _ = fs::remove_file(&key_path);
         return Err(f);
@@ -350,28 +368,6 @@ fn check_extends_latest(ledger: &Ledger, dir: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Creates `path` (never replacing anything) and writes `text` durably; a file left
-/// half-written is removed.
-fn write_new_file(path: &Path, text: &str) -> Result<(), Failure> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                files::exists(path)
-            } else {
-                Failure::io("creating the proof file", &e, path_at(path))
-            }
-        })?;
-    if let Err(e) = f.write_all(text.as_bytes()).and_then(|()| f.sync_all()) {
-        drop(f);
-        let _ = fs::remove_file(path);
-        return Err(Failure::io("writing the proof file", &e, path_at(path)));
-    }
-    Ok(())
-}
-
 /// `prove --tlog-proof`: the C2SP tlog-proof of record `seq` in the tree of `size`
 /// records (all by default), its checkpoint signed with `key`. The checkpoint is not
 /// kept as the ledger's latest: `prove` is a reader and writes nothing to the ledger.
@@ -434,7 +430,7 @@ pub fn prove_tlog(
             view.path = Some(path.display().to_string());
         }
         files::Target::New(path) => {
-            write_new_file(&path, &text)?;
+            write_new(&path, &text, false, "the proof file", files::exists)?;
             view.path = Some(path.display().to_string());
         }
     }

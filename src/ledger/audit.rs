@@ -1,7 +1,6 @@
 //! The audit: every record, link and stored node checked, the head against the log, and
 //! a trusted checkpoint classified against the tree.
 
-
 use super::{corrupt, Ledger};
 use crate::checkpoint::Checkpoint;
 use crate::error::Result;

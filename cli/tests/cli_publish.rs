@@ -961,3 +961,71 @@ fn two_publishers_of_one_ledger_agree() {
     publish_json(&dir, &fresh, &key, true);
     assert_same_log(&objects(&out), &objects(&fresh));
 }
+
+// ---------------------------------------------------------------------------------------
+// 5. Durability of the directories
+// ---------------------------------------------------------------------------------------
+
+/// Every directory a publish creates is synced into its parent before the checkpoint
+/// is replaced: otherwise a power loss after the (synced) checkpoint could take a new
+/// tile directory, and the tiles in it, with it. Observed with strace(1) on the real
+/// binary; skipped where strace is not installed.
+#[test]
+fn new_directories_are_synced_before_the_checkpoint() {
+    let have_strace = Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_strace {
+        eprintln!("strace not found: skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let dir = ledger(t, "ledger", 300);
+    let (key, _) = keygen(t, "k");
+    let out = t.join("pub").join("out");
+    let log = t.join("strace.log");
+    for round in 0..2 {
+        let st = Command::new("strace")
+            .args(["-f", "-qq", "-y", "-o", p(&log)])
+            .args(["-e", "trace=mkdir,mkdirat,fsync,rename,renameat,renameat2"])
+            .arg(env!("CARGO_BIN_EXE_chainlog"))
+            .args(["publish", p(&dir), p(&out), "--key", p(&key), "--payloads"])
+            .env_remove("CHAINLOG_LOG")
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let trace = fs::read_to_string(&log).unwrap();
+        let quoted = |l: &str| l.split('"').nth(1).map(str::to_owned);
+        let (mut made, mut synced, mut checkpoint_at) = (Vec::new(), Vec::new(), None);
+        for (i, line) in trace.lines().enumerate() {
+            // "PID call(args) = result" with -f and -o.
+            let call = line.split_once(" ").map_or(line, |(_, c)| c.trim_start());
+            let ok = call.trim_end().ends_with("= 0");
+            if (call.starts_with("mkdir(") || call.starts_with("mkdirat(")) && ok {
+                made.push((i, quoted(call).unwrap()));
+            } else if call.starts_with("fsync(") && ok {
+                let fd_path = call.split_once('<').and_then(|(_, r)| r.split_once('>'));
+                synced.push((i, fd_path.unwrap().0.to_owned()));
+            } else if call.starts_with("rename") && ok && call.contains("/checkpoint\"") {
+                checkpoint_at = Some(i);
+            }
+        }
+        let checkpoint_at = checkpoint_at.expect("the checkpoint was replaced by rename");
+        assert!(round > 0 || made.len() >= 6, "{trace}");
+        for (i, d) in &made {
+            let parent = Path::new(d).parent().unwrap().to_str().unwrap();
+            assert!(
+                synced
+                    .iter()
+                    .any(|(j, s)| j > i && *j < checkpoint_at && s == parent),
+                "round {round}: {d} created but {parent} not synced before the checkpoint:\n{trace}"
+            );
+        }
+        append(&dir, "more", 0, 300);
+    }
+}

@@ -299,7 +299,7 @@ fn object_path(prefix: &str, path: &str) -> ObjectPath {
 /// A synced temporary beside `dest`, named so that no reader mistakes it for an object.
 fn write_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf> {
     let parent = dest.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(|e| Error::io("creating a directory", parent, e))?;
+    create_dirs(parent)?;
     let name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -323,6 +323,26 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("syncing a directory", dir, e))
 }
 
+/// Creates `dir` and its missing ancestors, each synced into its parent: an object is
+/// only as durable as every directory entry on its path, and a checkpoint made durable
+/// after its tiles must not survive a power loss that takes a tile's new directory.
+fn create_dirs(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    create_dirs(parent)?;
+    match fs::create_dir(dir) {
+        Ok(()) => sync_dir(parent),
+        // Made by another publisher just now: synced here too, as it may not be yet.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => sync_dir(parent),
+        Err(e) => Err(Error::io("creating a directory", dir, e)),
+    }
+}
+
 /// Create-only in a directory: a hard link of a synced temporary fails if the name exists,
 /// so the object appears whole or not at all, and never over another. Durable once
 /// `persist` has synced its directory.
@@ -342,7 +362,7 @@ fn create_file(dest: &Path, bytes: &[u8]) -> Result<bool> {
 /// Compare-and-swap in a directory: under an exclusive lock on the directory's lock file,
 /// the current bytes must be the expected ones; the new ones replace them by rename.
 fn swap_file(root: &Path, dest: &Path, bytes: &[u8], expected: Option<&Version>) -> Result<bool> {
-    fs::create_dir_all(root).map_err(|e| Error::io("creating a directory", root, e))?;
+    create_dirs(root)?;
     let lock_path = root.join(".chainlog-publish.lock");
     let lock = OpenOptions::new()
         .read(true)

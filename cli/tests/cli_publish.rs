@@ -1002,9 +1002,25 @@ fn new_directories_are_synced_before_the_checkpoint() {
         let trace = fs::read_to_string(&log).unwrap();
         let quoted = |l: &str| l.split('"').nth(1).map(str::to_owned);
         let (mut made, mut synced, mut checkpoint_at) = (Vec::new(), Vec::new(), None);
+        // With -f, a call another thread interrupts is split over an "<unfinished ...>"
+        // line and a "<... resumed>" one: joined here, at the line where it completed.
+        let mut pending: std::collections::HashMap<String, String> = Default::default();
         for (i, line) in trace.lines().enumerate() {
             // "PID call(args) = result" with -f and -o.
-            let call = line.split_once(" ").map_or(line, |(_, c)| c.trim_start());
+            let (pid, rest) = line.split_once(' ').unwrap_or(("", line));
+            let rest = rest.trim_start();
+            if let Some(head) = rest.strip_suffix("<unfinished ...>") {
+                pending.insert(pid.to_owned(), head.to_owned());
+                continue;
+            }
+            let joined;
+            let call = match rest.split_once("resumed>") {
+                Some((_, tail)) if rest.starts_with("<...") => {
+                    joined = format!("{}{}", pending.remove(pid).unwrap_or_default(), tail);
+                    joined.as_str()
+                }
+                _ => rest,
+            };
             let ok = call.trim_end().ends_with("= 0");
             if (call.starts_with("mkdir(") || call.starts_with("mkdirat(")) && ok {
                 made.push((i, quoted(call).unwrap()));

@@ -207,19 +207,12 @@ impl Remote {
         let Backend::Dir(root) = &*self.inner else {
             return Ok(());
         };
-        let mut dirs = std::collections::BTreeSet::new();
-        for p in paths {
-            let mut dir = root.join(p);
-            // Every directory from the object's up to the root: new ones need their
-            // entries in their parents synced too.
-            while dir.pop() && dir.starts_with(root) {
-                if !dirs.insert(dir.clone()) {
-                    break;
-                }
-            }
-        }
-        // Deepest first, so that each parent is synced after its new children.
-        for d in dirs.iter().rev() {
+        // New directories were synced into their parents as they were made.
+        let dirs: std::collections::BTreeSet<PathBuf> = paths
+            .iter()
+            .filter_map(|p| root.join(p).parent().map(Path::to_path_buf))
+            .collect();
+        for d in &dirs {
             sync_dir(d)?;
         }
         Ok(())

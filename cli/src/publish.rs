@@ -47,7 +47,6 @@ pub fn publish(out: &mut Out, a: PublishArgs) -> Result<Outcome, Failure> {
     // A reader beside the application's writer: no lock, nothing written to the ledger.
     let ledger = open_read_only(&a.dir)?;
     let at = || at_dir(&a.dir);
-    let mut sub = None;
     loop {
         let started = Instant::now();
         let report = publisher
@@ -58,20 +57,17 @@ pub fn publish(out: &mut Out, a: PublishArgs) -> Result<Outcome, Failure> {
         let Some(interval) = a.follow else {
             return Ok(Outcome::Ok);
         };
-        // Wait for a record beyond what is published, then keep publishes `interval` apart.
-        let sub = match &mut sub {
-            Some(s) => s,
-            None => sub.insert(
-                ledger
-                    .subscribe(report.size)
-                    .map_err(|e| Failure::ledger(&e, at()))?,
-            ),
-        };
+        // Wait for a record beyond what is published (a new subscription each time, so
+        // that records published meanwhile are not waited for one by one), then keep
+        // publishes `interval` apart.
+        let mut sub = ledger
+            .subscribe(report.size)
+            .map_err(|e| Failure::ledger(&e, at()))?;
         loop {
             match sub.next_timeout(interval) {
-                Ok(Some(r)) if r.seq >= report.size => break,
-                Ok(_) if out.reader_gone() => return Err(Failure::quiet()),
-                Ok(_) => {}
+                Ok(Some(_)) => break,
+                Ok(None) if out.reader_gone() => return Err(Failure::quiet()),
+                Ok(None) => {}
                 Err(e) => return Err(Failure::ledger(&e, at())),
             }
         }

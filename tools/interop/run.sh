@@ -229,6 +229,19 @@ expect_tiles_rejected "flipped byte in the partial leaf tile" "flip_byte tile/0/
 expect_tiles_rejected "flipped byte in the partial level-2 tile" "flip_byte tile/2/000.p/1 7"
 expect_tiles_rejected "flipped byte in an outgrown partial tile" \
     "flip_byte tile/0/001.p/44 33" -prev "$work/checkpoint-300"
+# Entry 3 altered and its leaf hash in tile/0/000 made to match: only tile/1/000 (and the
+# root) disagree, which Go's TileHashReader does not check for every tile it returns.
+rehash_entry3='python3 -c "
+import hashlib
+b = bytearray(open(\"tile/entries/000\", \"rb\").read())
+off = 3 * 88
+b[off + 40] ^= 1
+open(\"tile/entries/000\", \"wb\").write(b)
+t = bytearray(open(\"tile/0/000\", \"rb\").read())
+t[3 * 32:4 * 32] = hashlib.sha256(b\"\\0\" + bytes(b[off + 2:off + 88])).digest()
+open(\"tile/0/000\", \"wb\").write(t)
+"'
+expect_tiles_rejected "entry and its leaf hash altered together" "$rehash_entry3"
 expect_tiles_rejected "truncated full tile" "truncate -s -32 tile/0/100"
 expect_tiles_rejected "missing partial tile" "rm tile/1/001.p/1"
 expect_tiles_rejected "checkpoint with a flipped signature byte" \

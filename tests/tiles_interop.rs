@@ -439,7 +439,7 @@ fn tlog_tiles_rejects_a_tampered_log() {
     check_log(&pub_dir, &vk, &earlier).unwrap();
 
     // 700 leaves: full leaf tiles 000 and 001, partial 002.p/188; level 1 partial .p/2.
-    let cases: [(&str, &Alter); 8] = [
+    let cases: [(&str, &Alter); 9] = [
         ("a full leaf tile", &|d| flip(&d.join("tile/0/000"), 100)),
         ("the partial leaf tile", &|d| {
             flip(&d.join("tile/0/002.p/188"), 3000)
@@ -452,6 +452,15 @@ fn tlog_tiles_rejects_a_tampered_log() {
         }),
         ("an outgrown partial tile", &|d| {
             flip(&d.join("tile/0/001.p/44"), 33)
+        }),
+        // Entry 3 and its leaf hash in tile/0/000 altered together.
+        ("an entry and its leaf hash", &|d| {
+            let mut b = fs::read(d.join("tile/entries/000")).unwrap();
+            b[3 * 88 + 40] ^= 1;
+            fs::write(d.join("tile/entries/000"), &b).unwrap();
+            let mut t = fs::read(d.join("tile/0/000")).unwrap();
+            t[96..128].copy_from_slice(&tlog_tiles::record_hash(&b[3 * 88 + 2..4 * 88]).0);
+            fs::write(d.join("tile/0/000"), t).unwrap();
         }),
         ("a truncated tile", &|d| {
             let p = d.join("tile/0/001");

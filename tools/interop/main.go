@@ -6,11 +6,15 @@
 //
 //	interop -vkey PREFIX.pub -checkpoint NOTE [-signer PREFIX.key]
 //	        [-inclusion PROOF.json]... [-consistency PROOF.json]...
+//	interop -vkey PREFIX.pub -tiles DIR [-prev NOTE]...
 //
 // Proof files are the JSON that `chainlog prove --json` and
 // `chainlog prove-consistency --json` print. A proof whose tree size equals the
-// checkpoint's must also have the checkpoint's root. Exits 1 on the first failure,
-// saying what failed, and 2 on bad usage.
+// checkpoint's must also have the checkpoint's root.
+//
+// With -tiles, DIR is a log `chainlog publish` wrote (c2sp.org/tlog-tiles), read the
+// way a tlog client reads one: see tiles.go. Exits 1 on the first failure, saying what
+// failed, and 2 on bad usage.
 package main
 
 import (
@@ -125,6 +129,15 @@ func parseCheckpoint(text string) checkpoint {
 	return checkpoint{origin: lines[0], size: size, root: root}
 }
 
+// openCheckpoint verifies a signed checkpoint note and parses its body.
+func openCheckpoint(msg []byte, verifier note.Verifier, file string) checkpoint {
+	n, err := note.Open(msg, note.VerifierList(verifier))
+	if err != nil {
+		fail("note.Open(%s): %v", file, err)
+	}
+	return parseCheckpoint(n.Text)
+}
+
 func main() {
 	var inclusions, consistencies files
 	vkeyFile := flag.String("vkey", "", "verifier key file (PREFIX.pub)")
@@ -132,8 +145,14 @@ func main() {
 	signerFile := flag.String("signer", "", "optional signer key file (PREFIX.key): re-sign the body with Go and compare")
 	flag.Var(&inclusions, "inclusion", "inclusion proof JSON file (repeatable)")
 	flag.Var(&consistencies, "consistency", "consistency proof JSON file (repeatable)")
+	tilesDir := flag.String("tiles", "", "a published tlog-tiles directory to read as a client")
+	var prevs files
+	flag.Var(&prevs, "prev", "with -tiles: an earlier checkpoint of the log, which it must extend (repeatable)")
 	flag.Parse()
-	if *vkeyFile == "" || *noteFile == "" || flag.NArg() != 0 {
+	tilesMode := *tilesDir != ""
+	if *vkeyFile == "" || (*noteFile == "") == !tilesMode || flag.NArg() != 0 ||
+		(tilesMode && (*signerFile != "" || len(inclusions)+len(consistencies) > 0)) ||
+		(!tilesMode && len(prevs) > 0) {
 		flag.Usage()
 		os.Exit(2)
 	}
@@ -143,18 +162,22 @@ func main() {
 	if err != nil {
 		fail("note.NewVerifier(%s): %v", *vkeyFile, err)
 	}
-	msg := readFile(*noteFile)
-	n, err := note.Open(msg, note.VerifierList(verifier))
-	if err != nil {
-		fail("note.Open(%s): %v", *noteFile, err)
+	if tilesMode {
+		checkTiles(*tilesDir, verifier, prevs)
+		return
 	}
-	cp := parseCheckpoint(n.Text)
+	msg := readFile(*noteFile)
+	cp := openCheckpoint(msg, verifier, *noteFile)
 	if *signerFile != "" {
 		// Ed25519 signatures are deterministic, so Go signing the same body with the
 		// same key must give the same note byte for byte.
 		signer, err := note.NewSigner(strings.TrimSpace(string(readFile(*signerFile))))
 		if err != nil {
 			fail("note.NewSigner(%s): %v", *signerFile, err)
+		}
+		n, err := note.Open(msg, note.VerifierList(verifier))
+		if err != nil {
+			fail("note.Open(%s): %v", *noteFile, err)
 		}
 		again, err := note.Sign(&note.Note{Text: n.Text}, signer)
 		if err != nil {

@@ -379,8 +379,24 @@ fn import_stages_beside_the_target_and_leaves_live_imports_alone() {
     let lookalike = tmp.path().join(".t.importing.00000000000000ee");
     run(["init", p(&lookalike)]).ok();
     run(["append", p(&lookalike), "mine"]).ok();
-    let held = fs::File::open(&live).unwrap();
-    held.try_lock().unwrap();
+    // The running import's lock is held by a child process, not by this one: a lock
+    // held here is copied into every child another test forks meanwhile, and outlives
+    // its release here until that child's exec.
+    let mut held = std::process::Command::new("flock")
+        .arg("--nonblock")
+        .arg(&live)
+        .args(["-c", "echo held; exec cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("flock(1) from util-linux");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(held.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "held\n", "flock could not take the staging lock");
     let t = tmp.path().join("t");
     run(["import", p(&x), p(&t)]).ok();
     let kept = |d: &Path| d.join("payload").is_file();
@@ -421,7 +437,8 @@ fn import_stages_beside_the_target_and_leaves_live_imports_alone() {
     assert!(others.is_empty(), "{others:?}");
     // Once released, the next import into the existing ledger clears it too, and so
     // does a redaction.
-    drop(held);
+    drop(held.stdin.take());
+    assert!(held.wait().unwrap().success());
     run(["import", p(&x), p(&t)]).ok();
     assert!(!live.exists(), "a released staging directory was left");
     fs::create_dir(&dead).unwrap();

@@ -1,0 +1,107 @@
+//! Published logs under attack and under faults: hostile objects a verifier must refuse
+//! without running out of memory, and publishers that must not block one another.
+
+use std::fs;
+use std::path::Path;
+
+use chainlog::{Error, Ledger, Options, Publisher, Remote, RemoteCheck, SignerKey};
+
+fn key() -> SignerKey {
+    SignerKey::generate("publish-faults", [9; 32]).unwrap()
+}
+
+fn published(n: usize, payloads: bool) -> (tempfile::TempDir, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let ledger = Ledger::create(dir.path(), Options::default()).unwrap();
+    ledger
+        .append_batch(&(0..n).map(|i| format!("r{i}")).collect::<Vec<_>>())
+        .unwrap();
+    Publisher::new(Remote::dir(out.path()))
+        .key(key())
+        .payloads(payloads)
+        .publish(&ledger)
+        .unwrap();
+    ledger.close().unwrap();
+    (dir, out)
+}
+
+/// A sparse file of `len` bytes in place of the object at `rel`.
+fn swell(root: &Path, rel: &str, len: u64) {
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(root.join(rel))
+        .unwrap();
+    f.set_len(len).unwrap();
+}
+
+/// A hostile log's object of many gigabytes (here sparse files, free to make) is refused
+/// by its size, before it is read: reading it whole would exhaust memory (a 10 GiB tile
+/// got verify-remote killed by the OOM killer).
+#[test]
+fn huge_objects_are_refused_by_their_size_without_reading_them() {
+    let (_dir, out) = published(300, true);
+    let keys = [key().verifier()];
+    for (rel, full) in [
+        ("tile/0/001.p/44", false),
+        ("tile/1/000.p/1", false),
+        ("tile/entries/000", false),
+        ("checkpoint", false),
+        ("tile/entries/001.p/44", true),
+        ("chainlog/payloads/000", true),
+    ] {
+        let copy = tempfile::tempdir().unwrap();
+        copy_dir(out.path(), copy.path());
+        swell(copy.path(), rel, 1 << 40);
+        let e = Remote::dir(copy.path())
+            .verify(&keys, &RemoteCheck::new().full(full), |_, _| {})
+            .unwrap_err();
+        match &e {
+            Error::RemoteInvalid { location, detail } => {
+                assert!(location.ends_with(rel), "{rel}: {e}");
+                assert!(
+                    detail.contains("1099511627776 bytes, more than"),
+                    "{rel}: {e}"
+                );
+            }
+            _ => panic!("{rel}: {e}"),
+        }
+    }
+}
+
+/// The publisher, too, reads neither a huge checkpoint nor a huge object in the way of
+/// one of its own: the first is invalid, the second a fork.
+#[test]
+fn a_publisher_refuses_huge_objects_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let ledger = Ledger::create(dir.path(), Options::default()).unwrap();
+    ledger.append_batch(&["a", "b", "c"]).unwrap();
+    let publisher = Publisher::new(Remote::dir(out.path())).key(key());
+    publisher.publish(&ledger).unwrap();
+    ledger.append_batch(&["d"]).unwrap();
+    fs::create_dir_all(out.path().join("tile/entries/000.p")).unwrap();
+    fs::write(out.path().join("tile/entries/000.p/4"), b"x").unwrap();
+    swell(out.path(), "tile/entries/000.p/4", 1 << 40);
+    let e = publisher.publish(&ledger).unwrap_err();
+    assert!(matches!(e, Error::Fork { .. }), "{e}");
+    assert!(e.to_string().contains("tile/entries/000.p/4"), "{e}");
+    fs::remove_file(out.path().join("tile/entries/000.p/4")).unwrap();
+    swell(out.path(), "checkpoint", 1 << 40);
+    let e = publisher.publish(&ledger).unwrap_err();
+    assert!(matches!(e, Error::RemoteInvalid { .. }), "{e}");
+    ledger.close().unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}

@@ -341,9 +341,13 @@ fn write_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf> {
         .create_new(true)
         .open(&tmp)
         .map_err(|e| Error::io("creating a temporary object", &tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io("writing a temporary object", &tmp, e))?;
+    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+        // Ours alone and never read; left behind, each failure (a full disk) would leave
+        // one more partial temporary taking space.
+        drop(f);
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io("writing a temporary object", &tmp, e));
+    }
     Ok(tmp)
 }
 

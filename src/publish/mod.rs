@@ -171,7 +171,10 @@ impl Publisher {
             };
             report.old_size = old;
             if current.is_some() && old >= target.size {
-                // Already published (by us or a publisher of the same history).
+                // Already published (by us or a publisher of the same history). The
+                // checkpoint's rename may be what a failed directory sync left undurable
+                // in a run before: sync it, so that a rerun leaves no rollback to a crash.
+                self.remote.persist(&[CHECKPOINT_PATH.to_owned()])?;
                 report.size = old;
                 report.root = ledger.root_at(old)?;
                 return Ok(report);

@@ -105,3 +105,43 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Known limitation, left open: a fork that lost the checkpoint race (or failed before
+/// its checkpoint) leaves objects beyond the published checkpoint, and write-once they
+/// stay; when the winner grows to them, its objects collide and every publish is a fork.
+/// Here the loser's checkpoint replace fails (the lock is a directory), as it would
+/// after losing the race. The log stays correct, but the winner cannot publish again.
+#[test]
+#[ignore = "known: a fork's objects beyond the checkpoint block the real history"]
+fn a_fork_that_lost_leaves_objects_that_block_the_winner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (tmp.path().join("a"), tmp.path().join("b"));
+    let a = Ledger::create(&a_dir, Options::default()).unwrap();
+    a.append_batch(&(0..100).map(|i| format!("c{i}")).collect::<Vec<_>>())
+        .unwrap();
+    a.close().unwrap();
+    copy_dir(&a_dir, &b_dir);
+    let (a, b) = (
+        Ledger::open(&a_dir, Options::default()).unwrap(),
+        Ledger::open(&b_dir, Options::default()).unwrap(),
+    );
+    let out = tempfile::tempdir().unwrap();
+    let publisher = Publisher::new(Remote::dir(out.path())).key(key());
+    publisher.publish(&a).unwrap();
+    b.append_batch(&(0..200).map(|i| format!("b{i}")).collect::<Vec<_>>())
+        .unwrap();
+    let lock = out.path().join(".chainlog-publish.lock");
+    fs::remove_file(&lock).unwrap();
+    fs::create_dir(&lock).unwrap();
+    assert!(publisher.publish(&b).is_err());
+    fs::remove_dir(&lock).unwrap();
+    a.append_batch(&["a"]).unwrap();
+    publisher.publish(&a).unwrap();
+    assert!(matches!(publisher.publish(&b), Err(Error::Fork { .. })));
+    a.append_batch(&(0..199).map(|i| format!("a{i}")).collect::<Vec<_>>())
+        .unwrap();
+    let r = publisher.publish(&a);
+    assert!(r.is_ok(), "the winner is blocked: {}", r.unwrap_err());
+    a.close().unwrap();
+    b.close().unwrap();
+}

@@ -162,14 +162,19 @@ impl Publisher {
             retries: 0,
         };
         loop {
-            let current = self.remote.get(CHECKPOINT_PATH)?;
+            let current = self
+                .remote
+                .get_at_most(CHECKPOINT_PATH, crate::note::MAX_NOTE_LEN as u64)?;
             let old = match &current {
                 None => 0,
                 Some(obj) => self.published_size(ledger, &obj.bytes)?,
             };
             report.old_size = old;
             if current.is_some() && old >= target.size {
-                // Already published (by us or a publisher of the same history).
+                // Already published (by us or a publisher of the same history). The
+                // checkpoint's rename may be what a failed directory sync left undurable
+                // in a run before: sync it, so that a rerun leaves no rollback to a crash.
+                self.remote.persist(&[CHECKPOINT_PATH.to_owned()])?;
                 report.size = old;
                 report.root = ledger.root_at(old)?;
                 return Ok(report);
@@ -385,7 +390,24 @@ impl Publisher {
         if self.remote.create(&o.path, &o.bytes)? {
             return Ok(true);
         }
-        let Some(existing) = self.remote.get(&o.path)? else {
+        // Never more than an object of ours can be: a bundle published before records
+        // were redacted holds at most a tile's worth of items.
+        let max = if o.payloads {
+            crate::tiles::TILE_WIDTH * payloads::MAX_ITEM_LEN
+        } else {
+            o.bytes.len() as u64
+        };
+        let existing = match self.remote.get_at_most(&o.path, max) {
+            Err(Error::RemoteInvalid { location, detail }) => {
+                return Err(Error::Fork {
+                    detail: format!(
+                        "{location} already holds other bytes than this ledger's: {detail}"
+                    ),
+                })
+            }
+            other => other?,
+        };
+        let Some(existing) = existing else {
             return Err(Error::Fork {
                 detail: format!(
                     "{} was refused as existing, then read as absent: something else writes there",

@@ -12,6 +12,9 @@ pub(crate) const PAYLOAD_PRESENT: u8 = 0;
 /// Tag of a redacted record: nothing follows.
 pub(crate) const PAYLOAD_REDACTED: u8 = 1;
 
+/// The most bytes one item can take: tag, salt, length and the largest payload.
+pub(crate) const MAX_ITEM_LEN: u64 = (1 + HASH_LEN + 4 + crate::format::MAX_PAYLOAD) as u64;
+
 /// `chainlog/payloads/<N>[.p/<W>]`: beside the entry bundle of the same tile.
 pub(crate) fn payloads_path(tile: &Tile) -> String {
     let entries = tile.entries_path();

@@ -4,7 +4,7 @@
 //! keep a log write-once and unforkable.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -152,19 +152,42 @@ impl Remote {
         format!("{}/{path}", self.url())
     }
 
-    /// Reads the object at `path`; `None` if there is none.
-    pub(crate) fn get(&self, path: &str) -> Result<Option<Object>> {
+    /// Reads the object at `path` if it is at most `max` bytes; `None` if there is none.
+    /// A larger one is [`Error::RemoteInvalid`], found before its bytes are read, so that
+    /// a huge object (a hostile log, a sparse file) costs no memory.
+    pub(crate) fn get_at_most(&self, path: &str, max: u64) -> Result<Option<Object>> {
+        let too_big = |len: u64| Error::RemoteInvalid {
+            location: self.locate(path),
+            detail: format!("{len} bytes, more than the {max} such an object can have"),
+        };
         match &*self.inner {
             Backend::Dir(root) => {
                 let file = root.join(path);
-                match fs::read(&file) {
-                    Ok(bytes) => Ok(Some(Object {
-                        version: Version::Bytes(bytes.clone()),
-                        bytes,
-                    })),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                    Err(e) => Err(Error::io("reading a published object", file, e)),
+                let mut f = match File::open(&file) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(Error::io("reading a published object", file, e)),
+                };
+                let len = f
+                    .metadata()
+                    .map_err(|e| Error::io("reading a published object", &file, e))?
+                    .len();
+                if len > max {
+                    return Err(too_big(len));
                 }
+                // It may grow while it is read: never read past `max`.
+                let mut bytes = Vec::new();
+                (&mut f)
+                    .take(max.saturating_add(1))
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| Error::io("reading a published object", &file, e))?;
+                if bytes.len() as u64 > max {
+                    return Err(too_big(bytes.len() as u64));
+                }
+                Ok(Some(Object {
+                    version: Version::Bytes(bytes.clone()),
+                    bytes,
+                }))
             }
             Backend::Store {
                 store,
@@ -176,14 +199,21 @@ impl Remote {
                 let got = runtime.block_on(async {
                     let r = store.get(&location).await?;
                     let (e_tag, version) = (r.meta.e_tag.clone(), r.meta.version.clone());
+                    if r.meta.size > max {
+                        return Ok(Err(r.meta.size));
+                    }
                     let bytes = r.bytes().await?;
-                    Ok::<_, object_store::Error>((bytes, e_tag, version))
+                    Ok::<_, object_store::Error>(Ok((bytes, e_tag, version)))
                 });
                 match got {
-                    Ok((bytes, e_tag, version)) => Ok(Some(Object {
-                        bytes: bytes.to_vec(),
-                        version: Version::Tag { e_tag, version },
-                    })),
+                    Ok(Ok((bytes, e_tag, version))) if bytes.len() as u64 <= max => {
+                        Ok(Some(Object {
+                            bytes: bytes.to_vec(),
+                            version: Version::Tag { e_tag, version },
+                        }))
+                    }
+                    Ok(Ok((bytes, ..))) => Err(too_big(bytes.len() as u64)),
+                    Ok(Err(len)) => Err(too_big(len)),
                     Err(object_store::Error::NotFound { .. }) => Ok(None),
                     Err(e) => Err(self.failed("reading", path, e)),
                 }
@@ -304,9 +334,13 @@ fn write_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf> {
         .create_new(true)
         .open(&tmp)
         .map_err(|e| Error::io("creating a temporary object", &tmp, e))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io("writing a temporary object", &tmp, e))?;
+    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
+        // Ours alone and never read; left behind, each failure (a full disk) would leave
+        // one more partial temporary taking space.
+        drop(f);
+        let _ = fs::remove_file(&tmp);
+        return Err(Error::io("writing a temporary object", &tmp, e));
+    }
     Ok(tmp)
 }
 

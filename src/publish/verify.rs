@@ -12,12 +12,12 @@ use super::CHECKPOINT_PATH;
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::format::{Entry, ENTRY_LEN};
-use crate::hash::{Hash, HashAlg};
+use crate::hash::{Hash, HashAlg, HASH_LEN};
 use crate::merkle::{
     prove_consistency, root_from_leaves, split_stored_hash_index, tree_hash, verify_consistency,
     HashReader, TreeError,
 };
-use crate::note::VerifierKey;
+use crate::note::{VerifierKey, MAX_NOTE_LEN};
 use crate::tiles::{tile_hashes, Tile, TILE_HEIGHT, TILE_WIDTH};
 
 /// What [`Remote::verify`] checks beyond the checkpoint and its root.
@@ -99,7 +99,7 @@ impl Remote {
     ) -> Result<RemoteReport> {
         let at = self.locate(CHECKPOINT_PATH);
         let obj = self
-            .get(CHECKPOINT_PATH)?
+            .get_at_most(CHECKPOINT_PATH, MAX_NOTE_LEN as u64)?
             .ok_or_else(|| invalid(at.clone(), "there is no checkpoint"))?;
         let (cp, opened) =
             Checkpoint::open(&obj.bytes, keys).map_err(|e| invalid(at.clone(), e.to_string()))?;
@@ -255,7 +255,8 @@ fn check_all(tiles: &Tiles<'_>, mut progress: impl FnMut(u64, u64)) -> Result<(u
 fn check_payloads(tiles: &Tiles<'_>, tile: &Tile, entries: &[Entry]) -> Result<u64> {
     let path = payloads_path(tile);
     let at = || tiles.remote.locate(&path);
-    let Some(obj) = tiles.remote.get(&path)? else {
+    let max = u64::from(tile.width) * payloads::MAX_ITEM_LEN;
+    let Some(obj) = tiles.remote.get_at_most(&path, max)? else {
         return Ok(0);
     };
     let items = payloads::decode(&obj.bytes).map_err(|e| invalid(at(), e))?;
@@ -335,9 +336,10 @@ impl<'a> Tiles<'a> {
         }
         let path = tile.path();
         let at = || self.remote.locate(&path);
+        let max = u64::from(tile.width) * HASH_LEN as u64;
         let obj = self
             .remote
-            .get(&path)?
+            .get_at_most(&path, max)?
             .ok_or_else(|| invalid(at(), "the tile is missing"))?;
         self.fetched.set(self.fetched.get() + 1);
         let hashes = tile_hashes(&obj.bytes)
@@ -377,9 +379,10 @@ impl<'a> Tiles<'a> {
     fn entries(&self, tile: &Tile) -> Result<Vec<Entry>> {
         let path = tile.entries_path();
         let at = || self.remote.locate(&path);
+        let max = u64::from(tile.width) * (2 + ENTRY_LEN as u64);
         let obj = self
             .remote
-            .get(&path)?
+            .get_at_most(&path, max)?
             .ok_or_else(|| invalid(at(), "the entry bundle is missing"))?;
         let mut rest: &[u8] = &obj.bytes;
         let mut out = Vec::with_capacity(usize::from(tile.width));

@@ -60,6 +60,9 @@ fn publish_faults_fail_cleanly_leave_no_temporaries_and_a_rerun_completes() {
         let target = tmp
             .path()
             .join(format!("pub-{}", fault.replace([':', '='], "-")));
+        // Made here, so that the faults hit the publish's own objects and not the
+        // sync of a new target directory into its parent.
+        fs::create_dir(&target).unwrap();
         let url = format!("file://{}", target.display());
         let out = Command::new("strace")
             .args(["-f", "-qq", "-o", "/dev/null", "-e"])

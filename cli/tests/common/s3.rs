@@ -94,13 +94,29 @@ fn install_venv(venv: &Path) -> PathBuf {
     bin
 }
 
-/// A port nobody listens on now (moto is retried on another if it loses a race for it).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The port moto says it is running on, read from its log: it is given port 0, so the
+/// kernel picks a free one and no other test's server can be mistaken for ours.
+fn announced_port(log: &Path, mut alive: impl FnMut() -> bool) -> Option<u16> {
+    const MARK: &str = "Running on http://127.0.0.1:";
+    let deadline = Instant::now() + START_DEADLINE;
+    while Instant::now() < deadline {
+        let text = fs::read_to_string(log).unwrap_or_default();
+        if let Some(at) = text.find(MARK) {
+            let digits: String = text[at + MARK.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(port) = digits.parse() {
+                return Some(port);
+            }
+        }
+        if !alive() {
+            return None;
+        }
+        // A poll interval, not a synchronisation: the loop ends on the condition.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
 }
 
 /// Waits until `addr` accepts a connection, `alive` says false, or the deadline passes;
@@ -135,17 +151,20 @@ impl Moto {
         let log = dir.path().join("moto.log");
         let mut last = String::new();
         for _ in 0..3 {
-            let port = free_port();
             let out = File::create(&log).unwrap();
             let mut child = Command::new(&exe)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .args(["-H", "127.0.0.1", "-p", "0"])
                 .stdin(Stdio::null())
                 .stdout(out.try_clone().unwrap())
                 .stderr(out)
                 .spawn()
                 .unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
-            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-            if wait_listening(addr, || matches!(child.try_wait(), Ok(None))) {
+            let port = announced_port(&log, || matches!(child.try_wait(), Ok(None)));
+            let addr: Option<SocketAddr> =
+                port.map(|port| format!("127.0.0.1:{port}").parse().unwrap());
+            if let Some(addr) =
+                addr.filter(|&a| wait_listening(a, || matches!(child.try_wait(), Ok(None))))
+            {
                 return Moto {
                     child,
                     addr,

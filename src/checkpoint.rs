@@ -128,6 +128,11 @@ pub(crate) fn shown(line: &str) -> String {
     }
 }
 
+/// The origin line of a chainlog ledger's checkpoints: `chainlog/<ledger id in hex>`.
+pub(crate) fn ledger_origin(ledger_id: &[u8; 16]) -> String {
+    format!("chainlog/{}", crate::hash::to_hex(ledger_id))
+}
+
 /// C2SP tlog-checkpoint: ASCII decimal, no sign and no leading zeros except for `0`.
 fn parse_size(s: &str) -> Result<u64, CheckpointError> {
     if !s.bytes().all(|b| b.is_ascii_digit()) {

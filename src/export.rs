@@ -119,7 +119,7 @@ impl ExportHeader {
 
     /// The checkpoint origin of the ledger this export comes from.
     pub fn origin(&self) -> String {
-        format!("chainlog/{}", to_hex(&self.ledger_id))
+        crate::checkpoint::ledger_origin(&self.ledger_id)
     }
 
     /// The predecessor record 0 must carry, `H(0x03 ‖ "chainlog genesis" ‖ algorithm ‖

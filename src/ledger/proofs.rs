@@ -14,10 +14,7 @@ use crate::writer::Health;
 impl Ledger {
     /// The checkpoint origin line: `chainlog/<ledger id in hex>`.
     pub fn origin(&self) -> String {
-        format!(
-            "chainlog/{}",
-            crate::hash::to_hex(&self.core.config.ledger_id)
-        )
+        crate::checkpoint::ledger_origin(&self.core.config.ledger_id)
     }
 
     pub(crate) fn tree_reader(&self, size: u64) -> TreeReader<'_, dyn Store> {

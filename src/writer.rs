@@ -169,6 +169,28 @@ impl Pending {
     }
 }
 
+struct State {
+    /// The sequenced tip: what the next record links to.
+    tip: Head,
+    pending: Pending,
+    /// A committer is writing outside the lock.
+    committing: bool,
+    /// The head as stored.
+    committed: Head,
+    /// The head as of the last successful device sync.
+    durable: Head,
+    poisoned: Option<String>,
+    shutdown: bool,
+    /// Async appenders and subscription streams waiting for a commit (see `wake`).
+    wakers: wake::Wakers,
+    /// An async appender asked the flusher thread for a durable commit.
+    commit_requested: bool,
+    /// The ledger was closed: nothing more will be committed.
+    closed: bool,
+    /// A reader's refresh found its log damaged or not continuing its view.
+    view_corrupt: Option<String>,
+}
+
 impl State {
     /// Moves the tip past a record just placed in the pending group: the record hash
     /// joins the tree, and the node hashes it completes join that group's node value.
@@ -190,28 +212,6 @@ impl State {
         self.tip.last_timestamp = ts;
         Ok(())
     }
-}
-
-struct State {
-    /// The sequenced tip: what the next record links to.
-    tip: Head,
-    pending: Pending,
-    /// A committer is writing outside the lock.
-    committing: bool,
-    /// The head as stored.
-    committed: Head,
-    /// The head as of the last successful device sync.
-    durable: Head,
-    poisoned: Option<String>,
-    shutdown: bool,
-    /// Async appenders and subscription streams waiting for a commit (see `wake`).
-    wakers: wake::Wakers,
-    /// An async appender asked the flusher thread for a durable commit.
-    commit_requested: bool,
-    /// The ledger was closed: nothing more will be committed.
-    closed: bool,
-    /// A reader's refresh found its log damaged or not continuing its view.
-    view_corrupt: Option<String>,
 }
 
 /// A prepared payload: its salt and commitment, computed before taking the lock.

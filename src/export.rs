@@ -813,64 +813,20 @@ fn trusted_check<R: Read>(
     opened: Result<(Checkpoint, crate::note::OpenedNote), crate::checkpoint::CheckpointError>,
     root: Option<Hash>,
 ) -> CheckpointCheck {
-    let end = h.from + reader.records_read();
-    let mut c = CheckpointCheck {
-        status: CheckpointStatus::BadSignature,
-        detail: String::new(),
-        checkpoint_size: 0,
-        checkpoint_root: None,
-        ledger_size: end,
-        ledger_root: root.unwrap_or_default(),
+    let origin = h.origin();
+    let against = crate::verify::Against {
+        what: "the export",
+        origin: &origin,
+        from: h.from,
+        end: h.from + reader.records_read(),
+        root: root.unwrap_or_default(),
+        truncated_hint: "",
     };
-    let cp = match opened {
-        Ok((cp, _)) => cp,
-        Err(e) => {
-            c.detail = format!("the trusted checkpoint does not verify: {e}");
-            return c;
-        }
-    };
-    c.checkpoint_size = cp.size;
-    c.checkpoint_root = Some(cp.root);
-    if cp.origin != h.origin() {
-        c.status = CheckpointStatus::WrongOrigin;
-        c.detail = format!(
-            "the checkpoint is for {}, the export for {:?}",
-            shown(&cp.origin),
-            h.origin()
-        );
-    } else if cp.size > end {
-        c.status = CheckpointStatus::Truncated;
-        c.detail = format!(
-            "the checkpoint covers {} records but the export ends at {end}",
-            cp.size
-        );
-    } else if cp.size < h.from {
-        c.status = CheckpointStatus::NotCovered;
-        c.detail = format!(
-            "the checkpoint's tree ({} records) ends before the export's first record ({}); export from {} or earlier to check it",
-            cp.size, h.from, cp.size
-        );
-    } else {
-        match reader.watched_root {
-            Some(r) if r == cp.root => {
-                c.status = CheckpointStatus::Consistent;
-                c.detail = format!(
-                    "the export ({end} records) extends the checkpoint ({} records)",
-                    cp.size
-                );
-            }
-            Some(r) => {
-                c.status = CheckpointStatus::Forked;
-                c.detail = format!(
-                    "at {} records the checkpoint's root is {} but the export's is {r}",
-                    cp.size, cp.root
-                );
-            }
-            None => {
-                c.status = CheckpointStatus::Truncated;
-                c.detail = "the export stopped before reaching the checkpoint's size".into();
-            }
-        }
+    let watched = reader.watched_root;
+    match crate::verify::classify_checkpoint(opened.map(|(cp, _)| cp), &against, |_| {
+        Ok::<_, std::convert::Infallible>(watched)
+    }) {
+        Ok(c) => c,
+        Err(never) => match never {},
     }
-    c
 }

@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::checkpoint::{shown, Checkpoint, CheckpointError};
 use crate::format::{self, FrameError, FrameRef, Head, RecordKind};
 use crate::hash::{Hash, HashAlg};
 use crate::merkle::Frontier;
@@ -207,6 +208,91 @@ pub struct CheckpointCheck {
     pub ledger_size: u64,
     /// The Merkle root over those `ledger_size` records.
     pub ledger_root: Hash,
+}
+
+/// What a trusted checkpoint is classified against: a ledger, or an export.
+pub(crate) struct Against<'a> {
+    /// "the ledger" or "the export", as the verdict's sentences name it.
+    pub what: &'static str,
+    /// Its checkpoint origin.
+    pub origin: &'a str,
+    /// Its first record (an export may start later) and its size.
+    pub from: u64,
+    pub end: u64,
+    /// Its root at `end`.
+    pub root: Hash,
+    /// Said after a truncation verdict: what a smaller size means here.
+    pub truncated_hint: &'static str,
+}
+
+/// Classifies a trusted checkpoint (opened with the trusted keys, or why it did not open)
+/// against a ledger or an export; `root_at(n)` gives their root at `n` records (`None`
+/// when it cannot be known, as in an export that stopped early).
+pub(crate) fn classify_checkpoint<E>(
+    opened: Result<Checkpoint, CheckpointError>,
+    a: &Against<'_>,
+    root_at: impl FnOnce(u64) -> Result<Option<Hash>, E>,
+) -> Result<CheckpointCheck, E> {
+    let mut c = CheckpointCheck {
+        status: CheckpointStatus::BadSignature,
+        detail: String::new(),
+        checkpoint_size: 0,
+        checkpoint_root: None,
+        ledger_size: a.end,
+        ledger_root: a.root,
+    };
+    let cp = match opened {
+        Ok(cp) => cp,
+        Err(e) => {
+            c.detail = format!("the trusted checkpoint does not verify: {e}");
+            return Ok(c);
+        }
+    };
+    c.checkpoint_size = cp.size;
+    c.checkpoint_root = Some(cp.root);
+    let (what, end) = (a.what, a.end);
+    if cp.origin != a.origin {
+        c.status = CheckpointStatus::WrongOrigin;
+        c.detail = format!(
+            "the checkpoint is for {}, {what} is {:?}",
+            shown(&cp.origin),
+            a.origin
+        );
+    } else if cp.size > end {
+        c.status = CheckpointStatus::Truncated;
+        c.detail = format!(
+            "the checkpoint covers {} records but {what} holds {end}{}",
+            cp.size, a.truncated_hint
+        );
+    } else if cp.size < a.from {
+        c.status = CheckpointStatus::NotCovered;
+        c.detail = format!(
+            "the checkpoint's tree ({} records) ends before {what}'s first record ({}); export from {} or earlier to check it",
+            cp.size, a.from, cp.size
+        );
+    } else {
+        match root_at(cp.size)? {
+            Some(r) if r == cp.root => {
+                c.status = CheckpointStatus::Consistent;
+                c.detail = format!(
+                    "{what} ({end} records) extends the checkpoint ({} records)",
+                    cp.size
+                );
+            }
+            Some(r) => {
+                c.status = CheckpointStatus::Forked;
+                c.detail = format!(
+                    "at {} records the checkpoint's root is {} but {what}'s is {r}: history was rewritten",
+                    cp.size, cp.root
+                );
+            }
+            None => {
+                c.status = CheckpointStatus::Truncated;
+                c.detail = format!("{what} stopped before reaching the checkpoint's size");
+            }
+        }
+    }
+    Ok(c)
 }
 
 /// The result of a verification.

@@ -10,9 +10,7 @@ use crate::log::CommitRecord;
 use crate::note::VerifierKey;
 use crate::redaction;
 use crate::store::Store;
-use crate::verify::{
-    Break, BreakKind, ChainVerifier, CheckpointCheck, CheckpointStatus, VerifyReport,
-};
+use crate::verify::{Break, BreakKind, ChainVerifier, CheckpointCheck, VerifyReport};
 
 impl Ledger {
     /// Verifies the whole ledger: every frame, hash, commitment, link, timestamp, the
@@ -194,53 +192,17 @@ impl Ledger {
         len: u64,
         root: Hash,
     ) -> Result<CheckpointCheck> {
-        let mut check = CheckpointCheck {
-            status: CheckpointStatus::BadSignature,
-            detail: String::new(),
-            checkpoint_size: 0,
-            checkpoint_root: None,
-            ledger_size: len,
-            ledger_root: root,
-        };
-        let cp = match Checkpoint::open(note, keys) {
-            Ok((cp, _)) => cp,
-            Err(e) => {
-                check.detail = format!("the checkpoint does not verify: {e}");
-                return Ok(check);
-            }
-        };
-        check.checkpoint_size = cp.size;
-        check.checkpoint_root = Some(cp.root);
         let origin = self.origin();
-        if cp.origin != origin {
-            check.status = CheckpointStatus::WrongOrigin;
-            check.detail = format!(
-                "the checkpoint is for {}, this ledger is {origin:?}",
-                crate::checkpoint::shown(&cp.origin)
-            );
-        } else if cp.size > len {
-            check.status = CheckpointStatus::Truncated;
-            check.detail = format!(
-                "the checkpoint covers {} records but the ledger holds {len}: records were removed or an older copy restored",
-                cp.size
-            );
-        } else {
-            let ours = self.root_at(cp.size)?;
-            if ours == cp.root {
-                check.status = CheckpointStatus::Consistent;
-                check.detail = format!(
-                    "the ledger ({len} records) extends the checkpoint ({} records)",
-                    cp.size
-                );
-            } else {
-                check.status = CheckpointStatus::Forked;
-                check.detail = format!(
-                    "at {} records the checkpoint's root is {} but the ledger's is {ours}: history was rewritten",
-                    cp.size, cp.root
-                );
-            }
-        }
-        Ok(check)
+        let against = crate::verify::Against {
+            what: "the ledger",
+            origin: &origin,
+            from: 0,
+            end: len,
+            root,
+            truncated_hint: ": records were removed or an older copy restored",
+        };
+        let opened = Checkpoint::open(note, keys).map(|(cp, _)| cp);
+        crate::verify::classify_checkpoint(opened, &against, |n| self.root_at(n).map(Some))
     }
 
     /// With no commit in flight: the stored head must equal the writer's, and no group

@@ -96,7 +96,7 @@ pub struct ExportHeader {
 impl ExportHeader {
     /// The header as written to the file (docs/FORMAT.md, "Export file"), CRC included.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let frontier = self.tree.to_bytes();
+        let frontier = self.tree.hashes_to_bytes();
         let mut b = Vec::with_capacity(HEADER_BASE_LEN + frontier.len());
         b.extend_from_slice(EXPORT_MAGIC);
         b.push(EXPORT_VERSION);
@@ -104,8 +104,8 @@ impl ExportHeader {
         b.extend_from_slice(&self.ledger_id);
         b.extend_from_slice(&self.from.to_be_bytes());
         b.extend_from_slice(&self.count.to_be_bytes());
-        // The frontier's own size prefix is `from`, already written.
-        b.extend_from_slice(frontier.get(8..).unwrap_or_default());
+        // The frontier's size is `from`, already written.
+        b.extend_from_slice(&frontier);
         if let Some(e) = &self.prev_entry {
             b.extend_from_slice(&e.to_bytes());
             for h in &self.prev_path {
@@ -346,9 +346,8 @@ impl<R: Read> ExportReader<R> {
             return Ok(Err(header_break(X_COUNT as u64, "record range overflows")));
         }
         let entry_at = prev_entry_offset(from);
-        let mut frontier = from.to_be_bytes().to_vec();
-        frontier.extend_from_slice(bytes.get(X_FRONTIER..entry_at).unwrap_or_default());
-        let tree = match Frontier::from_bytes(alg, &frontier) {
+        let frontier = bytes.get(X_FRONTIER..entry_at).unwrap_or_default();
+        let tree = match Frontier::from_hashes(alg, from, frontier) {
             Ok(t) => t,
             Err(e) => {
                 return Ok(Err(header_break(

@@ -644,15 +644,15 @@ impl Head {
     /// The encoding of docs/FORMAT.md, *Head*: version, count, last hash and timestamp,
     /// root, frontier and CRC.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let frontier = self.tree.to_bytes();
+        let frontier = self.tree.hashes_to_bytes();
         let mut b = Vec::with_capacity(HEAD_BASE_LEN + frontier.len());
         b.push(FORMAT_VERSION);
         b.extend_from_slice(&self.next_seq.to_be_bytes());
         b.extend_from_slice(&self.last_hash.0);
         b.extend_from_slice(&self.last_timestamp.to_be_bytes());
         b.extend_from_slice(&self.tree.root().0);
-        // The frontier's own encoding starts with its size, which is next_seq above.
-        b.extend_from_slice(frontier.get(8..).unwrap_or_default());
+        // The frontier's size is next_seq above.
+        b.extend_from_slice(&frontier);
         let crc = crc32fast::hash(&b);
         b.extend_from_slice(&crc.to_be_bytes());
         b
@@ -680,9 +680,8 @@ impl Head {
             )));
         }
         let next_seq = be_u64(b, H_NEXT_SEQ);
-        let mut frontier = next_seq.to_be_bytes().to_vec();
-        frontier.extend_from_slice(b.get(H_FRONTIER..b.len() - CRC_LEN).unwrap_or_default());
-        let tree = Frontier::from_bytes(alg, &frontier)
+        let frontier = b.get(H_FRONTIER..b.len() - CRC_LEN).unwrap_or_default();
+        let tree = Frontier::from_hashes(alg, next_seq, frontier)
             .map_err(|e| MetaError(format!("head tree frontier: {e}")))?;
         let root = hash_at(b, H_ROOT);
         if tree.root() != root {

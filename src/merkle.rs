@@ -769,6 +769,24 @@ impl Frontier {
         out
     }
 
+    /// The subtree hashes of [`Frontier::to_bytes`] without the size before them, for
+    /// formats that store the size in a field of their own (the head, an export header).
+    pub(crate) fn hashes_to_bytes(&self) -> Vec<u8> {
+        self.subtrees.iter().flat_map(|h| h.0).collect()
+    }
+
+    /// Decodes [`Frontier::hashes_to_bytes`] output for a tree of `size` leaves, as
+    /// strictly as [`Frontier::from_bytes`].
+    pub(crate) fn from_hashes(
+        alg: HashAlg,
+        size: u64,
+        hashes: &[u8],
+    ) -> Result<Frontier, ProofError> {
+        let mut bytes = size.to_be_bytes().to_vec();
+        bytes.extend_from_slice(hashes);
+        Frontier::from_bytes(alg, &bytes)
+    }
+
     /// Decodes [`Frontier::to_bytes`] output. Strict: the length must be exactly what the
     /// size implies, and the size at most [`MAX_TREE_SIZE`].
     pub fn from_bytes(alg: HashAlg, bytes: &[u8]) -> Result<Frontier, ProofError> {

@@ -86,8 +86,8 @@ impl SegmentHeader {
         b.extend_from_slice(&self.start.next_seq.to_be_bytes());
         b.extend_from_slice(self.start.last_hash.as_bytes());
         b.extend_from_slice(&self.start.last_timestamp.to_be_bytes());
-        // The frontier encoding starts with its size, which is first_seq above.
-        b.extend_from_slice(self.start.tree.to_bytes().get(8..).unwrap_or_default());
+        // The frontier's size is first_seq above.
+        b.extend_from_slice(&self.start.tree.hashes_to_bytes());
         let crc = crc32fast::hash(&b);
         b.extend_from_slice(&crc.to_be_bytes());
         b
@@ -132,9 +132,9 @@ impl SegmentHeader {
             ledger_id,
             created: be_u64(header, S_CREATED),
         };
-        let mut frontier = first_seq.to_be_bytes().to_vec();
-        frontier.extend_from_slice(header.get(S_FRONTIER..len - CRC_LEN).unwrap_or_default());
-        let tree = Frontier::from_bytes(alg, &frontier).map_err(|e| format!("frontier: {e}"))?;
+        let frontier = header.get(S_FRONTIER..len - CRC_LEN).unwrap_or_default();
+        let tree = Frontier::from_hashes(alg, first_seq, frontier)
+            .map_err(|e| format!("frontier: {e}"))?;
         Ok(SegmentHeader {
             config,
             number: be_u64(header, S_NUMBER),

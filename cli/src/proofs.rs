@@ -14,6 +14,7 @@ use chainlog::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::commands::open_read_only;
 use super::files;
 use super::output::Out;
 use super::{at_dir, at_seq, Failure, Outcome};
@@ -274,17 +275,6 @@ pub fn checkpoint(out: &mut Out, dir: &Path, key: &Path) -> Result<Outcome, Fail
         alg: ledger.hash_alg(),
     })?;
     Ok(Outcome::Ok)
-}
-
-fn open_read_only(dir: &Path) -> Result<Ledger, Failure> {
-    Ledger::open(
-        dir,
-        Options {
-            read_only: true,
-            ..Options::default()
-        },
-    )
-    .map_err(|e| Failure::ledger(&e, at_dir(dir)))
 }
 
 fn print_hashes(out: &mut Out, label: &str, hashes: &[Hash]) -> Result<(), Failure> {

@@ -707,8 +707,8 @@ impl Head {
 // ---- stored tree nodes ----
 
 /// Interior Merkle nodes are stored from this level up (subtrees of 16 leaves and more);
-/// lower ones are recomputed from record hashes, which costs at most 15 hashes of data
-/// already read, while storing them would add ~28 bytes per record.
+/// a lower one is recomputed from record hashes already read, at most 8 of them and 7
+/// hashes, while storing them would add ~28 bytes per record.
 pub const STORED_NODE_MIN_LEVEL: u32 = 4;
 
 /// Number of stored nodes completed by the leaves before leaf `m`:

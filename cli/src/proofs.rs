@@ -325,39 +325,6 @@ struct TlogProofView<'a> {
     tlog_proof: Option<&'a str>,
 }
 
-/// Refuses (exit 1) to sign a tree of a ledger that does not extend the latest
-/// checkpoint it signed, as `checkpoint` does: a rolled-back or rewritten store.
-fn check_extends_latest(ledger: &Ledger, dir: &Path) -> Result<(), Failure> {
-    let Some(note) = ledger
-        .latest_checkpoint()
-        .map_err(|e| Failure::ledger(&e, at_dir(dir)))?
-    else {
-        return Ok(());
-    };
-    let (prior, _) = Checkpoint::parse_note(&note).map_err(|e| {
-        Failure::integrity(
-            format!("the latest checkpoint the ledger keeps does not parse: {e}"),
-            at_dir(dir),
-        )
-    })?;
-    let len = ledger.len();
-    let extends = prior.size <= len
-        && ledger
-            .root_at(prior.size)
-            .map_err(|e| Failure::ledger(&e, at_dir(dir)))?
-            == prior.root;
-    if !extends {
-        return Err(Failure::integrity(
-            format!(
-                "the ledger ({len} records) does not extend its latest checkpoint ({} records, root {}); refusing to sign",
-                prior.size, prior.root
-            ),
-            at_dir(dir),
-        ));
-    }
-    Ok(())
-}
-
 /// `prove --tlog-proof`: the C2SP tlog-proof of record `seq` in the tree of `size`
 /// records (all by default), its checkpoint signed with `key`. The checkpoint is not
 /// kept as the ledger's latest: `prove` is a reader and writes nothing to the ledger.
@@ -376,7 +343,11 @@ pub fn prove_tlog(
     };
     let ledger = open_read_only(dir)?;
     let alg = ledger.hash_alg();
-    check_extends_latest(&ledger, dir)?;
+    // Never signs a tree of a ledger that does not extend the latest checkpoint it signed
+    // (exit 1), as `checkpoint` does.
+    ledger
+        .latest_checkpoint_extended()
+        .map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
     let at = at_seq(dir, seq);
     let inclusion = ledger
         .prove_inclusion(seq, size)
@@ -800,22 +771,8 @@ pub fn verify_proof(out: &mut Out, a: VerifyProofArgs) -> Result<Outcome, Failur
             check_proof(&proof, alg, t)
         }
     };
-    view.ok = verdict.is_ok();
-    view.detail = match verdict {
-        Ok(s) | Err(s) => s,
-    };
-    if out.json {
-        out.json(&view)?;
-    } else if view.ok {
-        out.line(format_args!("OK: {}", view.detail))?;
-    } else {
-        out.line(format_args!("INVALID {} proof: {}", view.kind, view.detail))?;
-    }
-    Ok(if view.ok {
-        Outcome::Ok
-    } else {
-        Outcome::Broken
-    })
+    let invalid = format!("{} proof", view.kind);
+    print_verdict(out, view, verdict, &invalid, "")
 }
 
 /// `verify-proof` of a C2SP tlog-proof: its checkpoint must verify with `--pub`, and its
@@ -896,6 +853,17 @@ fn verify_tlog_proof(
             Err(e.to_string())
         }
     };
+    print_verdict(out, view, verdict, "tlog-proof", &format!(" ({at})"))
+}
+
+/// Prints a proof check: its JSON view, or `OK: why` / `INVALID <what>: why<suffix>`.
+fn print_verdict(
+    out: &mut Out,
+    mut view: ProofCheckView,
+    verdict: Result<String, String>,
+    what: &str,
+    suffix: &str,
+) -> Result<Outcome, Failure> {
     view.ok = verdict.is_ok();
     view.detail = match verdict {
         Ok(s) | Err(s) => s,
@@ -905,7 +873,7 @@ fn verify_tlog_proof(
     } else if view.ok {
         out.line(format_args!("OK: {}", view.detail))?;
     } else {
-        out.line(format_args!("INVALID tlog-proof: {} ({at})", view.detail))?;
+        out.line(format_args!("INVALID {what}: {}{suffix}", view.detail))?;
     }
     Ok(if view.ok {
         Outcome::Ok

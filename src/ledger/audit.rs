@@ -1,7 +1,7 @@
 //! The audit: every record, link and stored node checked, the head against the log, and
 //! a trusted checkpoint classified against the tree.
 
-use super::{corrupt, Ledger};
+use super::Ledger;
 use crate::checkpoint::Checkpoint;
 use crate::error::Result;
 use crate::format::RecordKind;
@@ -232,12 +232,4 @@ impl Ledger {
             }
         })
     }
-}
-
-/// The body of a checkpoint note this ledger signed itself (its signature was checked
-/// when it was made; the key may not be at hand now).
-pub(super) fn parse_own_checkpoint(note: &str) -> Result<Checkpoint> {
-    Checkpoint::parse_note(note)
-        .map(|(cp, _)| cp)
-        .map_err(|e| corrupt(format!("the stored latest checkpoint: {e}")))
 }

@@ -1,6 +1,5 @@
 //! The Merkle tree: roots, inclusion and consistency proofs, and signed checkpoints.
 
-use super::audit::parse_own_checkpoint;
 use super::{corrupt, Ledger};
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
@@ -125,18 +124,7 @@ impl Ledger {
         }
         let _one_at_a_time = self.maintenance.lock();
         let head = self.visible();
-        if let Some(prior) = self.latest_checkpoint()? {
-            let prior = parse_own_checkpoint(&prior)?;
-            let extends = prior.size <= head.next_seq && self.root_at(prior.size)? == prior.root;
-            if !extends {
-                return Err(Error::HeadConflict {
-                    detail: format!(
-                        "the ledger ({} records) does not extend its latest checkpoint ({} records, root {}); refusing to sign",
-                        head.next_seq, prior.size, prior.root
-                    ),
-                });
-            }
-        }
+        self.latest_checkpoint_within(head.next_seq)?;
         let cp = Checkpoint {
             origin: self.origin(),
             size: head.next_seq,
@@ -149,6 +137,44 @@ impl Ledger {
         self.core.store.write_checkpoint(note.as_bytes())?;
         self.core.store.sync()?;
         Ok(note)
+    }
+
+    /// The latest checkpoint this ledger signed, parsed, with its note, once it is
+    /// certain that the ledger still extends it; `None` if it signed none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::HeadConflict`] if the ledger does not extend it (the store was rolled back
+    /// or rewritten since it was signed): nothing may be signed or published from it.
+    /// [`Error::Corrupt`] if the stored checkpoint does not parse.
+    pub fn latest_checkpoint_extended(&self) -> Result<Option<(Checkpoint, String)>> {
+        self.latest_checkpoint_within(self.visible().next_seq)
+    }
+
+    /// [`Ledger::latest_checkpoint_extended`] against the tree of the first `len` records.
+    pub(crate) fn latest_checkpoint_within(
+        &self,
+        len: u64,
+    ) -> Result<Option<(Checkpoint, String)>> {
+        let Some(note) = self.latest_checkpoint()? else {
+            return Ok(None);
+        };
+        // Signed by this ledger: its signature was checked when it was made, and the key
+        // may not be at hand now.
+        let (prior, _) = Checkpoint::parse_note(&note)
+            .map_err(|e| corrupt(format!("the stored latest checkpoint: {e}")))?;
+        let extends = prior.origin == self.origin()
+            && prior.size <= len
+            && self.root_at(prior.size)? == prior.root;
+        if !extends {
+            return Err(Error::HeadConflict {
+                detail: format!(
+                    "the ledger ({len} records) does not extend its latest checkpoint ({} records, root {}); refusing to sign or publish from it",
+                    prior.size, prior.root
+                ),
+            });
+        }
+        Ok(Some((prior, note)))
     }
 
     /// The latest checkpoint this ledger signed, as a signed note.

@@ -228,25 +228,11 @@ impl Publisher {
             })?;
             return Ok(Target { size, root, note });
         }
-        let Some(note) = ledger.latest_checkpoint()? else {
+        let Some((cp, note)) = ledger.latest_checkpoint_extended()? else {
             return Err(Error::InvalidArgument {
                 detail: "the ledger has no checkpoint to publish: give a signer key, or sign one first (`chainlog checkpoint`)".into(),
             });
         };
-        let (cp, _) = Checkpoint::parse_note(&note).map_err(|e| Error::Corrupt {
-            detail: format!("the ledger's latest checkpoint does not parse: {e}"),
-        })?;
-        if cp.origin != ledger.origin()
-            || cp.size > ledger.len()
-            || ledger.root_at(cp.size)? != cp.root
-        {
-            return Err(Error::HeadConflict {
-                detail: format!(
-                    "the ledger does not extend its latest checkpoint ({} records); refusing to publish it",
-                    cp.size
-                ),
-            });
-        }
         Ok(Target {
             size: cp.size,
             root: cp.root,

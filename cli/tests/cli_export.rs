@@ -3,7 +3,7 @@
 //! against `stats`, `prove`, `get` and `verify` and against the files' bytes.
 
 mod common;
-use common::cli::{p, run, Run};
+use common::cli::{keygen, p, run, Run};
 use common::files_containing;
 
 use std::fs;
@@ -30,15 +30,6 @@ fn ledger(tmp: &Path, name: &str, n: usize) -> PathBuf {
     run(["init", p(&dir)]).ok();
     append(&dir, name, 0, n);
     dir
-}
-
-/// `keygen NAME --out tmp/NAME`: the .key and .pub paths.
-fn keygen(tmp: &Path, name: &str) -> (PathBuf, PathBuf) {
-    run(["keygen", name, "--out", p(&tmp.join(name))]).ok();
-    (
-        tmp.join(format!("{name}.key")),
-        tmp.join(format!("{name}.pub")),
-    )
 }
 
 fn stats(dir: &Path) -> Value {

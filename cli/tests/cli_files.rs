@@ -4,7 +4,7 @@
 //! and what `stats` reports.
 
 mod common;
-use common::cli::{p, run, run_with, signal, spawn_env, Watchdog};
+use common::cli::{keygen, p, run, run_with, signal, spawn_env, Watchdog};
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -24,15 +24,6 @@ fn ledger(tmp: &Path, name: &str, n: usize) -> PathBuf {
         run(args).ok();
     }
     dir
-}
-
-fn keygen(tmp: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let prefix = tmp.join(name);
-    run(["keygen", name, "--out", p(&prefix)]).ok();
-    (
-        PathBuf::from(format!("{}.key", p(&prefix))),
-        PathBuf::from(format!("{}.pub", p(&prefix))),
-    )
 }
 
 /// `chainlog ARGS` with stdout captured as bytes.

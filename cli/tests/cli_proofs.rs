@@ -3,7 +3,7 @@
 //! library's own verifiers and against one another.
 
 mod common;
-use common::cli::{p, run, run_with, Run};
+use common::cli::{keygen, p, run, run_with, Run};
 use common::copy_dir;
 
 use std::fs;
@@ -34,16 +34,6 @@ fn ledger(tmp: &Path, hash: &str, n: usize) -> PathBuf {
     run(["init", p(&dir), "--hash", hash]).ok();
     append(&dir, "event", n);
     dir
-}
-
-/// `keygen NAME --out tmp/NAME`: the .key and .pub paths.
-fn keygen(tmp: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let prefix = tmp.join(name);
-    run(["keygen", name, "--out", p(&prefix)]).ok();
-    (
-        tmp.join(format!("{name}.key")),
-        tmp.join(format!("{name}.pub")),
-    )
 }
 
 fn verifier(pub_file: &Path) -> VerifierKey {

@@ -10,7 +10,7 @@
 //! `CHAINLOG_PUBLISH_SEED` (its random seed, printed by every run).
 
 mod common;
-use common::cli::{p, run, run_with, spawn, Run, Watchdog};
+use common::cli::{keygen, p, run, run_with, spawn, Run, Watchdog};
 use common::copy_dir;
 
 use std::collections::BTreeMap;
@@ -41,15 +41,6 @@ fn ledger(tmp: &Path, name: &str, n: usize) -> PathBuf {
         append(&dir, name, 0, n);
     }
     dir
-}
-
-/// `keygen NAME --out tmp/NAME`: the .key and .pub paths.
-fn keygen(tmp: &Path, name: &str) -> (PathBuf, PathBuf) {
-    run(["keygen", name, "--out", p(&tmp.join(name))]).ok();
-    (
-        tmp.join(format!("{name}.key")),
-        tmp.join(format!("{name}.pub")),
-    )
 }
 
 fn url(dir: &Path) -> String {

@@ -102,6 +102,15 @@ where
 }
 
 /// A temporary path as a command-line argument.
+/// `chainlog keygen NAME --out tmp/NAME`: the `.key` and `.pub` paths.
+pub fn keygen(tmp: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    run(["keygen", name, "--out", p(&tmp.join(name))]).ok();
+    (
+        tmp.join(format!("{name}.key")),
+        tmp.join(format!("{name}.pub")),
+    )
+}
+
 pub fn p(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
 }

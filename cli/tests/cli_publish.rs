@@ -963,13 +963,7 @@ fn two_publishers_of_one_ledger_agree() {
 /// binary; skipped where strace is not installed.
 #[test]
 fn new_directories_are_synced_before_the_checkpoint() {
-    let have_strace = Command::new("strace")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !have_strace {
+    if !common::cli::strace_available() {
         eprintln!("strace not found: skipped");
         return;
     }

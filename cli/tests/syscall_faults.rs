@@ -11,6 +11,9 @@
 //! I/O rather than the dynamic loader's. `CHAINLOG_SYSCALL_WHEN` widens the sweep (a
 //! comma-separated list of call numbers; default 1,2,3).
 
+mod common;
+use common::cli::strace_available;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -46,15 +49,6 @@ fn inject(fault: &str) -> String {
     } else {
         format!("error={fault}")
     }
-}
-
-fn strace_available() -> bool {
-    Command::new("strace")
-        .arg("-V")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
 }
 
 fn whens() -> Vec<u32> {

@@ -102,6 +102,16 @@ where
 }
 
 /// A temporary path as a command-line argument.
+/// Whether strace(1) runs here: the syscall fault tests need it (`.ci/run` installs it).
+pub fn strace_available() -> bool {
+    Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// `chainlog keygen NAME --out tmp/NAME`: the `.key` and `.pub` paths.
 pub fn keygen(tmp: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     run(["keygen", name, "--out", p(&tmp.join(name))]).ok();

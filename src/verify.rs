@@ -412,11 +412,6 @@ impl ChainVerifier {
         self.prev_hash
     }
 
-    /// The timestamp of the last record checked (or the starting one).
-    pub fn last_timestamp(&self) -> u64 {
-        self.prev_ts
-    }
-
     /// The Merkle tree over every record up to the last one checked.
     pub fn tree(&self) -> &Frontier {
         &self.tree

@@ -32,3 +32,37 @@ fn append_get_range_verify_reopen() {
     assert_eq!(l.get(4).unwrap().prev_hash, rs[1].hash);
     assert!(l.verify().unwrap().is_ok());
 }
+
+/// The names in the ledger's log directory.
+fn log_names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn segments_prepared_ahead_hold_every_record_and_none_is_left_unused() {
+    // 30 MB of records fill the 4, 8 and 16 MiB segments and go on into a fourth: each
+    // next segment is prepared beside the commits and then takes its header.
+    let d = tempfile::tempdir().unwrap();
+    let payload = vec![7u8; 600];
+    let batch: Vec<&[u8]> = (0..500).map(|_| &payload[..]).collect();
+    let l = Ledger::create(d.path(), Options::default()).unwrap();
+    for _ in 0..80 {
+        l.append_batch(&batch).unwrap();
+    }
+    l.flush().unwrap();
+    drop(l);
+    let names = log_names(d.path());
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    assert!(names.len() >= 3, "{names:?}");
+    let l = Ledger::open(d.path(), Options::default()).unwrap();
+    assert_eq!(l.len(), 40_000);
+    let rep = l.verify().unwrap();
+    assert!(rep.is_ok(), "{rep:?}");
+    assert_eq!(rep.records_checked, 40_000);
+    assert_eq!(l.get(39_999).unwrap().payload, Some(payload));
+}

@@ -43,8 +43,6 @@ impl Ledger {
                 let named = c.1
                     == CommitRecord {
                         size: v.next_seq(),
-                        last_timestamp: v.last_timestamp(),
-                        last_hash: v.last_hash(),
                         root: v.tree().root(),
                     };
                 if c.0 != key || !named {

@@ -44,11 +44,10 @@ pub(crate) const N_COUNT: usize = N_KEY + 8;
 pub(crate) const N_HASHES: usize = N_COUNT + 4;
 pub(crate) const NODES_BASE_LEN: usize = N_HASHES + CRC_LEN;
 
-// Commit record: tag | size | last_timestamp | last_hash | root | crc32
+// Commit record: tag | size | root | crc32. The last record's hash and timestamp are
+// not repeated: the frame before it holds them, and the root covers that frame.
 pub(crate) const C_SIZE: usize = 4;
-pub(crate) const C_LAST_TS: usize = C_SIZE + 8;
-pub(crate) const C_LAST_HASH: usize = C_LAST_TS + 8;
-pub(crate) const C_ROOT: usize = C_LAST_HASH + HASH_LEN;
+pub(crate) const C_ROOT: usize = C_SIZE + 8;
 pub(crate) const C_CRC: usize = C_ROOT + HASH_LEN;
 pub(crate) const COMMIT_LEN: usize = C_CRC + CRC_LEN;
 
@@ -148,12 +147,10 @@ impl SegmentHeader {
     }
 }
 
-/// A commit record: the head after the commit it closes.
+/// A commit record: the size and root of the head after the commit it closes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct CommitRecord {
     pub size: u64,
-    pub last_timestamp: u64,
-    pub last_hash: Hash,
     pub root: Hash,
 }
 
@@ -161,8 +158,6 @@ impl CommitRecord {
     pub fn of(head: &Head) -> CommitRecord {
         CommitRecord {
             size: head.next_seq,
-            last_timestamp: head.last_timestamp,
-            last_hash: head.last_hash,
             root: head.root(),
         }
     }
@@ -171,8 +166,6 @@ impl CommitRecord {
         let start = out.len();
         out.extend_from_slice(&COMMIT_TAG.to_be_bytes());
         out.extend_from_slice(&self.size.to_be_bytes());
-        out.extend_from_slice(&self.last_timestamp.to_be_bytes());
-        out.extend_from_slice(self.last_hash.as_bytes());
         out.extend_from_slice(self.root.as_bytes());
         let crc = crc32fast::hash(out.get(start..).unwrap_or_default());
         out.extend_from_slice(&crc.to_be_bytes());
@@ -187,8 +180,6 @@ impl CommitRecord {
         }
         Some(CommitRecord {
             size: be_u64(rec, C_SIZE),
-            last_timestamp: be_u64(rec, C_LAST_TS),
-            last_hash: hash_at(rec, C_LAST_HASH),
             root: hash_at(rec, C_ROOT),
         })
     }
@@ -313,8 +304,6 @@ mod tests {
         assert_eq!(at(&n, "hashes"), N_HASHES);
         let c = doc_rows(2);
         assert_eq!(at(&c, "size"), C_SIZE);
-        assert_eq!(at(&c, "last_ts"), C_LAST_TS);
-        assert_eq!(at(&c, "last_hash"), C_LAST_HASH);
         assert_eq!(at(&c, "root"), C_ROOT);
         assert_eq!(at(&c, "crc32"), C_CRC);
         assert_eq!(at(&c, "(end)"), COMMIT_LEN);
@@ -339,7 +328,7 @@ mod tests {
     fn layout_matches_format_md() {
         assert_eq!(S_FRONTIER, 90);
         assert_eq!(SEGMENT_HEADER_BASE_LEN, 94);
-        assert_eq!(COMMIT_LEN, 88);
+        assert_eq!(COMMIT_LEN, 48);
         assert_eq!(NODES_BASE_LEN, 20);
         assert_eq!(SKIP_MIN_LEN, 12);
     }
@@ -372,8 +361,6 @@ mod tests {
     fn items_round_trip_and_reject_damage() {
         let c = CommitRecord {
             size: 9,
-            last_timestamp: 8,
-            last_hash: Hash([1; 32]),
             root: Hash([2; 32]),
         };
         let mut b = Vec::new();

@@ -117,6 +117,12 @@ struct WriteState {
     durable: Head,
     /// How far the last segment is known durable (its header when nothing since).
     synced_off: u64,
+    /// Bytes this writer has put into the last segment.
+    written: u64,
+    /// The next segment being prepared beside the commits (see `prepare_next`).
+    next: Option<std::thread::JoinHandle<()>>,
+    /// Whether the next segment was prepared, or tried, for the last segment.
+    next_started: bool,
 }
 
 /// What opening the log found at its end.
@@ -130,7 +136,7 @@ pub(crate) struct TailReport {
 }
 
 pub(crate) struct Log {
-    media: Box<dyn Media>,
+    media: Arc<dyn Media>,
     config: Config,
     read: Mutex<ReadState>,
     write: Option<Mutex<WriteState>>,
@@ -183,6 +189,18 @@ fn claimed_head(bytes: &[u8], header: &SegmentHeader, groups: &[GroupLoc]) -> He
         }
     }
     head
+}
+
+impl Drop for Log {
+    /// A prepared next segment that no commit needed is not left behind.
+    fn drop(&mut self) {
+        let Some(w) = self.write.as_ref() else { return };
+        let next = w.lock().next.take();
+        if let Some(h) = next {
+            let _ = h.join();
+        }
+        self.media.discard_prepared();
+    }
 }
 
 impl Log {
@@ -328,10 +346,13 @@ impl Log {
                 unsynced: false,
                 durable: head.clone(),
                 synced_off: committed_end,
+                written: 0,
+                next: None,
+                next_started: false,
             })
         });
         let log = Log {
-            media,
+            media: Arc::from(media),
             config,
             read: Mutex::new(ReadState {
                 segments,
@@ -380,6 +401,11 @@ impl Log {
     }
 
     fn start_segment_locked(&self, w: &mut WriteState, head: &Head, need: u64) -> Result<()> {
+        // A preparation of this segment still running finishes first (the creation
+        // then uses it, or replaces it).
+        if let Some(h) = w.next.take() {
+            let _ = h.join();
+        }
         let number = self.read.lock().segments.last().map_or(1, |s| s.number + 1);
         let header = SegmentHeader {
             config: self.config,
@@ -403,6 +429,8 @@ impl Log {
         w.file = Some(Arc::clone(&file));
         w.path = path;
         w.unsynced = false;
+        w.written = 0;
+        w.next_started = false;
         let mut r = self.read.lock();
         if let Some(prev) = r.segments.last_mut() {
             prev.cut = Some(head.next_seq);
@@ -474,6 +502,8 @@ impl Log {
         }
         w.off += need;
         w.unsynced = true;
+        w.written += need;
+        self.prepare_next(&mut w);
         let loc = GroupLoc {
             key,
             count: new.next_seq - key,
@@ -488,6 +518,31 @@ impl Log {
         }
         r.head = new.clone();
         Ok(())
+    }
+
+    /// Once this writer has written as much into the last segment as is left of it,
+    /// writes the zeros of the next segment in a thread of its own, so that the commit
+    /// that fills this one does not stall every appender while they are written (it
+    /// only writes the next header). A writer that appends little never starts one.
+    fn prepare_next(&self, w: &mut WriteState) {
+        if w.next_started || w.len.saturating_sub(w.off) > w.written {
+            return;
+        }
+        w.next_started = true;
+        #[cfg(not(loom))]
+        {
+            let number = self.read.lock().segments.last().map_or(1, |s| s.number + 1);
+            let (name, len) = (segment_name(number), segment_size(number));
+            let media = Arc::clone(&self.media);
+            let spawned = std::thread::Builder::new()
+                .name("chainlog-segment".into())
+                .spawn(move || {
+                    if let Err(e) = media.prepare(&name, len) {
+                        tracing::warn!(error = %e, segment = %name, "preparing the next log segment failed; it is created when needed");
+                    }
+                });
+            w.next = spawned.ok();
+        }
     }
 
     fn sync_locked(&self, w: &mut WriteState) -> Result<()> {

@@ -9,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub const HEADER_FIXED: usize = 90; // magic .. prev_ts
-pub const COMMIT_LEN: usize = 88;
+pub const COMMIT_LEN: usize = 48;
 pub const NODE_TAG: u32 = u32::from_be_bytes(*b"NODE");
 pub const CMIT_TAG: u32 = u32::from_be_bytes(*b"CMIT");
 pub const SKIP_TAG: u32 = u32::from_be_bytes(*b"SKIP");
@@ -168,7 +168,7 @@ impl Segment {
                 }
                 Kind::Commit => {
                     let c = &self.bytes[it.off..it.off + COMMIT_LEN];
-                    let intact = crc32fast::hash(&c[..84]) == be32(c, 84);
+                    let intact = crc32fast::hash(&c[..44]) == be32(c, 44);
                     if !intact || cur.frames.is_empty() || be64(c, 4) != seq {
                         break;
                     }
@@ -343,13 +343,11 @@ pub fn edit_commit_frames(dir: &Path, seq: u64, edit: impl FnOnce(&mut [u8])) {
     s.save();
 }
 
-/// A commit record (88 bytes) naming the head after `size` records.
-pub fn commit_record(size: u64, last_ts: u64, last_hash: &[u8; 32], root: &[u8; 32]) -> Vec<u8> {
+/// A commit record (48 bytes) naming the head after `size` records.
+pub fn commit_record(size: u64, root: &[u8; 32]) -> Vec<u8> {
     let mut b = Vec::with_capacity(COMMIT_LEN);
     b.extend_from_slice(b"CMIT");
     b.extend_from_slice(&size.to_be_bytes());
-    b.extend_from_slice(&last_ts.to_be_bytes());
-    b.extend_from_slice(last_hash);
     b.extend_from_slice(root);
     b.extend_from_slice(&[0; 4]);
     seal(&mut b);

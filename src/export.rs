@@ -28,7 +28,7 @@ pub const TRAILER_MAGIC: &[u8; 8] = b"CLTRAILR";
 pub const EXPORT_VERSION: u8 = 0x02;
 
 pub const X_MAGIC: usize = 0;
-pub const X_VERSION: usize = X_MAGIC + 8;
+pub const X_VERSION: usize = X_MAGIC + EXPORT_MAGIC.len();
 pub const X_ALG: usize = X_VERSION + 1;
 pub const X_LEDGER_ID: usize = X_ALG + 1;
 pub const X_FROM: usize = X_LEDGER_ID + 16;
@@ -40,7 +40,7 @@ pub const X_FRONTIER: usize = X_COUNT + 8;
 pub const HEADER_BASE_LEN: usize = X_FRONTIER + CRC_LEN;
 
 pub const T_MAGIC: usize = 0;
-pub const T_COUNT: usize = T_MAGIC + 8;
+pub const T_COUNT: usize = T_MAGIC + TRAILER_MAGIC.len();
 pub const T_LAST_HASH: usize = T_COUNT + 8;
 pub const T_TREE_SIZE: usize = T_LAST_HASH + HASH_LEN;
 pub const T_ROOT: usize = T_TREE_SIZE + 8;
@@ -827,5 +827,76 @@ fn trusted_check<R: Read>(
     }) {
         Ok(c) => c,
         Err(never) => match never {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{ENTRY_LEN, FORMAT_VERSION};
+    use crate::format_doc::{layout, section};
+
+    /// FORMAT.md's export *Header* and *Trailer* tables give these offsets and sizes.
+    #[test]
+    fn format_md_export_tables_match_the_constants() {
+        let h = layout("Export file", 1);
+        h.check(&[
+            ("magic", X_MAGIC, EXPORT_MAGIC.len()),
+            ("version", X_VERSION, 1),
+            ("algorithm", X_ALG, 1),
+            ("ledger", X_LEDGER_ID, 16),
+            ("from", X_FROM, 8),
+            ("count", X_COUNT, 8),
+        ]);
+        assert_eq!(h.offset("frontier"), X_FRONTIER);
+        assert_eq!(h.size_text("frontier"), "32·k");
+        assert_eq!(h.offset_text("prev_entry"), format!("{X_FRONTIER}+32k"));
+        assert_eq!(h.size("prev_entry"), ENTRY_LEN);
+        assert_eq!(
+            h.offset_text("prev_path"),
+            format!("{}+32k", X_FRONTIER + ENTRY_LEN)
+        );
+        assert_eq!(h.size_text("prev_path"), "32·t");
+        assert_eq!((h.offset_text("crc32"), h.size("crc32")), ("L-4", CRC_LEN));
+        let magic = std::str::from_utf8(EXPORT_MAGIC).unwrap();
+        assert_eq!(h.desc("magic"), format!("\"{magic}\" (ASCII)"));
+        assert_eq!(h.desc("version"), format!("0x{EXPORT_VERSION:02x}"));
+        let text = section("Export file")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(text.contains(&format!(
+            "`L = {HEADER_BASE_LEN} + 32·popcount(from)` bytes when `from = 0`"
+        )));
+        assert!(text.contains(&format!(
+            "`L = {HEADER_BASE_LEN} + 32·popcount(from) + {ENTRY_LEN} + 32·tz(from)` when `from > 0`"
+        )));
+        for from in [0u64, 1, 6, 8] {
+            let k = from.count_ones() as usize;
+            let extra = if from > 0 {
+                ENTRY_LEN + HASH_LEN * from.trailing_zeros() as usize
+            } else {
+                0
+            };
+            assert_eq!(export_header_len(from), HEADER_BASE_LEN + 32 * k + extra);
+        }
+        let t = layout("Export file", 2);
+        t.check(&[
+            ("magic", T_MAGIC, TRAILER_MAGIC.len()),
+            ("count", T_COUNT, 8),
+            ("last_hash", T_LAST_HASH, HASH_LEN),
+            ("tree_size", T_TREE_SIZE, 8),
+            ("root", T_ROOT, HASH_LEN),
+            ("note_len", T_NOTE_LEN, 4),
+        ]);
+        assert_eq!(t.offset("note"), T_NOTE);
+        assert_eq!(t.size_text("note"), "n");
+        assert_eq!(t.offset_text("crc32"), format!("{T_NOTE}+n"));
+        assert_eq!(t.size("crc32"), CRC_LEN);
+        let magic = std::str::from_utf8(TRAILER_MAGIC).unwrap();
+        assert_eq!(t.desc("magic"), format!("\"{magic}\" (ASCII)"));
+        assert_eq!(MAX_TRAILER_NOTE, 1 << 20);
+        assert!(t.desc("note_len").ends_with("(at most 1 MiB)"));
+        assert_ne!(EXPORT_VERSION, FORMAT_VERSION);
     }
 }

@@ -749,6 +749,82 @@ mod tests {
         (v, e)
     }
 
+    /// FORMAT.md's *Record frame*, *Configuration* and *Head* tables give the offsets and
+    /// sizes these constants have.
+    #[test]
+    fn format_md_frame_config_and_head_tables_match_the_constants() {
+        use crate::format_doc::layout;
+        let f = layout("Record frame", 0);
+        f.check(&[
+            ("frame_len", 0, LEN_LEN),
+            ("entry", F_ENTRY, ENTRY_LEN),
+            ("record_hash", F_HASH, HASH_LEN),
+            ("body_tag", F_BODY_TAG, 1),
+            ("salt", F_SALT, HASH_LEN),
+        ]);
+        assert_eq!(f.offset("payload"), F_PAYLOAD);
+        assert_eq!(f.size_text("payload"), "n");
+        assert_eq!(
+            (f.offset_text("crc32"), f.size("crc32")),
+            ("len-4", CRC_LEN)
+        );
+        assert!(f.desc("body_tag").starts_with(&format!(
+            "0x{BODY_PRESENT:02x} = salt and payload follow; 0x{BODY_REDACTED:02x} = redacted"
+        )));
+        let e = layout("Record frame", 1);
+        e.check(&[
+            ("kind", E_KIND, 1),
+            ("algorithm", E_ALG, 1),
+            ("seq", E_SEQ, 8),
+            ("timestamp", E_TIMESTAMP, 8),
+            ("prev_hash", E_PREV, HASH_LEN),
+            ("commitment", E_COMMITMENT, HASH_LEN),
+            ("payload_len", E_PAYLOAD_LEN, 4),
+        ]);
+        assert_eq!(e.offset("(end)"), ENTRY_LEN);
+        assert!(e.desc("kind").starts_with(&format!(
+            "0x{KIND_ORDINARY:02x} ordinary, 0x{KIND_REDACTION:02x} redaction"
+        )));
+        let algs = format!(
+            "0x{:02x} BLAKE3, 0x{:02x} SHA-256",
+            HashAlg::Blake3.id(),
+            HashAlg::Sha256.id()
+        );
+        assert!(e.desc("algorithm").starts_with(&algs));
+        let frame = crate::format_doc::section("Record frame");
+        assert!(frame.contains(&format!(
+            "`frame_len` is `{PRESENT_FRAME_OVERHEAD} + n` for a frame with its body and `{REDACTED_FRAME_LEN}` for a redacted frame"
+        )));
+        let c = layout("Configuration", 0);
+        c.check(&[
+            ("magic", C_MAGIC, CONFIG_MAGIC.len()),
+            ("version", C_VERSION, 1),
+            ("algorithm", C_ALG, 1),
+            ("ledger", C_LEDGER_ID, 16),
+            ("created", C_CREATED, 8),
+            ("crc32", C_CRC, CRC_LEN),
+        ]);
+        assert_eq!(c.offset("(end)"), CONFIG_LEN);
+        let magic = std::str::from_utf8(CONFIG_MAGIC).unwrap();
+        assert_eq!(c.desc("magic"), format!("\"{magic}\" (ASCII)"));
+        assert_eq!(c.desc("version"), format!("0x{FORMAT_VERSION:02x}"));
+        assert_eq!(c.desc("algorithm"), algs);
+        assert_eq!(c.desc("crc32"), format!("CRC32 of bytes 0..{C_CRC}"));
+        let h = layout("Head", 0);
+        h.check(&[
+            ("version", H_VERSION, 1),
+            ("next_seq", H_NEXT_SEQ, 8),
+            ("last_hash", H_LAST_HASH, HASH_LEN),
+            ("last_timestamp", H_LAST_TS, 8),
+            ("root", H_ROOT, HASH_LEN),
+        ]);
+        assert_eq!(h.offset("frontier"), H_FRONTIER);
+        assert_eq!(h.size_text("frontier"), "32·k");
+        assert_eq!(h.offset_text("crc32"), format!("{H_FRONTIER}+32k"));
+        assert_eq!(h.size("crc32"), CRC_LEN);
+        assert_eq!(h.desc("version"), format!("0x{FORMAT_VERSION:02x}"));
+    }
+
     #[test]
     fn layout_matches_format_md() {
         assert_eq!(ENTRY_LEN, 86);

@@ -263,6 +263,48 @@ impl<'de> Deserialize<'de> for Hash {
 
 #[cfg(test)]
 mod tests {
+    /// FORMAT.md's *Hashes and domain separation* table gives these tags and the
+    /// genesis label.
+    #[test]
+    fn format_md_hash_tags_match_the_constants() {
+        let rows: Vec<Vec<&str>> = crate::format_doc::section("Hashes and domain separation")
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+            .collect();
+        let tags: Vec<(String, &str)> = rows.iter().map(|r| (r[0].to_string(), r[1])).collect();
+        let want = [
+            (TAG_LEAF, "leaf"),
+            (TAG_NODE, "node"),
+            (TAG_COMMITMENT, "commitment"),
+            (TAG_GENESIS, "genesis"),
+        ];
+        let want: Vec<(String, &str)> = want
+            .iter()
+            .map(|(t, n)| (format!("`0x{t:02x}`"), *n))
+            .collect();
+        assert_eq!(tags, want);
+        let genesis = &rows[3][2];
+        let label = std::str::from_utf8(GENESIS_LABEL).unwrap();
+        assert!(genesis.contains(&format!(
+            "\"{label}\" ({} ASCII bytes)",
+            GENESIS_LABEL.len()
+        )));
+        assert!(rows[0][2].contains(&format!(
+            "(1 + {0} = {1} bytes)",
+            crate::format::ENTRY_LEN,
+            1 + crate::format::ENTRY_LEN
+        )));
+        assert!(crate::format_doc::DOC.contains(&format!(
+            "BLAKE3 (32-byte output, algorithm id `0x{:02x}`",
+            HashAlg::Blake3.id()
+        )));
+        assert!(crate::format_doc::DOC.contains(&format!(
+            "SHA-256 (algorithm id `0x{:02x}`)",
+            HashAlg::Sha256.id()
+        )));
+    }
+
     #[test]
     fn from_str_parses_hex_and_says_what_was_wrong() {
         let h: Hash = "ab".repeat(32).parse().unwrap();

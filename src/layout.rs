@@ -20,7 +20,7 @@ pub(crate) const SLED_DIR: &str = "sled";
 /// Format 1 only: names the live store directory, one line: `store-<n>`.
 pub(crate) const CURRENT: &str = "CURRENT";
 const CURRENT_TMP: &str = "CURRENT.tmp";
-const STORE_PREFIX: &str = "store-";
+pub(crate) const STORE_PREFIX: &str = "store-";
 
 /// The number of a store directory name, if it is one.
 fn store_number(name: &str) -> Option<u64> {
@@ -75,6 +75,75 @@ pub(crate) fn store_dir(dir: &Path, n: u64) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each name FORMAT.md's *Ledger directory* gives is the one the code uses, and its
+    /// listing names exactly the files and directories a ledger directory holds.
+    #[test]
+    fn format_md_directory_listing_matches_the_constants() {
+        use crate::format_doc::{block, section};
+        use crate::redaction::{IMPORTED_FILE, INTENT_FILE};
+        use crate::store::{CHECKPOINT_FILE, SLED_MARK};
+        use crate::watermark::WATERMARK_FILE;
+        let listing = block("Ledger directory", 0);
+        let entries: Vec<(&str, String)> = listing
+            .split("<dir>/")
+            .skip(1)
+            .map(|e| {
+                let (name, rest) = e.split_once(char::is_whitespace).unwrap();
+                (name, rest.split_whitespace().collect::<Vec<_>>().join(" "))
+            })
+            .collect();
+        let names: Vec<&str> = entries.iter().map(|e| e.0).collect();
+        let log = format!("{LOG_DIR}/");
+        let sled = format!("{SLED_DIR}/");
+        assert_eq!(
+            names,
+            [
+                LOCK_FILE,
+                &log,
+                &sled,
+                WATERMARK_FILE,
+                CHECKPOINT_FILE,
+                INTENT_FILE,
+                IMPORTED_FILE
+            ]
+        );
+        assert!(entries[2]
+            .1
+            .contains(&format!("{SLED_MARK}, what sled held")));
+        let text = section("Ledger directory");
+        for needle in [
+            format!(
+                "A ledger exists when `{LOG_DIR}/{}` does",
+                crate::log::segment_name(1)
+            ),
+            format!("a `{CURRENT}` file and no log is a format-1 ledger"),
+            format!("`{STORE_PREFIX}<n>/`"),
+            format!("built in `{}/`", crate::migrate::BUILDING),
+            format!(
+                "`.<name>{}<16 lowercase hex>`",
+                crate::transfer::STAGING_SUFFIX
+            ),
+            format!("`.<name>{}<hex>`", crate::transfer::MAKING_SUFFIX),
+            format!("an empty `{STAGING_MARK}` file"),
+            format!("`{CHECKPOINT_FILE}`, `{INTENT_FILE}` and `{IMPORTED_FILE}` are replaced"),
+        ] {
+            assert!(
+                text.contains(&needle),
+                "FORMAT.md's Ledger directory lacks {needle}"
+            );
+        }
+        // *Opening* names sled's mark file; *Log segments* the segment files' names.
+        assert!(crate::format_doc::DOC
+            .contains(&format!("in `{SLED_DIR}/{SLED_MARK}` the record count")));
+        let segments = section("Log segments");
+        assert!(segments.contains(&format!("segment files in `<dir>/{LOG_DIR}/`")));
+        assert_eq!(
+            crate::log::segment_name(1),
+            format!("{}1.seg", "0".repeat(19))
+        );
+        assert!(segments.contains("`<number>.seg` with the segment number as 20 decimal digits"));
+    }
 
     #[test]
     fn store_names_are_canonical() {

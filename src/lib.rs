@@ -22,6 +22,8 @@ mod checkpoint;
 mod error;
 mod export;
 pub mod format;
+#[cfg(test)]
+mod format_doc;
 mod hash;
 pub mod json;
 mod merkle;

@@ -16,7 +16,7 @@ use crate::store::{write_atomically, SledStore, Store, CHECKPOINT_FILE};
 use crate::writer::now_nanos;
 
 /// Where the new log is built before it is renamed to `log`.
-const BUILDING: &str = "log.migrating";
+pub(crate) const BUILDING: &str = "log.migrating";
 
 fn corrupt(detail: impl Into<String>) -> Error {
     Error::Corrupt {

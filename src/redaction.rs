@@ -21,7 +21,7 @@ pub(crate) const INTENT_FILE: &str = "REDACTING";
 /// directory*): no redaction record of this ledger names them.
 pub(crate) const IMPORTED_FILE: &str = "IMPORTED_REDACTIONS";
 const MAGIC: &[u8; 8] = b"CLREDACT";
-const I_SEQ: usize = 8;
+const I_SEQ: usize = MAGIC.len();
 const I_HASH: usize = I_SEQ + 8;
 const I_SIZE: usize = I_HASH + HASH_LEN;
 const I_SEGMENT: usize = I_SIZE + 8;
@@ -268,47 +268,22 @@ mod tests {
 
     #[test]
     fn format_md_intent_table_matches_the_constants() {
-        let doc = include_str!("../docs/FORMAT.md");
-        let section = doc
-            .split("\n## ")
-            .find(|s| s.starts_with("Ledger directory"))
-            .unwrap();
-        let block = section.split("```").skip(1).step_by(2).nth(2).unwrap();
-        let rows: Vec<(usize, String)> = block
-            .lines()
-            .filter_map(|l| {
-                let w: Vec<&str> = l.split_whitespace().collect();
-                let off = w.first()?.parse().ok()?;
-                Some((off, w.last()?.to_string()))
-            })
-            .collect();
-        assert_eq!(rows.first().map(|r| r.0), Some(0));
-        for (name, off) in [
-            ("seq", I_SEQ),
-            ("hash", I_HASH),
-            ("size", I_SIZE),
-            ("segment", I_SEGMENT),
-            ("offset", I_OFF),
-            ("len", I_LEN),
-            ("crc32", I_CRC),
-        ] {
-            let line = block
-                .lines()
-                .find(|l| l.split_whitespace().nth(2) == Some(name))
-                .unwrap_or_else(|| panic!("{name} not in the REDACTING table"));
-            let got: usize = line.split_whitespace().next().unwrap().parse().unwrap();
-            assert_eq!(got, off, "{name}");
-        }
-        let end = block.lines().find(|l| l.contains("(end)")).unwrap();
-        assert_eq!(
-            end.split_whitespace()
-                .next()
-                .unwrap()
-                .parse::<usize>()
-                .unwrap(),
-            INTENT_LEN
-        );
-        assert_eq!(&MAGIC[..], b"CLREDACT");
+        let t = crate::format_doc::layout("Ledger directory", 2);
+        t.check(&[
+            ("magic", 0, MAGIC.len()),
+            ("seq", I_SEQ, 8),
+            ("hash", I_HASH, HASH_LEN),
+            ("size", I_SIZE, 8),
+            ("segment", I_SEGMENT, 8),
+            ("offset", I_OFF, 8),
+            ("len", I_LEN, 8),
+            ("crc32", I_CRC, CRC_LEN),
+        ]);
+        assert_eq!(t.offset("(end)"), INTENT_LEN);
+        let magic = std::str::from_utf8(MAGIC).unwrap();
+        assert_eq!(t.desc("magic"), format!("\"{magic}\" (ASCII)"));
+        assert!(crate::format_doc::section("Ledger directory")
+            .contains(&format!("`{INTENT_FILE}`:\n\n```\n")));
     }
 
     #[test]

@@ -608,8 +608,8 @@ fn target_path(dir: &Path) -> Result<std::path::PathBuf> {
     }
 }
 
-const STAGING_SUFFIX: &str = ".importing.";
-const MAKING_SUFFIX: &str = ".making.";
+pub(crate) const STAGING_SUFFIX: &str = ".importing.";
+pub(crate) const MAKING_SUFFIX: &str = ".making.";
 use crate::layout::STAGING_MARK;
 
 /// This import's own staging directory beside `dir`, `.<name>.importing.<random>`, and

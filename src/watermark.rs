@@ -13,17 +13,23 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::format::CRC_LEN;
 use crate::hash::{Hash, HASH_LEN};
 
 /// File name in the ledger directory.
 pub(crate) const WATERMARK_FILE: &str = "DURABLE";
 const MAGIC: &[u8; 8] = b"CLDURABL";
-const SLOT_LEN: usize = 64;
-// Slot: magic (8) | generation (8) | next_seq (8) | last_hash (32) | crc32 (4) | pad (4)
-const S_GEN: usize = 8;
-const S_NEXT: usize = 16;
-const S_HASH: usize = 24;
+// Slot (docs/FORMAT.md, *Ledger directory*):
+// magic | generation | next_seq | last_hash | crc32 of the bytes before it | zero
+const S_MAGIC: usize = 0;
+const S_GEN: usize = S_MAGIC + MAGIC.len();
+const S_NEXT: usize = S_GEN + 8;
+const S_HASH: usize = S_NEXT + 8;
 const S_CRC: usize = S_HASH + HASH_LEN;
+const S_ZERO: usize = S_CRC + CRC_LEN;
+/// Length of one slot; the file holds two, slot `generation mod 2` at `slot × SLOT_LEN`.
+const SLOT_LEN: usize = S_ZERO + 4;
+const _: () = assert!(SLOT_LEN == 64);
 
 /// A head known durable: the record count and the last record's hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,20 +40,20 @@ pub(crate) struct Mark {
 
 fn slot(gen: u64, m: &Mark) -> [u8; SLOT_LEN] {
     let mut b = [0u8; SLOT_LEN];
-    b[..S_GEN].copy_from_slice(MAGIC);
+    b[S_MAGIC..S_GEN].copy_from_slice(MAGIC);
     b[S_GEN..S_NEXT].copy_from_slice(&gen.to_be_bytes());
     b[S_NEXT..S_HASH].copy_from_slice(&m.next_seq.to_be_bytes());
     b[S_HASH..S_CRC].copy_from_slice(m.last_hash.as_bytes());
     let crc = crc32fast::hash(&b[..S_CRC]);
-    b[S_CRC..S_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    b[S_CRC..S_ZERO].copy_from_slice(&crc.to_be_bytes());
     b
 }
 
 fn parse(b: &[u8]) -> Option<(u64, Mark)> {
-    if b.get(..S_GEN)? != MAGIC {
+    if b.get(S_MAGIC..S_GEN)? != MAGIC {
         return None;
     }
-    let crc = u32::from_be_bytes(b.get(S_CRC..S_CRC + 4)?.try_into().ok()?);
+    let crc = u32::from_be_bytes(b.get(S_CRC..S_ZERO)?.try_into().ok()?);
     if crc32fast::hash(b.get(..S_CRC)?) != crc {
         return None;
     }
@@ -131,6 +137,32 @@ mod tests {
             next_seq: n,
             last_hash: Hash([n as u8; HASH_LEN]),
         }
+    }
+
+    #[test]
+    fn format_md_durable_table_matches_the_constants() {
+        let t = crate::format_doc::layout("Ledger directory", 1);
+        t.check(&[
+            ("magic", S_MAGIC, MAGIC.len()),
+            ("generation", S_GEN, 8),
+            ("next_seq", S_NEXT, 8),
+            ("last_hash", S_HASH, HASH_LEN),
+            ("crc32", S_CRC, CRC_LEN),
+            ("zero", S_ZERO, SLOT_LEN - S_ZERO),
+        ]);
+        assert_eq!(t.names().last(), Some(&"zero"));
+        assert_eq!(t.offset("zero") + t.size("zero"), SLOT_LEN);
+        let magic = std::str::from_utf8(MAGIC).unwrap();
+        assert_eq!(t.desc("magic"), format!("\"{magic}\" (ASCII)"));
+        assert_eq!(t.desc("crc32"), format!("CRC32 of bytes 0..{S_CRC}"));
+        let section = crate::format_doc::section("Ledger directory");
+        assert!(section.contains(&format!(
+            "`{WATERMARK_FILE}` holds two {SLOT_LEN}-byte slots"
+        )));
+        // The bytes written are the table's: zero after the CRC.
+        let b = slot(3, &mark(7));
+        assert_eq!(&b[S_ZERO..], &[0; SLOT_LEN - S_ZERO]);
+        assert_eq!(parse(&b), Some((3, mark(7))));
     }
 
     #[test]

@@ -242,6 +242,7 @@ pub(crate) fn decode_skip(b: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format_doc::{layout, section};
 
     fn config() -> Config {
         Config {
@@ -251,77 +252,77 @@ mod tests {
         }
     }
 
-    /// (offset, name) rows of the `n`-th code block of FORMAT.md's log section.
-    fn doc_rows(n: usize) -> Vec<(String, String)> {
-        let doc = include_str!("../../docs/FORMAT.md");
-        let section = doc
-            .split("\n## ")
-            .find(|s| s.starts_with("Log segments"))
-            .unwrap();
-        let block = section.split("```").skip(1).step_by(2).nth(n).unwrap();
-        block
-            .lines()
-            .filter_map(|l| {
-                let w: Vec<&str> = l.split_whitespace().collect();
-                let (off, name) = match w.as_slice() {
-                    [off, end] if *end == "(end)" => (*off, *end),
-                    [off, _, name, ..] => (*off, *name),
-                    _ => return None,
-                };
-                off.chars()
-                    .next()?
-                    .is_ascii_digit()
-                    .then(|| (off.to_string(), name.to_string()))
-            })
-            .collect()
-    }
-
-    fn at(rows: &[(String, String)], name: &str) -> usize {
-        rows.iter()
-            .find(|r| r.1 == name)
-            .unwrap_or_else(|| panic!("{name} not in FORMAT.md's table"))
-            .0
-            .parse()
-            .unwrap()
-    }
-
     #[test]
     fn format_md_log_tables_match_the_constants() {
-        let h = doc_rows(0);
-        assert_eq!(at(&h, "magic"), S_MAGIC);
-        assert_eq!(at(&h, "version"), S_VERSION);
-        assert_eq!(at(&h, "algorithm"), S_ALG);
-        assert_eq!(at(&h, "ledger"), S_LEDGER_ID);
-        assert_eq!(at(&h, "created"), S_CREATED);
-        assert_eq!(at(&h, "number"), S_NUMBER);
-        assert_eq!(at(&h, "first_seq"), S_FIRST_SEQ);
-        assert_eq!(at(&h, "prev_hash"), S_PREV_HASH);
-        assert_eq!(at(&h, "prev_ts"), S_PREV_TS);
-        assert_eq!(at(&h, "frontier"), S_FRONTIER);
-        let n = doc_rows(1);
-        assert_eq!(at(&n, "key"), N_KEY);
-        assert_eq!(at(&n, "count"), N_COUNT);
-        assert_eq!(at(&n, "hashes"), N_HASHES);
-        let c = doc_rows(2);
-        assert_eq!(at(&c, "size"), C_SIZE);
-        assert_eq!(at(&c, "root"), C_ROOT);
-        assert_eq!(at(&c, "crc32"), C_CRC);
-        assert_eq!(at(&c, "(end)"), COMMIT_LEN);
-        let k = doc_rows(3);
-        assert_eq!(at(&k, "len"), K_LEN);
-        assert_eq!(at(&k, "crc32"), K_CRC);
-        assert_eq!(at(&k, "(end)"), SKIP_MIN_LEN);
-        let doc = include_str!("../../docs/FORMAT.md");
-        for tag in [
-            "`\"NODE\"` = `0x4E4F4445`",
-            "`\"CMIT\"` = `0x434D4954`",
-            "`\"SKIP\"` = `0x534B4950`",
+        let h = layout("Log segments", 0);
+        h.check(&[
+            ("magic", S_MAGIC, SEGMENT_MAGIC.len()),
+            ("version", S_VERSION, 1),
+            ("algorithm", S_ALG, 1),
+            ("ledger", S_LEDGER_ID, 16),
+            ("created", S_CREATED, 8),
+            ("number", S_NUMBER, 8),
+            ("first_seq", S_FIRST_SEQ, 8),
+            ("prev_hash", S_PREV_HASH, HASH_LEN),
+            ("prev_ts", S_PREV_TS, 8),
+        ]);
+        assert_eq!(h.offset("frontier"), S_FRONTIER);
+        assert_eq!(h.size_text("frontier"), "32·k");
+        assert_eq!(h.offset_text("crc32"), format!("{S_FRONTIER}+32k"));
+        assert_eq!(h.size("crc32"), CRC_LEN);
+        let magic = std::str::from_utf8(SEGMENT_MAGIC).unwrap();
+        assert_eq!(h.desc("magic"), format!("\"{magic}\" (ASCII)"));
+        assert_eq!(h.desc("version"), format!("0x{LOG_VERSION:02x}"));
+        let n = layout("Log segments", 1);
+        n.check(&[("tag", 0, 4), ("key", N_KEY, 8), ("count", N_COUNT, 4)]);
+        assert_eq!(n.offset("hashes"), N_HASHES);
+        assert_eq!(n.offset_text("crc32"), format!("{N_HASHES}+32n"));
+        assert_eq!(n.size("crc32"), CRC_LEN);
+        let c = layout("Log segments", 2);
+        c.check(&[
+            ("tag", 0, 4),
+            ("size", C_SIZE, 8),
+            ("root", C_ROOT, HASH_LEN),
+            ("crc32", C_CRC, CRC_LEN),
+        ]);
+        assert_eq!(c.offset("(end)"), COMMIT_LEN);
+        let k = layout("Log segments", 3);
+        k.check(&[("tag", 0, 4), ("len", K_LEN, 4), ("crc32", K_CRC, CRC_LEN)]);
+        assert_eq!(k.offset("(end)"), SKIP_MIN_LEN);
+        assert!(section("Log segments").contains(&format!("Skip item (`len ≥ {SKIP_MIN_LEN}`")));
+        // The items table: what the first 4 bytes of an item say.
+        let items = section("Log segments");
+        assert!(items.contains("| `0` | nothing more was ever written here"));
+        assert!(items.contains(&format!(
+            "| {} ..= {} | a record frame",
+            crate::format::REDACTED_FRAME_LEN,
+            group3(MAX_FRAME_LEN)
+        )));
+        for (tag, value) in [
+            (b"NODE", NODES_TAG),
+            (b"CMIT", COMMIT_TAG),
+            (b"SKIP", SKIP_TAG),
         ] {
-            assert!(doc.contains(tag), "FORMAT.md lacks {tag}");
+            let row = format!(
+                "| `\"{}\"` = `0x{value:08X}` |",
+                std::str::from_utf8(tag).unwrap()
+            );
+            assert!(items.contains(&row), "FORMAT.md lacks {row}");
+            assert_eq!(value.to_be_bytes(), *tag);
         }
-        assert_eq!(NODES_TAG, 0x4E4F_4445);
-        assert_eq!(COMMIT_TAG, 0x434D_4954);
-        assert_eq!(SKIP_TAG, 0x534B_4950);
+    }
+
+    /// `n` with commas between groups of three digits, as FORMAT.md writes numbers.
+    fn group3(n: usize) -> String {
+        let d = n.to_string();
+        let mut out = String::new();
+        for (i, c) in d.chars().enumerate() {
+            if i > 0 && (d.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        out
     }
 
     #[test]

@@ -409,6 +409,33 @@ fn wait_for_release(data_file: &Path) {
 mod tests {
     use super::*;
 
+    /// The sled keys and trees FORMAT.md names are the ones this store reads and writes:
+    /// the head and the stored nodes (storage format 2), and what `migrate` reads from a
+    /// format-1 store.
+    #[test]
+    fn format_md_sled_keys_match_the_constants() {
+        use crate::format_doc::{block, section};
+        let name = |k: &[u8]| std::str::from_utf8(k).unwrap().to_string();
+        let (head, nodes) = (name(HEAD_KEY), name(NODES_TREE));
+        let head_section = section(&format!("Head (sled's `{head}` key)"));
+        assert!(head_section.contains(&format!("under the key\n`{head}` in its default tree")));
+        assert!(section("Stored Merkle nodes").contains(&format!("in sled's\n`{nodes}` tree")));
+        let listing = block("Ledger directory", 0);
+        assert!(listing.contains(&format!("(default tree: {head}; tree {nodes})")));
+        let format1 = section("Ledger directory");
+        for needle in [
+            format!(
+                "in its default tree, the keys `{}` (the *Configuration*",
+                name(CONFIG_KEY)
+            ),
+            format!("`{head}` (a *Head*)"),
+            format!("`{}` (the latest signed checkpoint", name(CHECKPOINT_KEY)),
+            format!("and its `{}` tree, frames packed", name(RECORDS_TREE)),
+        ] {
+            assert!(format1.contains(&needle), "FORMAT.md lacks {needle}");
+        }
+    }
+
     #[test]
     fn every_blob_file_is_synced_by_sync() {
         let d = tempfile::tempdir().unwrap();

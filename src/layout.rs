@@ -72,7 +72,7 @@ pub(crate) fn store_dir(dir: &Path, n: u64) -> PathBuf {
     dir.join(store_name(n))
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 

@@ -20,7 +20,7 @@ pub use fault::{FaultPlan, FaultStore, Op};
 pub(crate) use ledger_store::{write_atomically, LedgerStore, CHECKPOINT_FILE};
 #[cfg(any(test, loom))]
 pub(crate) use mem::MemStore;
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 pub(crate) use sled_repair::SLED_MARK;
 #[cfg(not(loom))]
 pub(crate) use sled_repair::{rebuild_in_background, repair_sled, sled_intact};

@@ -12,6 +12,8 @@
 //!   `--bench`, as under `cargo test --benches`).
 //! - `VS_SQLITE_THREADS`: comma-separated thread counts (default `1,4,16,64`).
 //! - `VS_SQLITE_HASH`: `blake3` (default, chainlog's default) or `sha256`, for both sides.
+//! - `VS_SQLITE_ROUNDS`: rounds per configuration (default 3; 1 for a smoke run): the
+//!   systems run alternately, round after round, and the figures are medians.
 //! - `VS_SQLITE_JSON`: also write the results as a JSON array to this path.
 #![forbid(unsafe_code)]
 
@@ -93,6 +95,42 @@ impl Run {
 
     fn bytes_per_record(&self) -> f64 {
         self.bytes as f64 / self.lat_ns.len() as f64
+    }
+}
+
+/// The same configuration run several times, alternating with the other systems so the
+/// machine's drift falls on all of them alike: medians across the rounds.
+struct Runs(Vec<Run>);
+
+impl Runs {
+    fn median(&self, f: impl Fn(&Run) -> f64) -> f64 {
+        let mut v: Vec<f64> = self.0.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    }
+
+    fn rate(&self) -> f64 {
+        self.median(Run::rate)
+    }
+
+    fn pct_us(&self, p: f64) -> f64 {
+        self.median(|r| r.pct_us(p))
+    }
+
+    fn max_us(&self) -> f64 {
+        self.0.iter().map(Run::max_us).fold(0.0, f64::max)
+    }
+
+    fn bytes_per_record(&self) -> f64 {
+        self.median(Run::bytes_per_record)
+    }
+
+    fn elapsed_s(&self) -> f64 {
+        self.median(|r| r.elapsed.as_secs_f64())
+    }
+
+    fn bytes(&self) -> f64 {
+        self.median(|r| r.bytes as f64)
     }
 }
 
@@ -375,6 +413,7 @@ fn main() {
             .collect(),
         Err(_) => DEFAULT_THREADS.to_vec(),
     };
+    let rounds = env_usize("VS_SQLITE_ROUNDS").unwrap_or(if quick { 1 } else { 3 });
     let alg = match std::env::var("VS_SQLITE_HASH") {
         Ok(s) => HashAlg::from_name(&s).expect("VS_SQLITE_HASH: blake3 or sha256"),
         Err(_) => HashAlg::Blake3,
@@ -393,6 +432,7 @@ fn main() {
         "chainlog buffered rates include a final flush() (fdatasync); SQLite NORMAL commits are \
          not synced (WAL durable at the next checkpoint). Latencies in µs; both chains verified after each run."
     );
+    println!("{rounds} rounds per line, the systems alternating; medians (max: the largest)");
     println!();
     println!(
         "{:<16} {:>3} {:>7} | {:>9} {:>8} {:>8} {:>9} | {:>9} {:>8} {:>8} {:>9} | {:>7} | {:>6} {:>6}",
@@ -424,8 +464,16 @@ fn main() {
         };
         let payloads = payloads(n);
         for &t in &threads {
-            let c = run_chainlog(mode, t, &payloads, alg);
-            let s = run_sqlite(mode, t, &payloads, alg);
+            let with_plain = mode == Mode::Sync && t == 1;
+            let (mut c, mut s, mut plain) = (Vec::new(), Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                c.push(run_chainlog(mode, t, &payloads, alg));
+                s.push(run_sqlite(mode, t, &payloads, alg));
+                if with_plain {
+                    plain.push(run_plain_file(&payloads));
+                }
+            }
+            let (c, s, plain) = (Runs(c), Runs(s), Runs(plain));
             let ratio = c.rate() / s.rate();
             println!(
                 "{:<16} {:>3} {:>7} | {:>9.0} {:>8.0} {:>8.0} {:>9.0} | {:>9.0} {:>8.0} {:>8.0} {:>9.0} | {:>7.2} | {:>6.0} {:>6.0}",
@@ -444,19 +492,19 @@ fn main() {
                 c.bytes_per_record(),
                 s.bytes_per_record(),
             );
-            let side = |r: &Run| {
+            let side = |r: &Runs| {
                 serde_json::json!({
+                    "rounds": r.0.len(),
                     "appends_per_s": r.rate(),
-                    "elapsed_s": r.elapsed.as_secs_f64(),
+                    "elapsed_s": r.elapsed_s(),
                     "p50_us": r.pct_us(50.0),
                     "p99_us": r.pct_us(99.0),
                     "max_us": r.max_us(),
-                    "bytes_on_disk": r.bytes,
+                    "bytes_on_disk": r.bytes(),
                     "bytes_per_record": r.bytes_per_record(),
                 })
             };
-            if mode == Mode::Sync && t == 1 {
-                let plain = run_plain_file(&payloads);
+            if with_plain {
                 let vs = c.rate() / plain.rate();
                 println!(
                     "{:<16} {:>3} {:>7} | plain file (pwrite + fdatasync per record, preallocated): {:>9.0}/s p50 {:.0} p99 {:.0} | chainlog/plain {:>5.2}",

@@ -1,11 +1,12 @@
-//! The durable watermark: a small file beside the store recording a head known durable.
+//! The durable watermark: a small file beside the log recording a head known durable.
 //!
-//! sled treats a damaged log as torn and silently opens at an older state, losing what
-//! followed. The watermark lives outside sled, so open can tell "the store lost records
-//! it once held durably" from "nothing was ever there", and fails closed on the former.
-//! It is written after the store's own sync (never ahead of it), by the background
-//! flush and at close, into one of two alternating slots so a torn write loses at most
-//! the newer value.
+//! A log that lost its tail — a segment truncated or removed, a device that dropped
+//! writes it had acknowledged — still opens, at an older commit that looks intact, and a
+//! damaged commit looks like the leftover of an interrupted one. The watermark lives
+//! outside the segments, so open can tell "the log lost records it once held durably"
+//! from "nothing was ever there", and fails closed on the former. It is written after
+//! the log's own sync (never ahead of it), by the background flush and at close, into
+//! one of two alternating slots so a torn write loses at most the newer value.
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;

@@ -4,10 +4,10 @@
 use std::cell::RefCell;
 
 use crate::error::{Error, Result};
-use crate::format::{self, stored_node_slot, STORED_NODE_MIN_LEVEL};
+use crate::format::{stored_node_slot, STORED_NODE_MIN_LEVEL};
 use crate::hash::{Hash, HashAlg, HASH_LEN};
 use crate::merkle::{root_from_leaves, split_stored_hash_index, HashReader};
-use crate::store::{Group, Store};
+use crate::store::{FrameCursor, Group, Store, WalkError};
 
 fn corrupt(detail: String) -> Error {
     Error::Corrupt { detail }
@@ -55,16 +55,18 @@ impl<'a, S: Store + ?Sized> TreeReader<'a, S> {
     pub fn leaves(&self, lo: u64, hi: u64) -> Result<Vec<Hash>> {
         let mut out = Vec::with_capacity(usize::try_from(hi - lo).unwrap_or(0));
         let mut cache = self.group.borrow_mut();
-        while lo + (out.len() as u64) < hi {
-            let want = lo + out.len() as u64;
-            let covered = matches!(&*cache, Some((k, _)) if *k <= want);
-            if !covered || !scan_group(&cache, want, hi, &mut out)? {
-                *cache = self.store.group_at_or_before(want)?;
-                if !scan_group(&cache, want, hi, &mut out)? {
-                    return Err(corrupt(format!("record {want} is missing from its group")));
+        let mut cursor = FrameCursor::resume(self.store, lo, hi, cache.take());
+        loop {
+            match cursor.next_frame() {
+                Ok(Some(f)) => out.push(f.frame.stored_hash),
+                Ok(None) => break,
+                Err(WalkError::NoGroup { seq } | WalkError::Missing { seq }) => {
+                    return Err(corrupt(format!("record {seq} is missing from its group")))
                 }
+                Err(e) => return Err(e.into()),
             }
         }
+        *cache = cursor.into_group();
         Ok(out)
     }
 }
@@ -75,39 +77,6 @@ fn node_in(key: u64, value: &[u8], level: u32, n: u64) -> Option<Hash> {
     let at = slot.checked_mul(HASH_LEN)?;
     let bytes: [u8; HASH_LEN] = value.get(at..at + HASH_LEN)?.try_into().ok()?;
     Some(Hash(bytes))
-}
-
-/// Appends the stored hashes of records `want..hi` found in the cached group; false if
-/// the group does not hold record `want`.
-fn scan_group(cache: &Option<Group>, want: u64, hi: u64, out: &mut Vec<Hash>) -> Result<bool> {
-    let Some((key, bytes)) = cache else {
-        return Ok(false);
-    };
-    if *key > want {
-        return Ok(false);
-    }
-    let mut seq = *key;
-    let mut rest: &[u8] = bytes;
-    let mut found = false;
-    while !rest.is_empty() && seq < hi {
-        // Skip frames before `want` by their length; decode (CRC-checked) the ones needed.
-        let len = format::frame_len(rest).map_err(|e| corrupt(format!("record {seq}: {e}")))?;
-        if seq >= want {
-            let f =
-                format::decode_frame(rest).map_err(|e| corrupt(format!("record {seq}: {e}")))?;
-            if f.entry.seq != seq {
-                return Err(corrupt(format!(
-                    "found record {} where {seq} belongs",
-                    f.entry.seq
-                )));
-            }
-            out.push(f.stored_hash);
-            found = true;
-        }
-        rest = rest.get(len..).unwrap_or_default();
-        seq += 1;
-    }
-    Ok(found)
 }
 
 impl<S: Store + ?Sized> HashReader for TreeReader<'_, S> {

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use crate::error::{Error, Result};
 use crate::format::{stored_node_slot, STORED_NODE_MIN_LEVEL};
 use crate::hash::{Hash, HashAlg, HASH_LEN};
-use crate::merkle::{root_from_leaves, split_stored_hash_index, HashReader};
+use crate::merkle::{root_from_leaves, HashReader, Node};
 use crate::store::{FrameCursor, Group, Store, WalkError};
 
 fn corrupt(detail: String) -> Error {
@@ -34,21 +34,17 @@ impl<'a, S: Store + ?Sized> TreeReader<'a, S> {
         }
     }
 
-    fn node(&self, level: u32, n: u64) -> Result<Hash> {
-        let m = ((n + 1) << level) - 1;
+    /// The stored hash of `node`, whose last leaf `last` is within the tree.
+    fn node(&self, node: Node, last: u64) -> Result<Hash> {
         let mut cache = self.nodes.borrow_mut();
-        let hit = matches!(&*cache, Some((k, v)) if *k <= m && node_in(*k, v, level, n).is_some());
+        let hit = matches!(&*cache, Some((k, v)) if *k <= last && node_in(*k, v, node).is_some());
         if !hit {
-            *cache = self.store.nodes_at_or_before(m)?;
+            *cache = self.store.nodes_at_or_before(last)?;
         }
         cache
             .as_ref()
-            .and_then(|(k, v)| node_in(*k, v, level, n))
-            .ok_or_else(|| {
-                corrupt(format!(
-                    "stored Merkle node (level {level}, index {n}) is missing"
-                ))
-            })
+            .and_then(|(k, v)| node_in(*k, v, node))
+            .ok_or_else(|| corrupt(format!("stored Merkle node {node} is missing")))
     }
 
     /// Record hashes of leaves `lo..hi`, from the groups holding them.
@@ -71,9 +67,9 @@ impl<'a, S: Store + ?Sized> TreeReader<'a, S> {
     }
 }
 
-/// The node (`level`, `n`) inside the node value keyed `key`, if it is there.
-fn node_in(key: u64, value: &[u8], level: u32, n: u64) -> Option<Hash> {
-    let slot = usize::try_from(stored_node_slot(key, level, n)?).ok()?;
+/// `node` inside the node value keyed `key`, if it is there.
+fn node_in(key: u64, value: &[u8], node: Node) -> Option<Hash> {
+    let slot = usize::try_from(stored_node_slot(key, node.level, node.index)?).ok()?;
     let at = slot.checked_mul(HASH_LEN)?;
     let bytes: [u8; HASH_LEN] = value.get(at..at + HASH_LEN)?.try_into().ok()?;
     Some(Hash(bytes))
@@ -86,20 +82,18 @@ impl<S: Store + ?Sized> HashReader for TreeReader<'_, S> {
         indexes
             .iter()
             .map(|&i| {
-                let (level, n) = split_stored_hash_index(i);
-                let level = u32::from(level);
-                let lo = n.checked_shl(level).unwrap_or(u64::MAX);
-                let hi = (n + 1).checked_shl(level).unwrap_or(u64::MAX);
-                if hi > self.size {
+                let node = Node::at_stored_index(i);
+                let leaves = node.leaves().filter(|&(_, hi)| hi <= self.size);
+                let Some((lo, hi)) = leaves else {
                     return Err(Error::InvalidArgument {
                         detail: format!(
-                            "tree node (level {level}, index {n}) lies beyond the tree of {} records",
+                            "tree node {node} lies beyond the tree of {} records",
                             self.size
                         ),
                     });
-                }
-                if level >= STORED_NODE_MIN_LEVEL {
-                    self.node(level, n)
+                };
+                if node.level >= STORED_NODE_MIN_LEVEL {
+                    self.node(node, hi - 1)
                 } else {
                     Ok(root_from_leaves(self.alg, &self.leaves(lo, hi)?))
                 }

@@ -264,6 +264,11 @@ impl Node {
         // checked_shl only rejects shifts of 64 and more; bits shifted out are lost.
         (hi >> shift == self.index + 1).then_some((lo, hi))
     }
+
+    /// [`Node::leaves`], if they all lie in a tree of `size` leaves.
+    pub fn leaves_within(self, size: u64) -> Option<(u64, u64)> {
+        self.leaves().filter(|&(_, hi)| hi <= size)
+    }
 }
 
 impl fmt::Display for Node {

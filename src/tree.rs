@@ -83,8 +83,7 @@ impl<S: Store + ?Sized> HashReader for TreeReader<'_, S> {
             .iter()
             .map(|&i| {
                 let node = Node::at_stored_index(i);
-                let leaves = node.leaves().filter(|&(_, hi)| hi <= self.size);
-                let Some((lo, hi)) = leaves else {
+                let Some((lo, hi)) = node.leaves_within(self.size) else {
                     return Err(Error::InvalidArgument {
                         detail: format!(
                             "tree node {node} lies beyond the tree of {} records",

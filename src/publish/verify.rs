@@ -452,8 +452,7 @@ impl HashReader for Tiles<'_> {
             .map(|&i| {
                 let node = Node::at_stored_index(i);
                 let (height, n) = (node.level, node.index);
-                let complete = node.leaves().is_some_and(|(_, hi)| hi <= self.size);
-                if !complete {
+                if node.leaves_within(self.size).is_none() {
                     return Err(invalid(
                         self.remote.url(),
                         format!(

@@ -709,7 +709,7 @@ impl Head {
 /// Interior Merkle nodes are stored from this level up (subtrees of 16 leaves and more);
 /// a lower one is recomputed from record hashes already read, at most 8 of them and 7
 /// hashes, while storing them would add ~28 bytes per record.
-pub const STORED_NODE_MIN_LEVEL: u32 = 4;
+pub const STORED_NODE_MIN_LEVEL: u8 = 4;
 
 /// Number of stored nodes completed by the leaves before leaf `m`:
 /// `Σ_{l ≥ STORED_NODE_MIN_LEVEL} ⌊m / 2^l⌋`.
@@ -719,12 +719,15 @@ pub fn stored_nodes_before(m: u64) -> u64 {
 
 /// Where node (`level`, `n`) sits in the node value of the group keyed `key`, counted
 /// in hashes; `None` if the level is not stored.
-pub fn stored_node_slot(key: u64, level: u32, n: u64) -> Option<u64> {
+pub fn stored_node_slot(key: u64, level: u8, n: u64) -> Option<u64> {
     if !(STORED_NODE_MIN_LEVEL..64).contains(&level) {
         return None;
     }
     // The leaf that completes the node.
-    let m = n.checked_add(1)?.checked_shl(level)?.checked_sub(1)?;
+    let m = n
+        .checked_add(1)?
+        .checked_shl(u32::from(level))?
+        .checked_sub(1)?;
     let before = stored_nodes_before(m).checked_sub(stored_nodes_before(key))?;
     Some(before + u64::from(level - STORED_NODE_MIN_LEVEL))
 }
@@ -857,7 +860,7 @@ mod tests {
         // Walk leaves in order and number the stored nodes each completes.
         let mut next = 0u64;
         for m in 0u64..5000 {
-            for level in STORED_NODE_MIN_LEVEL..=m.trailing_ones() {
+            for level in STORED_NODE_MIN_LEVEL..=u8::try_from(m.trailing_ones()).unwrap() {
                 let n = (m + 1) / (1 << level) - 1;
                 assert_eq!(
                     stored_node_slot(0, level, n),

@@ -231,6 +231,74 @@ pub fn stored_hash_index(level: u8, n: u64) -> u64 {
     leaf_slot(last_leaf).wrapping_add(u128::from(level)) as u64
 }
 
+/// A node of the tree: the complete subtree of 2^`level` leaves from leaf
+/// `index`·2^`level` on. Its own type, since leaf indexes, tree sizes and stored-hash
+/// indexes are `u64`s too and an index of one read as another is a wrong hash, not an
+/// error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// Only the stored tree and the publisher look nodes up by stored-hash index.
+#[cfg_attr(not(feature = "store"), allow(dead_code))]
+pub(crate) struct Node {
+    pub level: u8,
+    pub index: u64,
+}
+
+#[cfg_attr(not(feature = "store"), allow(dead_code))]
+impl Node {
+    /// The node whose hash is stored at `index` ([`split_stored_hash_index`]).
+    pub fn at_stored_index(index: u64) -> Node {
+        let (level, index) = split_stored_hash_index(index);
+        Node { level, index }
+    }
+
+    /// Where its hash is stored ([`stored_hash_index`]).
+    pub fn stored_index(self) -> u64 {
+        stored_hash_index(self.level, self.index)
+    }
+
+    /// The first leaf it covers and the one after its last; `None` past `u64`.
+    pub fn leaves(self) -> Option<(u64, u64)> {
+        let shift = u32::from(self.level);
+        let lo = self.index.checked_shl(shift)?;
+        let hi = self.index.checked_add(1)?.checked_shl(shift)?;
+        // checked_shl only rejects shifts of 64 and more; bits shifted out are lost.
+        (hi >> shift == self.index + 1).then_some((lo, hi))
+    }
+
+    /// [`Node::leaves`], if they all lie in a tree of `size` leaves.
+    pub fn leaves_within(self, size: u64) -> Option<(u64, u64)> {
+        self.leaves().filter(|&(_, hi)| hi <= size)
+    }
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "(level {}, index {})", self.level, self.index)
+    }
+}
+
+/// A count of bits as a Merkle level. Levels are below 64 (a tree has at most
+/// [`MAX_TREE_SIZE`] leaves), so a `u8` holds every one; a larger count saturates.
+fn level_of(bits: u32) -> u8 {
+    u8::try_from(bits).unwrap_or(u8::MAX)
+}
+
+/// Appends the stored-hash indexes of the complete subtrees that leaves `lo..hi` split
+/// into, largest first; `lo` is aligned to the largest one (RFC 9162's ranges are).
+fn push_subtrees(indexes: &mut Vec<u64>, mut lo: u64, hi: u64) {
+    while lo < hi {
+        let level = level_of((hi - lo).checked_ilog2().unwrap_or(0));
+        indexes.push(
+            Node {
+                level,
+                index: lo >> level,
+            }
+            .stored_index(),
+        );
+        lo += 1 << level;
+    }
+}
+
 /// tlog's `SplitStoredHashIndex`: the node (`level`, `n`) stored at `index`, the inverse of
 /// [`stored_hash_index`]. Every `u64` is the index of exactly one node.
 pub fn split_stored_hash_index(index: u64) -> (u8, u64) {
@@ -300,13 +368,7 @@ struct ReadPlan {
 impl ReadPlan {
     fn add_range(&mut self, lo: u64, hi: u64) {
         let before = self.indexes.len();
-        let mut lo = lo;
-        while lo < hi {
-            let level = 63 - (hi - lo).leading_zeros();
-            self.indexes
-                .push(stored_hash_index(level as u8, lo >> level));
-            lo += 1 << level;
-        }
+        push_subtrees(&mut self.indexes, lo, hi);
         self.parts.push(self.indexes.len() - before);
     }
 
@@ -379,11 +441,17 @@ pub fn stored_hashes_for_leaf<R: HashReader + ?Sized>(
         .into());
     }
     // Each trailing one bit of n is a complete left sibling waiting to be merged.
-    let merges = n.trailing_ones();
+    let merges = level_of(n.trailing_ones());
     // Highest level first: those siblings are stored earliest, so indexes ascend.
     let indexes: Vec<u64> = (0..merges)
         .rev()
-        .map(|level| stored_hash_index(level as u8, (n >> level) - 1))
+        .map(|level| {
+            Node {
+                level,
+                index: (n >> level) - 1,
+            }
+            .stored_index()
+        })
         .collect();
     let siblings = read_exact(reader, &indexes)?;
     let mut out = Vec::with_capacity(siblings.len() + 1);
@@ -687,13 +755,8 @@ impl Frontier {
         reader: &R,
     ) -> Result<Frontier, TreeError<R::Error>> {
         check_size(size)?;
-        let mut lo = 0;
         let mut indexes = Vec::new();
-        while lo < size {
-            let level = 63 - (size - lo).leading_zeros();
-            indexes.push(stored_hash_index(level as u8, lo >> level));
-            lo += 1 << level;
-        }
+        push_subtrees(&mut indexes, 0, size);
         let subtrees = read_exact(reader, &indexes)?;
         Ok(Frontier {
             alg,
@@ -722,7 +785,7 @@ impl Frontier {
     pub fn push_with(
         &mut self,
         leaf: Hash,
-        mut on_node: impl FnMut(u32, &Hash),
+        mut on_node: impl FnMut(u8, &Hash),
     ) -> Result<(), ProofError> {
         if self.size >= MAX_TREE_SIZE {
             return Err(ProofError::TooLarge {
@@ -731,7 +794,7 @@ impl Frontier {
         }
         // Each trailing one bit of the old size is a subtree the new leaf completes.
         let mut h = leaf;
-        for level in 1..=self.size.trailing_ones() {
+        for level in 1..=level_of(self.size.trailing_ones()) {
             let Some(left) = self.subtrees.pop() else {
                 // Unreachable by the invariant.
                 break;

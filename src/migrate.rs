@@ -12,7 +12,7 @@ use crate::layout;
 use crate::ledger::{lock_dir, random_bytes};
 use crate::log::media::{sync_dir, FsMedia};
 use crate::log::Log;
-use crate::store::{write_atomically, SledStore, Store, CHECKPOINT_FILE};
+use crate::store::{write_atomically, FrameCursor, SledStore, Store, WalkError, CHECKPOINT_FILE};
 use crate::writer::now_nanos;
 
 /// Where the new log is built before it is renamed to `log`.
@@ -74,51 +74,71 @@ fn build(dir: &Path, old: &SledStore) -> Result<u64> {
     let log = Log::open(Box::new(FsMedia::new(&building)), 0, true)?;
     let mut head = Head::empty(&config);
     let mut redacted = Vec::new();
-    for g in old.groups_from(0) {
-        let (key, frames) = g?;
-        if key >= stored.next_seq {
-            break;
+    // One commit in the new log for each group of the old store: the walk says where a
+    // group ends. Groups at or past the head are not read.
+    let mut cursor = FrameCursor::new(old, 0, stored.next_seq);
+    let mut nodes = Vec::new();
+    let mut kept = Vec::new();
+    let mut key = 0;
+    loop {
+        let f = match cursor.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(WalkError::Discontinuous { key, expected }) => {
+                return Err(corrupt(format!(
+                    "the format-1 store has a gap at record {expected} (next group at {key}); run `chainlog verify` on it"
+                )))
+            }
+            Err(WalkError::WrongSeq { expected, .. }) => {
+                return Err(corrupt(format!(
+                    "record {expected} does not continue the chain; run `chainlog verify` on the old ledger"
+                )))
+            }
+            // No group at record 0: the first one stored names where the records start.
+            Err(WalkError::NoGroup { .. }) => match old.groups_from(0).next().transpose()? {
+                Some((key, _)) => {
+                    return Err(corrupt(format!(
+                        "the format-1 store has a gap at record 0 (next group at {key}); run `chainlog verify` on it"
+                    )))
+                }
+                None => break,
+            },
+            // The records end early: the head comparison below says so.
+            Err(WalkError::Missing { .. }) => break,
+            Err(e) => return Err(e.into()),
+        };
+        if f.group != key && !kept.is_empty() {
+            log.append(key, &kept, &nodes, &head)?;
+            kept.clear();
+            nodes.clear();
         }
-        if key != head.next_seq {
+        key = f.group;
+        let f = (f.frame, f.raw);
+        let fits = f.0.entry.prev == head.last_hash && f.0.entry.hash() == f.0.stored_hash;
+        if !fits {
             return Err(corrupt(format!(
-                "the format-1 store has a gap at record {} (next group at {key}); run `chainlog verify` on it",
+                "record {} does not continue the chain; run `chainlog verify` on the old ledger",
                 head.next_seq
             )));
         }
-        let mut nodes = Vec::new();
-        let mut kept = Vec::with_capacity(frames.len());
-        for (off, r) in format::frames(&frames) {
-            let f = r.map_err(|e| corrupt(format!("record {}: {e}", head.next_seq)))?;
-            if f.entry.seq >= stored.next_seq {
-                break;
-            }
-            let fits = f.entry.seq == head.next_seq
-                && f.entry.prev == head.last_hash
-                && f.entry.hash() == f.stored_hash;
-            if !fits {
-                return Err(corrupt(format!(
-                    "record {} does not continue the chain; run `chainlog verify` on the old ledger",
-                    head.next_seq
-                )));
-            }
-            kept.extend_from_slice(frames.get(off..off + f.len).unwrap_or_default());
-            if f.body.is_none() {
-                redacted.push((f.entry.seq, f.stored_hash));
-            }
-            head.tree
-                .push_with(f.stored_hash, |level, node| {
-                    if level >= STORED_NODE_MIN_LEVEL {
-                        nodes.extend_from_slice(node.as_bytes());
-                    }
-                })
-                .map_err(|e| corrupt(e.to_string()))?;
-            head.next_seq += 1;
-            head.last_hash = f.stored_hash;
-            head.last_timestamp = f.entry.timestamp;
+        kept.extend_from_slice(f.1);
+        let f = f.0;
+        if f.body.is_none() {
+            redacted.push((f.entry.seq, f.stored_hash));
         }
-        if !kept.is_empty() {
-            log.append(key, &kept, &nodes, &head)?;
-        }
+        head.tree
+            .push_with(f.stored_hash, |level, node| {
+                if level >= STORED_NODE_MIN_LEVEL {
+                    nodes.extend_from_slice(node.as_bytes());
+                }
+            })
+            .map_err(|e| corrupt(e.to_string()))?;
+        head.next_seq += 1;
+        head.last_hash = f.stored_hash;
+        head.last_timestamp = f.entry.timestamp;
+    }
+    if !kept.is_empty() {
+        log.append(key, &kept, &nodes, &head)?;
     }
     if head != stored {
         // (checked before the redaction records below are added)

@@ -18,6 +18,7 @@ use crate::ledger::{check_record, tree_error, Ledger, Options};
 use crate::merkle::{self, Frontier};
 use crate::note::{SignerKey, VerifierKey};
 use crate::redaction;
+use crate::store::FrameCursor;
 use crate::writer::Durability;
 
 /// What to export.
@@ -257,52 +258,11 @@ impl Ledger {
         to: u64,
         mut f: impl FnMut(u64, &format::FrameRef<'_>, &[u8]) -> Result<()>,
     ) -> Result<()> {
-        if from >= to {
-            return Ok(());
+        let mut cursor = FrameCursor::new(&*self.core().store, from, to);
+        while let Some(fr) = cursor.next_frame()? {
+            f(fr.seq, &fr.frame, fr.raw)?;
         }
-        let store = &self.core().store;
-        let corrupt = |d: String| Error::Corrupt { detail: d };
-        let start = match store.group_at_or_before(from)? {
-            Some((k, _)) => k,
-            None => return Err(corrupt(format!("no stored group holds record {from}"))),
-        };
-        let mut next = start;
-        for g in store.groups_from(start) {
-            let (key, group) = g?;
-            if key != next {
-                return Err(corrupt(format!(
-                    "record group {key} does not continue at record {next}"
-                )));
-            }
-            let mut rest: &[u8] = &group;
-            while !rest.is_empty() {
-                if next >= to {
-                    return Ok(());
-                }
-                if next < from {
-                    let len = format::frame_len(rest)
-                        .map_err(|e| corrupt(format!("record {next}: {e}")))?;
-                    rest = rest.get(len..).unwrap_or_default();
-                } else {
-                    let fr = format::decode_frame(rest)
-                        .map_err(|e| corrupt(format!("record {next}: {e}")))?;
-                    if fr.entry.seq != next {
-                        return Err(corrupt(format!(
-                            "found record {} where {next} belongs",
-                            fr.entry.seq
-                        )));
-                    }
-                    let raw = rest.get(..fr.len).unwrap_or_default();
-                    f(next, &fr, raw)?;
-                    rest = rest.get(fr.len..).unwrap_or_default();
-                }
-                next += 1;
-            }
-            if next >= to {
-                return Ok(());
-            }
-        }
-        Err(corrupt(format!("record {next} is missing")))
+        Ok(())
     }
 
     /// Imports an export file into the ledger at `dir`: verifies the whole file first

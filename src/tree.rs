@@ -4,10 +4,10 @@
 use std::cell::RefCell;
 
 use crate::error::{Error, Result};
-use crate::format::{self, stored_node_slot, STORED_NODE_MIN_LEVEL};
+use crate::format::{stored_node_slot, STORED_NODE_MIN_LEVEL};
 use crate::hash::{Hash, HashAlg, HASH_LEN};
-use crate::merkle::{root_from_leaves, split_stored_hash_index, HashReader};
-use crate::store::{Group, Store};
+use crate::merkle::{root_from_leaves, HashReader, Node};
+use crate::store::{FrameCursor, Group, Store, WalkError};
 
 fn corrupt(detail: String) -> Error {
     Error::Corrupt { detail }
@@ -34,80 +34,45 @@ impl<'a, S: Store + ?Sized> TreeReader<'a, S> {
         }
     }
 
-    fn node(&self, level: u32, n: u64) -> Result<Hash> {
-        let m = ((n + 1) << level) - 1;
+    /// The stored hash of `node`, whose last leaf `last` is within the tree.
+    fn node(&self, node: Node, last: u64) -> Result<Hash> {
         let mut cache = self.nodes.borrow_mut();
-        let hit = matches!(&*cache, Some((k, v)) if *k <= m && node_in(*k, v, level, n).is_some());
+        let hit = matches!(&*cache, Some((k, v)) if *k <= last && node_in(*k, v, node).is_some());
         if !hit {
-            *cache = self.store.nodes_at_or_before(m)?;
+            *cache = self.store.nodes_at_or_before(last)?;
         }
         cache
             .as_ref()
-            .and_then(|(k, v)| node_in(*k, v, level, n))
-            .ok_or_else(|| {
-                corrupt(format!(
-                    "stored Merkle node (level {level}, index {n}) is missing"
-                ))
-            })
+            .and_then(|(k, v)| node_in(*k, v, node))
+            .ok_or_else(|| corrupt(format!("stored Merkle node {node} is missing")))
     }
 
     /// Record hashes of leaves `lo..hi`, from the groups holding them.
     pub fn leaves(&self, lo: u64, hi: u64) -> Result<Vec<Hash>> {
         let mut out = Vec::with_capacity(usize::try_from(hi - lo).unwrap_or(0));
         let mut cache = self.group.borrow_mut();
-        while lo + (out.len() as u64) < hi {
-            let want = lo + out.len() as u64;
-            let covered = matches!(&*cache, Some((k, _)) if *k <= want);
-            if !covered || !scan_group(&cache, want, hi, &mut out)? {
-                *cache = self.store.group_at_or_before(want)?;
-                if !scan_group(&cache, want, hi, &mut out)? {
-                    return Err(corrupt(format!("record {want} is missing from its group")));
+        let mut cursor = FrameCursor::resume(self.store, lo, hi, cache.take());
+        loop {
+            match cursor.next_frame() {
+                Ok(Some(f)) => out.push(f.frame.stored_hash),
+                Ok(None) => break,
+                Err(WalkError::NoGroup { seq } | WalkError::Missing { seq }) => {
+                    return Err(corrupt(format!("record {seq} is missing from its group")))
                 }
+                Err(e) => return Err(e.into()),
             }
         }
+        *cache = cursor.into_group();
         Ok(out)
     }
 }
 
-/// The node (`level`, `n`) inside the node value keyed `key`, if it is there.
-fn node_in(key: u64, value: &[u8], level: u32, n: u64) -> Option<Hash> {
-    let slot = usize::try_from(stored_node_slot(key, level, n)?).ok()?;
+/// `node` inside the node value keyed `key`, if it is there.
+fn node_in(key: u64, value: &[u8], node: Node) -> Option<Hash> {
+    let slot = usize::try_from(stored_node_slot(key, node.level, node.index)?).ok()?;
     let at = slot.checked_mul(HASH_LEN)?;
     let bytes: [u8; HASH_LEN] = value.get(at..at + HASH_LEN)?.try_into().ok()?;
     Some(Hash(bytes))
-}
-
-/// Appends the stored hashes of records `want..hi` found in the cached group; false if
-/// the group does not hold record `want`.
-fn scan_group(cache: &Option<Group>, want: u64, hi: u64, out: &mut Vec<Hash>) -> Result<bool> {
-    let Some((key, bytes)) = cache else {
-        return Ok(false);
-    };
-    if *key > want {
-        return Ok(false);
-    }
-    let mut seq = *key;
-    let mut rest: &[u8] = bytes;
-    let mut found = false;
-    while !rest.is_empty() && seq < hi {
-        // Skip frames before `want` by their length; decode (CRC-checked) the ones needed.
-        let len = format::frame_len(rest).map_err(|e| corrupt(format!("record {seq}: {e}")))?;
-        if seq >= want {
-            let f =
-                format::decode_frame(rest).map_err(|e| corrupt(format!("record {seq}: {e}")))?;
-            if f.entry.seq != seq {
-                return Err(corrupt(format!(
-                    "found record {} where {seq} belongs",
-                    f.entry.seq
-                )));
-            }
-            out.push(f.stored_hash);
-            found = true;
-        }
-        rest = rest.get(len..).unwrap_or_default();
-        seq += 1;
-    }
-    Ok(found)
 }
 
 impl<S: Store + ?Sized> HashReader for TreeReader<'_, S> {
@@ -117,20 +82,17 @@ impl<S: Store + ?Sized> HashReader for TreeReader<'_, S> {
         indexes
             .iter()
             .map(|&i| {
-                let (level, n) = split_stored_hash_index(i);
-                let level = u32::from(level);
-                let lo = n.checked_shl(level).unwrap_or(u64::MAX);
-                let hi = (n + 1).checked_shl(level).unwrap_or(u64::MAX);
-                if hi > self.size {
+                let node = Node::at_stored_index(i);
+                let Some((lo, hi)) = node.leaves_within(self.size) else {
                     return Err(Error::InvalidArgument {
                         detail: format!(
-                            "tree node (level {level}, index {n}) lies beyond the tree of {} records",
+                            "tree node {node} lies beyond the tree of {} records",
                             self.size
                         ),
                     });
-                }
-                if level >= STORED_NODE_MIN_LEVEL {
-                    self.node(level, n)
+                };
+                if node.level >= STORED_NODE_MIN_LEVEL {
+                    self.node(node, hi - 1)
                 } else {
                     Ok(root_from_leaves(self.alg, &self.leaves(lo, hi)?))
                 }

@@ -4,9 +4,9 @@ use std::ops::{Bound, RangeBounds};
 
 use super::{corrupt, DynCore, Ledger, Record};
 use crate::error::{Error, Result};
-use crate::format::{self, FrameRef};
+use crate::format::FrameRef;
 use crate::hash::HashAlg;
-use crate::store::{GroupIter, Store, Value};
+use crate::store::{FrameCursor, Store, WalkError};
 
 impl Ledger {
     /// Reads record `seq`, checking its CRC, hash and commitment (a damaged record is an
@@ -118,13 +118,7 @@ pub(crate) fn check_record(f: &FrameRef<'_>, alg: HashAlg) -> Result<()> {
 /// iterator ends after the first error.
 pub struct Range<'a> {
     core: &'a DynCore,
-    groups: Option<GroupIter<'a>>,
-    buf: Value,
-    off: usize,
-    next: u64,
-    end: u64,
-    /// Sequence number the next frame in `buf` must carry.
-    frame_seq: u64,
+    cursor: FrameCursor<'a, dyn Store>,
     done: bool,
 }
 
@@ -132,76 +126,21 @@ impl<'a> Range<'a> {
     pub(crate) fn new(core: &'a DynCore, start: u64, end: u64) -> Range<'a> {
         Range {
             core,
-            groups: None,
-            buf: Value::default(),
-            off: 0,
-            next: start,
-            end,
-            frame_seq: 0,
+            cursor: FrameCursor::new(&*core.store, start, end),
             done: start >= end,
         }
     }
 
-    fn fetch(&mut self) -> Result<()> {
-        let store = &self.core.store;
-        let next = match self.groups.as_mut() {
-            Some(g) => g.next(),
-            None => {
-                // The first group comes from this lookup; the scan continues after it.
-                let first = store.group_at_or_before(self.next)?;
-                if let Some((k, _)) = &first {
-                    self.groups = Some(store.groups_from(k.saturating_add(1)));
-                }
-                first.map(Ok)
+    fn next_record(&mut self) -> Result<Option<Record>> {
+        match self.cursor.next_frame() {
+            Ok(Some(f)) => {
+                check_record(&f.frame, self.core.config.alg)?;
+                Ok(Some(Record::from_frame(&f.frame)))
             }
-        };
-        match next {
-            Some(Ok((key, bytes))) => {
-                if self.off < self.buf.len() || (!self.buf.is_empty() && key != self.frame_seq) {
-                    return Err(corrupt(format!(
-                        "record group {key} does not continue at record {}",
-                        self.frame_seq
-                    )));
-                }
-                self.frame_seq = key;
-                self.buf = bytes;
-                self.off = 0;
-                Ok(())
-            }
-            Some(Err(e)) => Err(e),
-            None => Err(corrupt(format!("record {} is missing", self.next))),
-        }
-    }
-
-    fn next_record(&mut self) -> Result<Record> {
-        loop {
-            while self.off >= self.buf.len() {
-                self.fetch()?;
-            }
-            let rest = self.buf.get(self.off..).unwrap_or_default();
-            let seq = self.frame_seq;
-            if seq < self.next {
-                // Step over records before the range by their length alone; the record
-                // returned is checked in full, its sequence number included.
-                let len =
-                    format::frame_len(rest).map_err(|e| corrupt(format!("record {seq}: {e}")))?;
-                self.off += len;
-                self.frame_seq += 1;
-                continue;
-            }
-            let f =
-                format::decode_frame(rest).map_err(|e| corrupt(format!("record {seq}: {e}")))?;
-            self.off += f.len;
-            self.frame_seq += 1;
-            if f.entry.seq != seq {
-                return Err(corrupt(format!(
-                    "found record {} where {seq} belongs",
-                    f.entry.seq
-                )));
-            }
-            check_record(&f, self.core.config.alg)?;
-            self.next += 1;
-            return Ok(Record::from_frame(&f));
+            Ok(None) => Ok(None),
+            // A range names the record it wanted, wherever the groups stop.
+            Err(WalkError::NoGroup { seq }) => Err(corrupt(format!("record {seq} is missing"))),
+            Err(e) => Err(e.into()),
         }
     }
 }
@@ -210,13 +149,13 @@ impl Iterator for Range<'_> {
     type Item = Result<Record>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done || self.next >= self.end {
+        if self.done {
             return None;
         }
-        let r = self.next_record();
-        if r.is_err() {
+        let r = self.next_record().transpose();
+        if !matches!(r, Some(Ok(_))) {
             self.done = true;
         }
-        Some(r)
+        r
     }
 }

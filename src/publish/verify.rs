@@ -14,8 +14,7 @@ use crate::error::{Error, Result};
 use crate::format::{Entry, ENTRY_LEN};
 use crate::hash::{Hash, HashAlg, HASH_LEN};
 use crate::merkle::{
-    prove_consistency, root_from_leaves, split_stored_hash_index, tree_hash, verify_consistency,
-    HashReader, TreeError,
+    prove_consistency, root_from_leaves, tree_hash, verify_consistency, HashReader, Node, TreeError,
 };
 use crate::note::{VerifierKey, MAX_NOTE_LEN};
 use crate::tiles::{tile_hashes, Tile, TILE_HEIGHT, TILE_WIDTH};
@@ -451,11 +450,9 @@ impl HashReader for Tiles<'_> {
         indexes
             .iter()
             .map(|&i| {
-                let (height, n) = split_stored_hash_index(i);
-                let complete = (n + 1)
-                    .checked_shl(u32::from(height))
-                    .is_some_and(|hi| hi <= self.size);
-                if !complete {
+                let node = Node::at_stored_index(i);
+                let (height, n) = (node.level, node.index);
+                if node.leaves_within(self.size).is_none() {
                     return Err(invalid(
                         self.remote.url(),
                         format!(

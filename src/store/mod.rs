@@ -6,6 +6,7 @@
 
 use crate::error::Result;
 
+mod cursor;
 mod fault;
 mod ledger_store;
 #[cfg(any(test, loom))]
@@ -15,6 +16,7 @@ mod sled_repair;
 #[cfg(not(loom))]
 mod sled_store;
 
+pub(crate) use cursor::{FrameCursor, WalkError};
 #[cfg_attr(not(feature = "fault-injection"), allow(unused_imports))]
 pub use fault::{FaultPlan, FaultStore, Op};
 pub(crate) use ledger_store::{write_atomically, LedgerStore, CHECKPOINT_FILE};

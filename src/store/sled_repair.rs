@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{write_atomically, LedgerStore, SledStore, Store};
+use super::{write_atomically, FrameCursor, LedgerStore, SledStore, Store, WalkError};
 use crate::error::{Error, Result};
 use crate::format::Head;
 use crate::log::Log;
@@ -164,16 +164,12 @@ fn on_log(log: &Log, head: &Head) -> Result<bool> {
         return Ok(head.last_hash == log.config().genesis_prev());
     }
     let seq = head.next_seq - 1;
-    let Some((key, group)) = log.group_at_or_before(seq)? else {
-        return Ok(false);
+    let hash = match FrameCursor::new(log, seq, head.next_seq).next_frame() {
+        Ok(f) => f.map(|f| (f.seq, f.frame.stored_hash)),
+        Err(WalkError::Store(e)) => return Err(e),
+        // A record the log does not hold (or holds damaged) is not on its history.
+        Err(_) => None,
     };
-    let Some(at) = seq.checked_sub(key) else {
-        return Ok(false);
-    };
-    let hash = crate::format::frames(&group)
-        .nth(usize::try_from(at).unwrap_or(usize::MAX))
-        .and_then(|(_, r)| r.ok())
-        .map(|f| (f.entry.seq, f.stored_hash));
     // A commit boundary too: sled's head only ever moves by whole commits.
     let boundary = log
         .groups_from(head.next_seq)

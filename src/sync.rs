@@ -5,6 +5,7 @@
 #[cfg(not(loom))]
 mod imp {
     pub use std::sync::atomic::Ordering;
+    pub use std::sync::mpsc::sync_channel;
     pub use std::sync::Arc;
     pub use std::sync::{MutexGuard, RwLockReadGuard, RwLockWriteGuard};
     pub use std::thread;

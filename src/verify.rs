@@ -328,6 +328,38 @@ impl VerifyReport {
 }
 
 /// Checks frames one by one, in order, against everything a record must satisfy.
+/// The two hashes checking a frame costs, computed apart from the checks so that they can
+/// be computed on another thread ahead of them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Hashed {
+    /// The record hash of the frame's fields.
+    record: Hash,
+    /// Whether salt and payload give the record's commitment (true when redacted).
+    body_matches: bool,
+}
+
+impl Hashed {
+    pub fn of(alg: HashAlg, f: &FrameRef<'_>) -> Hashed {
+        let e = &f.entry;
+        Hashed {
+            record: e.hash(),
+            body_matches: f.body.is_none_or(|(salt, payload)| {
+                payload.len() as u64 == u64::from(e.payload_len)
+                    && alg.commitment(salt, payload) == e.commitment
+            }),
+        }
+    }
+}
+
+/// The hashes of a group's frames, up to the first that does not decode (the checks find
+/// that one again and report it).
+pub(crate) fn hash_group(alg: HashAlg, group: &[u8]) -> Vec<Hashed> {
+    format::frames(group)
+        .map_while(|(_, r)| r.ok())
+        .map(|f| Hashed::of(alg, &f))
+        .collect()
+}
+
 pub(crate) struct ChainVerifier {
     alg: HashAlg,
     genesis_prev: Hash,
@@ -446,6 +478,13 @@ impl ChainVerifier {
 
     /// Checks one decoded frame and advances.
     pub fn push(&mut self, f: &FrameRef<'_>) -> Result<(), Break> {
+        let hashed = Hashed::of(self.alg, f);
+        self.push_hashed(f, &hashed)
+    }
+
+    /// [`ChainVerifier::push`] with the frame's hashes already computed (by
+    /// [`Hashed::of`], possibly on another thread).
+    pub fn push_hashed(&mut self, f: &FrameRef<'_>, hashed: &Hashed) -> Result<(), Break> {
         let e = &f.entry;
         let seq = self.next_seq;
         if e.alg != self.alg {
@@ -455,7 +494,7 @@ impl ChainVerifier {
                 format!("record uses {}, the ledger uses {}", e.alg, self.alg),
             ));
         }
-        let computed = e.hash();
+        let computed = hashed.record;
         if computed != f.stored_hash {
             return Err(self.brk(
                 seq,
@@ -473,10 +512,8 @@ impl ChainVerifier {
                 format!("expected record {seq}, found record {}", e.seq),
             ));
         }
-        if let Some((salt, payload)) = f.body {
-            if payload.len() as u64 != u64::from(e.payload_len)
-                || self.alg.commitment(salt, payload) != e.commitment
-            {
+        if f.body.is_some() {
+            if !hashed.body_matches {
                 return Err(self.brk(
                     seq,
                     BreakKind::PayloadMismatch,
@@ -575,8 +612,17 @@ impl ChainVerifier {
     }
 
     /// Checks every frame in a stored group whose key is `key`; frames at or past
-    /// `limit` (the head's record count) are a break.
-    pub fn push_group(&mut self, key: u64, group: &[u8], limit: u64) -> Result<(), Break> {
+    /// `limit` (the head's record count) are a break. `hashes` holds the hashes of the
+    /// group's first frames when they were computed ahead (by [`hash_group`]); the
+    /// rest are computed here.
+    pub fn push_group(
+        &mut self,
+        key: u64,
+        group: &[u8],
+        hashes: &[Hashed],
+        limit: u64,
+    ) -> Result<(), Break> {
+        let mut hashes = hashes.iter();
         if key != self.next_seq {
             let kind = if key < self.next_seq {
                 BreakKind::GroupKeyMismatch
@@ -604,7 +650,11 @@ impl ChainVerifier {
                 ));
             }
             let f = r.map_err(|e| self.frame_error(&e))?;
-            self.push(&f)?;
+            let hashed = match hashes.next() {
+                Some(h) => *h,
+                None => Hashed::of(self.alg, &f),
+            };
+            self.push_hashed(&f, &hashed)?;
         }
         Ok(())
     }

@@ -5,12 +5,16 @@ use super::Ledger;
 use crate::checkpoint::Checkpoint;
 use crate::error::Result;
 use crate::format::RecordKind;
-use crate::hash::Hash;
+use crate::hash::{Hash, HashAlg};
 use crate::log::CommitRecord;
 use crate::note::VerifierKey;
 use crate::redaction;
 use crate::store::Store;
-use crate::verify::{Break, BreakKind, ChainVerifier, CheckpointCheck, VerifyReport};
+use crate::store::{GroupIter, Value};
+use crate::sync::{sync_channel, thread};
+use crate::verify::{
+    hash_group, Break, BreakKind, ChainVerifier, CheckpointCheck, Hashed, VerifyReport,
+};
 
 impl Ledger {
     /// Verifies the whole ledger: every frame, hash, commitment, link, timestamp, the
@@ -29,57 +33,61 @@ impl Ledger {
         let mut first_break = None;
         let mut nodes = self.core.store.nodes_from(0).peekable();
         let mut commits = self.store.log().commit_records_from(0);
-        for g in self.core.store.groups_from(0) {
-            let (key, bytes) = g?;
-            if key >= head.next_seq {
-                break;
-            }
-            if let Err(b) = v.push_group(key, &bytes, head.next_seq) {
-                first_break = Some(b);
-                break;
-            }
-            // The commit record must name the head its records give.
-            if let Some(c) = commits.next().transpose()? {
-                let named = c.1
-                    == CommitRecord {
-                        size: v.next_seq(),
-                        root: v.tree().root(),
-                    };
-                if c.0 != key || !named {
-                    first_break = Some(Break::new(
+        let groups = || self.core.store.groups_from(0);
+        with_hashed_groups(cfg.alg, &groups, |groups| -> Result<()> {
+            for g in groups {
+                let (key, bytes, hashes) = g?;
+                if key >= head.next_seq {
+                    break;
+                }
+                if let Err(b) = v.push_group(key, &bytes, &hashes, head.next_seq) {
+                    first_break = Some(b);
+                    break;
+                }
+                // The commit record must name the head its records give.
+                if let Some(c) = commits.next().transpose()? {
+                    let named = c.1
+                        == CommitRecord {
+                            size: v.next_seq(),
+                            root: v.tree().root(),
+                        };
+                    if c.0 != key || !named {
+                        first_break = Some(Break::new(
                         key,
                         BreakKind::CommitMismatch,
                         format!("the commit record closing records {key}..{} does not name the head they give", v.next_seq()),
                     ));
-                    break;
+                        break;
+                    }
                 }
-            }
-            progress(v.next_seq());
-            // The stored tree nodes must be exactly those the group's records complete.
-            let expected = v.take_nodes();
-            // A failed read is an error, not a missing value: never a tamper report.
-            if matches!(nodes.peek(), Some(Err(_))) {
-                if let Some(Err(e)) = nodes.next() {
-                    return Err(e);
+                progress(v.next_seq());
+                // The stored tree nodes must be exactly those the group's records complete.
+                let expected = v.take_nodes();
+                // A failed read is an error, not a missing value: never a tamper report.
+                if matches!(nodes.peek(), Some(Err(_))) {
+                    if let Some(Err(e)) = nodes.next() {
+                        return Err(e);
+                    }
                 }
-            }
-            let stored = match nodes.next_if(|n| matches!(n, Ok((k, _)) if *k <= key)) {
-                Some(n) => Some(n?),
-                None => None,
-            };
-            let ok = match &stored {
-                None => expected.is_empty(),
-                Some((k, value)) => *k == key && *value == expected,
-            };
-            if !ok {
-                first_break = Some(Break::new(
+                let stored = match nodes.next_if(|n| matches!(n, Ok((k, _)) if *k <= key)) {
+                    Some(n) => Some(n?),
+                    None => None,
+                };
+                let ok = match &stored {
+                    None => expected.is_empty(),
+                    Some((k, value)) => *k == key && *value == expected,
+                };
+                if !ok {
+                    first_break = Some(Break::new(
                     key,
                     BreakKind::TreeMismatch,
                     format!("the stored Merkle nodes of the group at record {key} do not match its records"),
                 ));
-                break;
+                    break;
+                }
             }
-        }
+            Ok(())
+        })?;
         if first_break.is_none() {
             // A node value keyed inside the records but after the last group's key is
             // no group's: it would shadow real nodes when the tree is read.
@@ -230,4 +238,48 @@ impl Ledger {
             }
         })
     }
+}
+
+/// A group read from the log, with the hashes of its frames.
+type HashedGroup = (u64, Value, Vec<Hashed>);
+
+/// Groups hashed ahead of the checks: enough to keep both threads busy, few enough that
+/// the memory they hold stays small (a group is at most a few hundred KiB).
+const HASHED_AHEAD: usize = 4;
+
+/// Runs `f` over the groups `groups` yields, each with its frames' hashes computed ahead
+/// on a thread of its own: hashing is most of what verifying costs, and the checks need
+/// the records in order, so the two run side by side. Without a thread (the system
+/// refused one), the checks hash as they go.
+fn with_hashed_groups<'s, T>(
+    alg: HashAlg,
+    groups: &(dyn Fn() -> GroupIter<'s> + Sync),
+    f: impl FnOnce(&mut dyn Iterator<Item = Result<HashedGroup>>) -> T,
+) -> T {
+    thread::scope(|s| {
+        let (tx, rx) = sync_channel(HASHED_AHEAD);
+        let worker = thread::Builder::new()
+            .name("chainlog-verify".into())
+            .spawn_scoped(s, move || {
+                for g in groups() {
+                    let item = g.map(|(key, bytes)| {
+                        let hashes = hash_group(alg, &bytes);
+                        (key, bytes, hashes)
+                    });
+                    // The checks stopped (the receiver is gone), or a read failed.
+                    let failed = item.is_err();
+                    if tx.send(item).is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        match worker {
+            // The receiver is dropped when `f` returns, which ends the worker.
+            Ok(_) => f(&mut rx.into_iter()),
+            Err(e) => {
+                tracing::warn!(error = %e, "no thread to hash ahead of the verify; hashing inline");
+                f(&mut groups().map(|g| g.map(|(key, bytes)| (key, bytes, Vec::new()))))
+            }
+        }
+    })
 }

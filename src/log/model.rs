@@ -84,7 +84,7 @@ fn committed_chain(media: SimMedia) -> Head {
     let mut v = ChainVerifier::new(CONFIG.alg, CONFIG.genesis_prev());
     for g in log.groups_from(0) {
         let (key, bytes) = g.unwrap();
-        v.push_group(key, &bytes, head.next_seq).unwrap();
+        v.push_group(key, &bytes, &[], head.next_seq).unwrap();
     }
     v.finish(&head).unwrap();
     head
@@ -245,7 +245,7 @@ fn a_reader_refreshing_during_commits_follows_a_committed_prefix() {
             let mut v = ChainVerifier::new(CONFIG.alg, CONFIG.genesis_prev());
             for g in log.groups_from(0) {
                 let (key, bytes) = g.unwrap();
-                v.push_group(key, &bytes, head.next_seq).unwrap();
+                v.push_group(key, &bytes, &[], head.next_seq).unwrap();
             }
             v.finish(&head).unwrap();
             head.next_seq

@@ -87,7 +87,7 @@ fn assert_chain(store: &impl Store) -> u64 {
                 "two records share a predecessor"
             );
         }
-        v.push_group(key, &bytes, head.next_seq).unwrap();
+        v.push_group(key, &bytes, &[], head.next_seq).unwrap();
     }
     v.finish(&head).unwrap();
     head.next_seq

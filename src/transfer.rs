@@ -260,7 +260,7 @@ impl Ledger {
         if from >= to {
             return Ok(());
         }
-        let store = &self.core().store;
+        let store = self.core();
         let corrupt = |d: String| Error::Corrupt { detail: d };
         let start = match store.group_at_or_before(from)? {
             Some((k, _)) => k,

@@ -9,8 +9,8 @@ use crate::hash::Hash;
 use crate::log::CommitRecord;
 use crate::note::VerifierKey;
 use crate::redaction;
-use crate::store::Store;
 use crate::verify::{Break, BreakKind, ChainVerifier, CheckpointCheck, VerifyReport};
+use crate::writer::StoredState;
 
 impl Ledger {
     /// Verifies the whole ledger: every frame, hash, commitment, link, timestamp, the
@@ -27,9 +27,9 @@ impl Ledger {
         let genesis = cfg.genesis_prev();
         let mut v = ChainVerifier::new(cfg.alg, genesis);
         let mut first_break = None;
-        let mut nodes = self.core.store.nodes_from(0).peekable();
-        let mut commits = self.store.log().commit_records_from(0);
-        for g in self.core.store.groups_from(0) {
+        let mut nodes = self.core.nodes_from(0).peekable();
+        let mut commits = self.core.commit_records_from(0);
+        for g in self.core.groups_from(0) {
             let (key, bytes) = g?;
             if key >= head.next_seq {
                 break;
@@ -206,28 +206,25 @@ impl Ledger {
     /// With no commit in flight: the stored head must equal the writer's, and no group
     /// may be stored beyond it.
     fn check_stored_head(&self) -> Result<Option<Break>> {
-        let store = &self.core.store;
-        self.core.with_quiescent(|committed| {
-            let stored = store.read_head()?;
-            if stored.as_deref() != Some(&committed.to_bytes()[..]) {
+        let (committed, beyond) = match self.core.stored_state()? {
+            (committed, StoredState::HeadDiffers) => {
                 return Ok(Some(Break::new(
                     committed.next_seq,
                     BreakKind::HeadMismatch,
                     "the stored head differs from the head this ledger committed",
                 )));
             }
-            match store.groups_from(committed.next_seq).next() {
-                None => Ok(None),
-                Some(Err(e)) => Err(e),
-                Some(Ok((k, _))) => Ok(Some(Break::new(
-                    k,
-                    BreakKind::BeyondHead,
-                    format!(
-                        "records stored from {k}, beyond the head ({} records)",
-                        committed.next_seq
-                    ),
-                ))),
-            }
-        })
+            (committed, StoredState::Matches { beyond }) => (committed, beyond),
+        };
+        Ok(beyond.map(|k| {
+            Break::new(
+                k,
+                BreakKind::BeyondHead,
+                format!(
+                    "records stored from {k}, beyond the head ({} records)",
+                    committed.next_seq
+                ),
+            )
+        }))
     }
 }

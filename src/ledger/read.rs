@@ -6,11 +6,13 @@ use super::{corrupt, DynCore, Ledger, Record};
 use crate::error::{Error, Result};
 use crate::format::{self, FrameRef};
 use crate::hash::HashAlg;
-use crate::store::{GroupIter, Store, Value};
+use crate::store::{GroupIter, Value};
 
 impl Ledger {
     /// Reads record `seq`, checking its CRC, hash and commitment (a damaged record is an
-    /// error, never returned as if valid).
+    /// error, never returned as if valid). Reads see committed records only: a
+    /// [`Durability::Buffered`](crate::Durability::Buffered) append is readable once
+    /// committed, so call [`Ledger::flush`] first to read your own buffered appends.
     pub fn get(&self, seq: u64) -> Result<Record> {
         let head = self.visible();
         if seq >= head.next_seq {
@@ -143,7 +145,7 @@ impl<'a> Range<'a> {
     }
 
     fn fetch(&mut self) -> Result<()> {
-        let store = &self.core.store;
+        let store = self.core;
         let next = match self.groups.as_mut() {
             Some(g) => g.next(),
             None => {

@@ -456,7 +456,7 @@ fn mark_opened(outcomes: &mut [Outcome], present: Vec<usize>) {
 }
 
 fn open(dir: &Path, media: &SimMedia) -> crate::error::Result<Ledger> {
-    Ledger::open_on(dir, Options::default(), None, Some(Box::new(media.clone())))
+    Ledger::open_on(dir, Options::default(), Some(Box::new(media.clone())))
 }
 
 /// After a check: appends more, closes cleanly, reopens and checks everything again.

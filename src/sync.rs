@@ -136,6 +136,15 @@ mod imp {
 
 pub use imp::*;
 
+/// Waits `d` before a retry. Under loom, time does not pass and a sleeping model
+/// thread would only slow the exploration, so it returns at once.
+pub fn backoff(d: std::time::Duration) {
+    #[cfg(not(loom))]
+    std::thread::sleep(d);
+    #[cfg(loom)]
+    let _ = d;
+}
+
 #[cfg(loom)]
 use loom::sync::atomic::AtomicU64 as RawU64;
 #[cfg(not(loom))]

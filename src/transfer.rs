@@ -18,7 +18,6 @@ use crate::ledger::{check_record, tree_error, Ledger, Options};
 use crate::merkle::{self, Frontier};
 use crate::note::{SignerKey, VerifierKey};
 use crate::redaction;
-use crate::store::FrameCursor;
 use crate::writer::Durability;
 
 /// What to export.
@@ -258,7 +257,7 @@ impl Ledger {
         to: u64,
         mut f: impl FnMut(u64, &format::FrameRef<'_>, &[u8]) -> Result<()>,
     ) -> Result<()> {
-        let mut cursor = FrameCursor::new(&*self.core().store, from, to);
+        let mut cursor = self.core().frames(from, to);
         while let Some(fr) = cursor.next_frame()? {
             f(fr.seq, &fr.frame, fr.raw)?;
         }

@@ -17,7 +17,6 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::format::Head;
 use crate::ledger::DynCore;
-use crate::store::LedgerStore;
 use crate::sync::{thread, Arc, Condvar, Mutex};
 
 /// How often a reader without inotify looks for new commits.
@@ -31,11 +30,11 @@ pub(crate) const BACKSTOP: Option<Duration> = None;
 
 /// Refreshes a read-only ledger's view: the log's new commits become the committed
 /// head; a log that no longer continues the view fails it (subscribers get the error).
-pub(crate) fn refresh(store: &LedgerStore, core: &DynCore) -> Result<Head> {
+pub(crate) fn refresh(core: &DynCore) -> Result<Head> {
     if let Some(e) = core.view_failure() {
         return Err(e);
     }
-    match store.log().refresh() {
+    match core.refresh_log() {
         Ok(head) => {
             core.adopt(head.clone());
             Ok(head)
@@ -64,8 +63,8 @@ pub(crate) struct Watcher {
 }
 
 impl Watcher {
-    /// Starts watching `log_dir` for the reader over `store` and `core`.
-    pub fn start(log_dir: &Path, store: Arc<LedgerStore>, core: Arc<DynCore>) -> Result<Watcher> {
+    /// Starts watching `log_dir` for the reader over `core`.
+    pub fn start(log_dir: &Path, core: Arc<DynCore>) -> Result<Watcher> {
         let stop = Arc::new(Stop::default());
         let s = Arc::clone(&stop);
         #[cfg(target_os = "linux")]
@@ -80,11 +79,11 @@ impl Watcher {
             .spawn(move || {
                 #[cfg(target_os = "linux")]
                 if let Some(fd) = inotify {
-                    if linux::run(&fd, &pipe_r, &s, &store, &core) {
+                    if linux::run(&fd, &pipe_r, &s, &core) {
                         return;
                     }
                 }
-                poll_loop(&s, &store, &core);
+                poll_loop(&s, &core);
             })
             .map_err(|e| Error::io_without_path("starting the reader's watch thread", e))?;
         Ok(Watcher {
@@ -116,11 +115,11 @@ impl Drop for Watcher {
 }
 
 /// Without inotify: a refresh every `FALLBACK_POLL` until stopped.
-fn poll_loop(stop: &Stop, store: &LedgerStore, core: &DynCore) {
+fn poll_loop(stop: &Stop, core: &DynCore) {
     let mut stopped = stop.stopped.lock();
     while !*stopped {
         drop(stopped);
-        let _ = refresh(store, core);
+        let _ = refresh(core);
         stopped = stop.stopped.lock();
         if !*stopped {
             stopped = stop.cond.wait_for(stopped, FALLBACK_POLL);
@@ -139,7 +138,6 @@ mod linux {
 
     use super::{refresh, Stop, BACKSTOP};
     use crate::ledger::DynCore;
-    use crate::store::LedgerStore;
 
     /// An inotify descriptor watching `dir`, or `None` (logged) when that fails.
     pub fn watch(dir: &Path) -> Option<OwnedFd> {
@@ -163,20 +161,14 @@ mod linux {
 
     /// Refreshes whenever the directory changes, until stopped: then true. False when
     /// `poll` fails, for the caller to poll on a timer instead.
-    pub fn run(
-        fd: &OwnedFd,
-        stop_pipe: &std::io::PipeReader,
-        stop: &Stop,
-        store: &LedgerStore,
-        core: &DynCore,
-    ) -> bool {
+    pub fn run(fd: &OwnedFd, stop_pipe: &std::io::PipeReader, stop: &Stop, core: &DynCore) -> bool {
         let timeout = BACKSTOP.map(|d| Timespec {
             tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
             tv_nsec: i64::from(d.subsec_nanos()),
         });
         // The watch is in place: a commit made after this refresh read the log wakes
         // the poll below.
-        let _ = refresh(store, core);
+        let _ = refresh(core);
         let mut buf = [0u8; 4096];
         loop {
             let mut fds = [
@@ -206,7 +198,7 @@ mod linux {
                     }
                 }
             }
-            let _ = refresh(store, core);
+            let _ = refresh(core);
         }
     }
 }
@@ -256,7 +248,7 @@ mod tests {
                 .unwrap();
             assert_eq!(got, (r.seq, r.hash));
         }
-        assert!(reader.store_for_tests().log().segment_count() >= 3);
+        assert!(reader.core().ledger_store().log().segment_count() >= 3);
         assert_eq!(reader.len(), receipts.len() as u64);
         reader.close().unwrap();
         w.close().unwrap();

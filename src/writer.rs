@@ -15,8 +15,9 @@ use crate::error::{Error, Result};
 use crate::format::{self, Config, Entry, Head, RecordKind};
 use crate::hash::{Hash, HASH_LEN};
 use crate::merkle::MAX_TREE_SIZE;
-use crate::store::Store;
+use crate::store::{FrameCursor, GroupIter, Store};
 use crate::sync::{AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
+use crate::tree::TreeReader;
 
 /// Buffered appends may keep this many bytes sequenced but unwritten; beyond it the
 /// appender writes them itself (without a device sync), which also bounds memory.
@@ -33,6 +34,10 @@ pub enum Durability {
     /// Return once the record is sequenced. It is written to the store by the next group
     /// commit and made durable by the background flush within `Options::flush_interval`;
     /// a crash or a failed write within that window loses it.
+    ///
+    /// Reads (`Ledger::get`, `len`, `head`, `range`, proofs, `verify`) see committed
+    /// records only and never commit: to read your own buffered appends, call
+    /// `Ledger::flush` first (or wait for the background flush).
     Buffered,
 }
 
@@ -214,6 +219,15 @@ impl State {
     }
 }
 
+/// What the store holds against the writer's committed head.
+pub(crate) enum StoredState {
+    /// The stored head value is not the committed head's.
+    HeadDiffers,
+    /// The stored head is the committed head; `beyond` is the key of the first group
+    /// stored at or beyond it, if any.
+    Matches { beyond: Option<u64> },
+}
+
 /// A prepared payload: its salt and commitment, computed before taking the lock.
 pub(crate) struct Prepared<'a> {
     kind: RecordKind,
@@ -223,7 +237,8 @@ pub(crate) struct Prepared<'a> {
 }
 
 pub(crate) struct Core<S> {
-    pub store: S,
+    /// Private: every write to the store is the writer's, under its state lock.
+    store: S,
     pub config: Config,
     policy: FailurePolicy,
     state: Mutex<State>,
@@ -233,15 +248,16 @@ pub(crate) struct Core<S> {
     salt_key: [u8; 32],
     salt_counter: AtomicU64,
     pub counters: Counters,
-    /// Model-only defect: read the predecessor before taking the lock. The loom model
-    /// must catch the fork this causes, which shows the model can fail.
-    #[cfg(loom)]
-    pub broken_prev_outside_lock: bool,
 }
 
+#[cfg(not(loom))]
+mod ledger;
 #[cfg(test)]
 mod model;
 mod wake;
+
+#[cfg(not(loom))]
+pub(crate) use ledger::LedgerBackend;
 
 pub(crate) use wake::CommitWait;
 
@@ -284,8 +300,6 @@ impl<S: Store> Core<S> {
             salt_key,
             salt_counter: AtomicU64::new(0),
             counters: Counters::default(),
-            #[cfg(loom)]
-            broken_prev_outside_lock: false,
         }
     }
 
@@ -368,18 +382,12 @@ impl<S: Store> Core<S> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        #[cfg(loom)]
-        let stale_prev = self
-            .broken_prev_outside_lock
-            .then(|| self.state.lock().tip.last_hash);
-        #[cfg(not(loom))]
-        let stale_prev = None;
         let mut st = self.state.lock();
         // Backpressure: buffered writers must not outrun the committer without bound.
         while st.pending.bytes >= BUFFER_LIMIT && st.committing && st.poisoned.is_none() {
             st = self.cond.wait(st);
         }
-        let receipts = self.sequence(&mut st, items, stale_prev)?;
+        let receipts = self.sequence(&mut st, items)?;
         self.settle(st, durability)?;
         Ok(receipts)
     }
@@ -387,14 +395,7 @@ impl<S: Store> Core<S> {
     /// Assigns sequence numbers, the timestamp and predecessors to `items` and places
     /// their frames in the pending group, under the lock the caller holds; refused on a
     /// poisoned ledger.
-    /// `stale_prev` is the loom model's deliberate defect (a predecessor read before the
-    /// lock); always `None` outside loom.
-    fn sequence(
-        &self,
-        st: &mut State,
-        items: &[Prepared<'_>],
-        mut stale_prev: Option<Hash>,
-    ) -> Result<Vec<Receipt>> {
+    fn sequence(&self, st: &mut State, items: &[Prepared<'_>]) -> Result<Vec<Receipt>> {
         if let Some(reason) = &st.poisoned {
             return Err(Error::Poisoned {
                 reason: reason.clone(),
@@ -416,7 +417,7 @@ impl<S: Store> Core<S> {
         {
             for p in items {
                 let seq = st.tip.next_seq;
-                let prev = stale_prev.take().unwrap_or(st.tip.last_hash);
+                let prev = st.tip.last_hash;
                 let entry = Entry {
                     alg,
                     kind: p.kind,
@@ -688,10 +689,7 @@ impl<S: Store> Core<S> {
                     bump(&self.counters.head_read_retries, 1);
                     tracing::warn!(error = %e.chain(), "head read failed; retrying");
                     if let FailurePolicy::Retry { backoff, .. } = self.policy {
-                        #[cfg(not(loom))]
-                        std::thread::sleep(backoff);
-                        #[cfg(loom)]
-                        let _ = backoff;
+                        crate::sync::backoff(backoff);
                     }
                 }
             }
@@ -723,33 +721,71 @@ impl<S: Store> Core<S> {
         }
     }
 
-    /// The committed head (what readers see).
+    /// The committed head: what readers see. Reading never commits: buffered appends
+    /// not yet committed are not in it until a flush (or the background flush) commits
+    /// them.
     pub fn committed(&self) -> Head {
         self.state.lock().committed.clone()
     }
 
-    /// The committed head; with `commit`, records sequenced but not yet written (buffered
-    /// appends) are committed first, without a device sync, so readers see their own
-    /// buffered appends. A failure there poisons the ledger; readers then see what the
-    /// store holds.
-    pub fn visible(&self, commit: bool) -> Head {
-        let st = self.state.lock();
-        if commit && st.poisoned.is_none() && st.tip.next_seq != st.committed.next_seq {
-            let target = st.tip.next_seq;
-            let _ = self.wait_covered(st, target, false);
-            return self.committed();
-        }
-        st.committed.clone()
-    }
-
     /// Runs `f` with the state locked and no commit in progress, so the store holds
-    /// exactly the committed head's records; `f` gets that head.
-    pub fn with_quiescent<T>(&self, f: impl FnOnce(&Head) -> T) -> T {
+    /// exactly the committed head's records and nothing can interleave with `f`; `f`
+    /// gets the store and that head.
+    fn with_quiescent<T>(&self, f: impl FnOnce(&S, &Head) -> T) -> T {
         let mut st = self.state.lock();
         while st.committing {
             st = self.cond.wait(st);
         }
-        f(&st.committed)
+        f(&self.store, &st.committed)
+    }
+
+    /// The committed head and what the store holds against it, read with no commit in
+    /// flight.
+    pub fn stored_state(&self) -> Result<(Head, StoredState)> {
+        self.with_quiescent(|store, committed| {
+            if store.read_head()?.as_deref() != Some(&committed.to_bytes()[..]) {
+                return Ok((committed.clone(), StoredState::HeadDiffers));
+            }
+            let beyond = store
+                .groups_from(committed.next_seq)
+                .next()
+                .transpose()?
+                .map(|(k, _)| k);
+            Ok((committed.clone(), StoredState::Matches { beyond }))
+        })
+    }
+
+    /// Replaces the latest signed checkpoint and syncs it, with no commit in flight.
+    pub fn store_checkpoint(&self, note: &[u8]) -> Result<()> {
+        self.with_quiescent(|store, _| {
+            store.write_checkpoint(note)?;
+            store.sync()
+        })
+    }
+
+    /// The latest signed checkpoint, if any.
+    pub fn read_checkpoint(&self) -> Result<Option<Vec<u8>>> {
+        self.store.read_checkpoint()
+    }
+
+    /// Reads the Merkle tree of the first `size` records from the store.
+    pub fn tree_reader(&self, size: u64) -> TreeReader<'_, S> {
+        TreeReader::new(&self.store, self.config.alg, size)
+    }
+
+    /// The records `start..end`, one frame at a time, as stored.
+    pub fn frames(&self, start: u64, end: u64) -> FrameCursor<'_, S> {
+        FrameCursor::new(&self.store, start, end)
+    }
+
+    /// Stored groups with key `>= key`, in key order.
+    pub fn groups_from(&self, key: u64) -> GroupIter<'_> {
+        self.store.groups_from(key)
+    }
+
+    /// Stored tree node values with key `>= key`, in key order.
+    pub fn nodes_from(&self, key: u64) -> GroupIter<'_> {
+        self.store.nodes_from(key)
     }
 
     pub fn metrics(&self) -> Metrics {

@@ -239,15 +239,23 @@ fn a_poisoned_ledger_refuses_to_checkpoint_or_close_cleanly_and_shows_only_the_s
     let dir = tempfile::tempdir().unwrap();
     let expected = seeded(dir.path());
     {
-        let l =
-            Ledger::open_with_faults(dir.path(), Options::default(), FaultPlan::nth(Op::Sync, 1))
-                .unwrap();
+        // No background flush in the test's time: its sync would be the one to fail.
+        let opts = Options {
+            flush_interval: Duration::from_secs(3600),
+            ..Options::default()
+        };
+        let l = Ledger::open_with_faults(dir.path(), opts, FaultPlan::nth(Op::Sync, 1)).unwrap();
         for i in 0..5 {
-            l.append_with(format!("buffered {i}").as_bytes(), Durability::Buffered)
-                .unwrap();
+            let mut p = format!("buffered {i}").into_bytes();
+            if i == 4 {
+                // The last fills the buffer, so its appender commits all five itself (no
+                // sync): a read never commits.
+                p.resize(1 << 20, b'.');
+            }
+            l.append_with(&p, Durability::Buffered).unwrap();
         }
-        // Reading commits the buffered records (no sync); the next durable append's sync
-        // fails, and the head goes back to the last durable one.
+        // The buffered records are committed, not synced; the next durable append's
+        // sync fails, and the head goes back to the last durable one.
         assert_eq!(l.len(), expected.len() as u64 + 5);
         assert!(l.append(b"durable").is_err());
         assert_eq!(

@@ -186,6 +186,8 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 l = Ledger::open(&dir, Options::default()).unwrap();
             }
         }
+        // Reads see committed records only: buffered appends are read once flushed.
+        l.flush().unwrap();
         prop_assert_eq!(l.len(), m.records.len() as u64, "after step {}", step);
     }
     check_all(&l, &m)?;

@@ -33,6 +33,8 @@ fn ledger_with(dir: &Path, alg: HashAlg, n: u64) -> (Ledger, Vec<Hash>) {
                 .map(|r| r.hash),
         );
     }
+    // Reads see committed records only.
+    l.flush().unwrap();
     (l, leaves)
 }
 

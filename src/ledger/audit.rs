@@ -9,12 +9,12 @@ use crate::hash::{Hash, HashAlg};
 use crate::log::CommitRecord;
 use crate::note::VerifierKey;
 use crate::redaction;
-use crate::store::Store;
 use crate::store::{GroupIter, Value};
 use crate::sync::{sync_channel, thread};
 use crate::verify::{
     hash_group, Break, BreakKind, ChainVerifier, CheckpointCheck, Hashed, VerifyReport,
 };
+use crate::writer::StoredState;
 
 impl Ledger {
     /// Verifies the whole ledger: every frame, hash, commitment, link, timestamp, the
@@ -31,9 +31,9 @@ impl Ledger {
         let genesis = cfg.genesis_prev();
         let mut v = ChainVerifier::new(cfg.alg, genesis);
         let mut first_break = None;
-        let mut nodes = self.core.store.nodes_from(0).peekable();
-        let mut commits = self.store.log().commit_records_from(0);
-        let groups = || self.core.store.groups_from(0);
+        let mut nodes = self.core.nodes_from(0).peekable();
+        let mut commits = self.core.commit_records_from(0);
+        let groups = || self.core.groups_from(0);
         with_hashed_groups(cfg.alg, &groups, |groups| -> Result<()> {
             for g in groups {
                 let (key, bytes, hashes) = g?;
@@ -214,29 +214,26 @@ impl Ledger {
     /// With no commit in flight: the stored head must equal the writer's, and no group
     /// may be stored beyond it.
     fn check_stored_head(&self) -> Result<Option<Break>> {
-        let store = &self.core.store;
-        self.core.with_quiescent(|committed| {
-            let stored = store.read_head()?;
-            if stored.as_deref() != Some(&committed.to_bytes()[..]) {
+        let (committed, beyond) = match self.core.stored_state()? {
+            (committed, StoredState::HeadDiffers) => {
                 return Ok(Some(Break::new(
                     committed.next_seq,
                     BreakKind::HeadMismatch,
                     "the stored head differs from the head this ledger committed",
                 )));
             }
-            match store.groups_from(committed.next_seq).next() {
-                None => Ok(None),
-                Some(Err(e)) => Err(e),
-                Some(Ok((k, _))) => Ok(Some(Break::new(
-                    k,
-                    BreakKind::BeyondHead,
-                    format!(
-                        "records stored from {k}, beyond the head ({} records)",
-                        committed.next_seq
-                    ),
-                ))),
-            }
-        })
+            (committed, StoredState::Matches { beyond }) => (committed, beyond),
+        };
+        Ok(beyond.map(|k| {
+            Break::new(
+                k,
+                BreakKind::BeyondHead,
+                format!(
+                    "records stored from {k}, beyond the head ({} records)",
+                    committed.next_seq
+                ),
+            )
+        }))
     }
 }
 

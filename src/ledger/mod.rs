@@ -11,11 +11,10 @@ use crate::format::{self, FrameRef, Head, RecordKind};
 use crate::hash::{Hash, HashAlg, HASH_LEN};
 use crate::layout;
 use crate::redaction;
-use crate::store::{LedgerStore, Store};
 use crate::subscribe::Subscription;
 use crate::sync::{thread, Arc, Mutex};
 use crate::watermark;
-use crate::writer::{Core, Durability, FailurePolicy, Health, Metrics, Receipt};
+use crate::writer::{Core, Durability, FailurePolicy, Health, LedgerBackend, Metrics, Receipt};
 
 mod audit;
 mod open;
@@ -150,7 +149,7 @@ impl From<Head> for HeadInfo {
     }
 }
 
-pub(crate) type DynCore = Core<Box<dyn Store>>;
+pub(crate) type DynCore = Core<LedgerBackend>;
 
 /// A tamper-evident, append-only ledger in one directory. `Send + Sync`: share it
 /// with `Arc` across threads.
@@ -166,9 +165,9 @@ pub(crate) type DynCore = Core<Box<dyn Store>>;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Ledger {
-    // Field order is drop order: the store closes before the directory lock is released.
+    // Field order is drop order: the store (the writer owns it) closes before the
+    // directory lock is released.
     core: Arc<DynCore>,
-    store: Arc<LedgerStore>,
     flusher: Option<thread::JoinHandle<()>>,
     opts: Options,
     dir: PathBuf,
@@ -265,7 +264,7 @@ impl Ledger {
         // sled (if still in service) is closed either way; the next open repairs it if it
         // is not in step with the log.
         if let Health::Poisoned { reason } = self.core.health() {
-            self.store.close_sled();
+            self.core.close_derived();
             return Err(Error::Poisoned { reason });
         }
         let flushed = self.core.flush(true);
@@ -274,7 +273,7 @@ impl Ledger {
                 record_mark(m, &self.core.durable());
             }
         }
-        self.store.close_sled();
+        self.core.close_derived();
         flushed
     }
 
@@ -308,7 +307,7 @@ impl Ledger {
             seq,
             hash: record.hash,
             size: self.len(),
-            frame: self.store.log().frame_location(seq)?,
+            frame: self.core.frame_location(seq)?,
         };
         redaction::write_intent(&self.dir, &intent)?;
         // The audit trail first: the redaction is on record before anything is removed.
@@ -341,7 +340,7 @@ impl Ledger {
         };
         let mut frame = Vec::with_capacity(format::REDACTED_FRAME_LEN);
         format::encode_frame(&mut frame, &entry, None);
-        self.store.log().redact_frame(seq, &frame)
+        self.core.rewrite_frame(seq, &frame)
     }
 
     /// Follows the ledger from record `from_seq` on: a blocking iterator (and, with the
@@ -373,7 +372,6 @@ impl Ledger {
             if w.is_none() {
                 *w = Some(crate::watch::Watcher::start(
                     &self.dir.join(layout::LOG_DIR),
-                    Arc::clone(&self.store),
                     Arc::clone(&self.core),
                 )?);
             }
@@ -394,26 +392,30 @@ impl Ledger {
         if !self.opts.read_only {
             return Ok(self.head());
         }
-        crate::watch::refresh(&self.store, &self.core).map(HeadInfo::from)
+        crate::watch::refresh(&self.core).map(HeadInfo::from)
     }
 
-    /// Commits and syncs everything appended so far (buffered appends included).
+    /// Commits and syncs everything appended so far (buffered appends included); reads
+    /// after it see them.
     pub fn flush(&self) -> Result<()> {
         self.check_writable()?;
         self.core.flush(true)
     }
 
-    /// The committed head, after committing any buffered appends.
+    /// The committed head: what every read sees. Reading never commits.
     pub(crate) fn visible(&self) -> Head {
-        self.core.visible(!self.opts.read_only)
+        self.core.committed()
     }
 
-    /// The head: number of records and the last hash.
+    /// The head: number of records and the last hash, as committed. A
+    /// [`Durability::Buffered`] append is in it once committed: call [`Ledger::flush`]
+    /// to read your own buffered appends.
     pub fn head(&self) -> HeadInfo {
         self.visible().into()
     }
 
-    /// Number of records.
+    /// Number of records committed. A [`Durability::Buffered`] append counts once
+    /// committed: call [`Ledger::flush`] to read your own buffered appends.
     pub fn len(&self) -> u64 {
         self.visible().next_seq
     }

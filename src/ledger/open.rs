@@ -11,14 +11,12 @@ use crate::layout;
 use crate::log::media::{FsMedia, Media};
 use crate::log::Log;
 use crate::redaction;
-use crate::store::{
-    rebuild_in_background, repair_sled, sled_intact, FaultPlan, FaultStore, LedgerStore, SledStore,
-    Store,
-};
+#[cfg(feature = "fault-injection")]
+use crate::store::FaultPlan;
+use crate::store::{rebuild_in_background, repair_sled, sled_intact, LedgerStore, SledStore};
 use crate::sync::{thread, Arc, Mutex, Ordering};
-use crate::tree::TreeReader;
 use crate::watermark;
-use crate::writer::{now_nanos, Core};
+use crate::writer::{now_nanos, Core, LedgerBackend};
 
 impl Ledger {
     /// Creates a new ledger in `dir` (created if missing; it must hold nothing else).
@@ -74,7 +72,7 @@ impl Ledger {
             return Err(e);
         }
         drop(lock);
-        Self::open_on(dir, opts, None, Some(media))
+        Self::open_on(dir, opts, Some(media))
     }
 
     /// Opens an existing ledger. A read-write open takes the directory's one writer
@@ -83,7 +81,7 @@ impl Ledger {
     /// (`Options::read_only`) takes no lock, writes nothing and needs no write
     /// permission: it sees the records committed when it opened.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Ledger> {
-        Self::open_on(dir.as_ref(), opts, None, None)
+        Self::open_on(dir.as_ref(), opts, None)
     }
 
     /// Opens with a fault-injecting store around the log, for fault-injection tests.
@@ -94,7 +92,9 @@ impl Ledger {
         opts: Options,
         plan: FaultPlan,
     ) -> Result<Ledger> {
-        Self::open_on(dir.as_ref(), opts, Some(plan), None)
+        Self::open_over(dir.as_ref(), opts, None, |store| {
+            LedgerBackend::with_faults(store, plan)
+        })
     }
 
     /// Rebuilds the derived sled tree from the log, whatever state it is in, and reports
@@ -103,15 +103,8 @@ impl Ledger {
         let dir = dir.as_ref();
         let mut opts = opts;
         opts.read_only = false;
-        let l = Self::open_on(dir, opts, None, None)?;
-        l.store.wait_rebuild();
-        let what = {
-            let sled = l.store.sled_handle();
-            match sled.as_ref() {
-                Some(s) => repair_sled(s, l.store.log(), true)?,
-                None => None,
-            }
-        };
+        let l = Self::open_on(dir, opts, None)?;
+        let what = l.core.repair_derived()?;
         l.close()?;
         Ok(what.unwrap_or_else(|| "the derived sled tree could not be opened".into()))
     }
@@ -133,8 +126,18 @@ impl Ledger {
     pub(crate) fn open_on(
         dir: &Path,
         opts: Options,
-        faults: Option<FaultPlan>,
         media: Option<Box<dyn Media>>,
+    ) -> Result<Ledger> {
+        Self::open_over(dir, opts, media, LedgerBackend::new)
+    }
+
+    /// `open_on`, with the writer over the store `backend` makes of the ledger store
+    /// (fault-injection tests wrap it).
+    fn open_over(
+        dir: &Path,
+        opts: Options,
+        media: Option<Box<dyn Media>>,
+        backend: impl FnOnce(Arc<LedgerStore>) -> LedgerBackend,
     ) -> Result<Ledger> {
         let media = media.unwrap_or_else(|| Box::new(FsMedia::new(&dir.join(layout::LOG_DIR))));
         if !Log::exists(&*media)? {
@@ -182,12 +185,8 @@ impl Ledger {
         if rebuild {
             rebuild_in_background(&store, &sled_dir, opts.cache_bytes);
         }
-        let boxed: Box<dyn Store> = match faults {
-            Some(plan) => Box::new(FaultStore::new(Arc::clone(&store), plan)),
-            None => Box::new(Arc::clone(&store)),
-        };
         let core = Core::new(
-            boxed,
+            backend(store),
             config,
             head.clone(),
             opts.failure_policy,
@@ -224,7 +223,6 @@ impl Ledger {
         };
         let ledger = Ledger {
             core,
-            store,
             flusher,
             opts,
             dir: dir.to_path_buf(),
@@ -244,12 +242,12 @@ impl Ledger {
     /// Waits until a rebuild of sled started by open has finished (tests).
     #[cfg(test)]
     pub(crate) fn wait_sled_rebuild(&self) {
-        self.store.wait_rebuild();
+        self.core.ledger_store().wait_rebuild();
     }
 
     #[cfg(test)]
     pub(crate) fn store_for_tests(&self) -> &LedgerStore {
-        &self.store
+        self.core.ledger_store()
     }
 }
 
@@ -310,8 +308,7 @@ fn check_watermark(core: &DynCore, head: &Head, mark: &watermark::Mark) -> Resul
         head.last_hash
     } else {
         // The record hash is the tree's leaf: read it as the tree reader does.
-        let reader = TreeReader::new(&*core.store, core.config.alg, head.next_seq);
-        reader
+        core.tree_reader(head.next_seq)
             .leaves(seq, seq + 1)?
             .pop()
             .ok_or_else(|| corrupt(format!("record {seq} is missing")))?

@@ -6,9 +6,8 @@ use crate::error::{Error, Result};
 use crate::hash::Hash;
 use crate::merkle::{self, ConsistencyProof, InclusionProof, TreeError};
 use crate::note::SignerKey;
-use crate::store::Store;
 use crate::tree::TreeReader;
-use crate::writer::Health;
+use crate::writer::{Health, LedgerBackend};
 
 impl Ledger {
     /// The checkpoint origin line: `chainlog/<ledger id in hex>`.
@@ -16,8 +15,8 @@ impl Ledger {
         crate::checkpoint::ledger_origin(&self.core.config.ledger_id)
     }
 
-    pub(crate) fn tree_reader(&self, size: u64) -> TreeReader<'_, dyn Store> {
-        TreeReader::new(&*self.core.store, self.core.config.alg, size)
+    pub(crate) fn tree_reader(&self, size: u64) -> TreeReader<'_, LedgerBackend> {
+        self.core.tree_reader(size)
     }
 
     fn check_size(&self, size: u64, len: u64) -> Result<()> {
@@ -134,8 +133,7 @@ impl Ledger {
         let note = cp.sign(signer).map_err(|e| Error::InvalidArgument {
             detail: format!("signing the checkpoint: {e}"),
         })?;
-        self.core.store.write_checkpoint(note.as_bytes())?;
-        self.core.store.sync()?;
+        self.core.store_checkpoint(note.as_bytes())?;
         Ok(note)
     }
 
@@ -179,7 +177,7 @@ impl Ledger {
 
     /// The latest checkpoint this ledger signed, as a signed note.
     pub fn latest_checkpoint(&self) -> Result<Option<String>> {
-        match self.core.store.read_checkpoint()? {
+        match self.core.read_checkpoint()? {
             None => Ok(None),
             Some(b) => String::from_utf8(b)
                 .map(Some)

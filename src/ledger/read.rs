@@ -6,11 +6,14 @@ use super::{corrupt, DynCore, Ledger, Record};
 use crate::error::{Error, Result};
 use crate::format::FrameRef;
 use crate::hash::HashAlg;
-use crate::store::{FrameCursor, Store, WalkError};
+use crate::store::{FrameCursor, WalkError};
+use crate::writer::LedgerBackend;
 
 impl Ledger {
     /// Reads record `seq`, checking its CRC, hash and commitment (a damaged record is an
-    /// error, never returned as if valid).
+    /// error, never returned as if valid). Reads see committed records only: a
+    /// [`Durability::Buffered`](crate::Durability::Buffered) append is readable once
+    /// committed, so call [`Ledger::flush`] first to read your own buffered appends.
     pub fn get(&self, seq: u64) -> Result<Record> {
         let head = self.visible();
         if seq >= head.next_seq {
@@ -118,7 +121,7 @@ pub(crate) fn check_record(f: &FrameRef<'_>, alg: HashAlg) -> Result<()> {
 /// iterator ends after the first error.
 pub struct Range<'a> {
     core: &'a DynCore,
-    cursor: FrameCursor<'a, dyn Store>,
+    cursor: FrameCursor<'a, LedgerBackend>,
     done: bool,
 }
 
@@ -126,7 +129,7 @@ impl<'a> Range<'a> {
     pub(crate) fn new(core: &'a DynCore, start: u64, end: u64) -> Range<'a> {
         Range {
             core,
-            cursor: FrameCursor::new(&*core.store, start, end),
+            cursor: core.frames(start, end),
             done: start >= end,
         }
     }

@@ -18,7 +18,7 @@ use super::sim::SimMedia;
 use super::Log;
 use crate::error::Error;
 use crate::format::{self, Config, Head};
-use crate::store::{Derived, LedgerStore, Store};
+use crate::store::{Derived, LedgerStore};
 use crate::sync::{thread, Arc};
 use crate::verify::ChainVerifier;
 use crate::writer::{Core, Durability, FailurePolicy, Health};
@@ -121,7 +121,7 @@ fn durable_appends_never_fork_and_ok_means_on_the_device() {
         seqs.sort_unstable();
         assert_eq!(seqs, vec![0, 1, 2]);
         // The writer's own view and the next process's agree.
-        assert_eq!(core.visible(false).next_seq, 3);
+        assert_eq!(core.committed().next_seq, 3);
         assert_eq!(committed_chain(media.clone()).next_seq, 3);
         assert_eq!(survivors(&media), 3);
     });
@@ -218,8 +218,7 @@ fn the_harness_reads_what_the_writer_wrote() {
         let (_, bytes) = log.groups_from(0).next().unwrap().unwrap();
         let f = format::decode_frame(&bytes).unwrap();
         assert_eq!(f.body.map(|b| b.1), Some(&b"one"[..]));
-        let stored =
-            Head::from_bytes(CONFIG.alg, &core.store.read_head().unwrap().unwrap()).unwrap();
+        let stored = Head::from_bytes(CONFIG.alg, &core.read_head().unwrap().unwrap()).unwrap();
         assert_eq!(stored, log.head());
     });
 }

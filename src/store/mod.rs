@@ -1,5 +1,6 @@
 //! The storage the writer runs on: sled in production, an in-memory model for loom and
-//! tests, and a fault-injecting wrapper around either.
+//! tests, and a fault-injecting wrapper around either (in tests and with the
+//! `fault-injection` feature only).
 //!
 //! The contract is sled's: single-key inserts and a compare-and-swap on the head are
 //! each atomic; nothing is durable until `sync` returns.
@@ -7,6 +8,7 @@
 use crate::error::Result;
 
 mod cursor;
+#[cfg(any(test, feature = "fault-injection"))]
 mod fault;
 mod ledger_store;
 #[cfg(any(test, loom))]
@@ -17,7 +19,7 @@ mod sled_repair;
 mod sled_store;
 
 pub(crate) use cursor::{FrameCursor, WalkError};
-#[cfg_attr(not(feature = "fault-injection"), allow(unused_imports))]
+#[cfg(any(test, feature = "fault-injection"))]
 pub use fault::{FaultPlan, FaultStore, Op};
 pub(crate) use ledger_store::{write_atomically, LedgerStore, CHECKPOINT_FILE};
 #[cfg(any(test, loom))]

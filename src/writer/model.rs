@@ -148,6 +148,19 @@ fn failed_sync_gives_no_waiter_ok_and_poisons() {
     });
 }
 
+/// The writer's append with a deliberate defect: the predecessor is read before the
+/// lock is taken, so another appender can sequence a record in between.
+#[cfg(loom)]
+fn append_prev_read_outside_lock(core: &Core<MemStore>, payload: &[u8]) -> Receipt {
+    let p = core.prepare(payload).unwrap();
+    let stale = core.state.lock().tip.last_hash;
+    let mut st = core.state.lock();
+    st.tip.last_hash = stale;
+    let mut r = core.sequence(&mut st, std::slice::from_ref(&p)).unwrap();
+    core.settle(st, Durability::Buffered).unwrap();
+    r.pop().unwrap()
+}
+
 /// The model must be able to fail: with the predecessor read before the lock, two
 /// appenders can link to the same record, and the fork check catches it.
 #[cfg(loom)]
@@ -155,15 +168,11 @@ fn failed_sync_gives_no_waiter_ok_and_poisons() {
 #[should_panic(expected = "share a predecessor")]
 fn broken_variant_prev_read_outside_lock_is_caught() {
     model(|| {
-        let mut core = core_over(MemStore::new());
-        core.broken_prev_outside_lock = true;
-        let core = Arc::new(core);
+        let core = Arc::new(core_over(MemStore::new()));
         let handles: Vec<_> = (0..2u8)
             .map(|i| {
                 let c = Arc::clone(&core);
-                thread::spawn(move || {
-                    append_one(&c, synced_len, &[i], Durability::Buffered).unwrap()
-                })
+                thread::spawn(move || append_prev_read_outside_lock(&c, &[i]))
             })
             .collect();
         for h in handles {

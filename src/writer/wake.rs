@@ -103,7 +103,7 @@ impl<S: Store> Core<S> {
             // No backpressure wait here: it would block on a commit in progress. Each
             // async appender holds its records until they are durable, which bounds what
             // waits in `pending` by the number of appends in flight.
-            let receipts = self.sequence(&mut st, items, None)?;
+            let receipts = self.sequence(&mut st, items)?;
             if !receipts.is_empty() {
                 st.commit_requested = true;
                 self.flusher_cond.notify_all();

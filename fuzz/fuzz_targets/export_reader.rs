@@ -4,7 +4,7 @@
 //! tried with the header's CRC fixed up, so mutations reach the frames and the trailer.
 #![no_main]
 
-use chainlog::{verify_export, ExportCheck, VerifierKey};
+use chainlog::{export::{verify_export, ExportCheck}, note::VerifierKey};
 use libfuzzer_sys::fuzz_target;
 
 /// Verifies the signed seeds (signer seed 0x66 x 32, `PRIVATE+KEY+fuzz+cf11819d+AWZm...`).

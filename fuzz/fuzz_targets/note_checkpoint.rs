@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use chainlog::{open_note, sign_note, Checkpoint, SignerKey, VerifierKey};
+use chainlog::{Checkpoint, note::{open_note, sign_note, SignerKey, VerifierKey}};
 use libfuzzer_sys::fuzz_target;
 
 /// The key the seed corpus notes are signed with (`fuzz/corpus/note_checkpoint`), so

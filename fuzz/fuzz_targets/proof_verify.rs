@@ -3,11 +3,7 @@
 //! leaf or root with one flipped bit does not.
 #![no_main]
 
-use chainlog::{
-    prove_consistency, prove_inclusion, root_from_leaves, stored_hash_count,
-    stored_hashes_for_leaf, tree_hash, verify_consistency, verify_inclusion, Frontier, Hash,
-    HashAlg, HASH_LEN,
-};
+use chainlog::{stored_hash_count, Hash, HashAlg, HASH_LEN, proof::{prove_consistency, prove_inclusion, root_from_leaves, stored_hashes_for_leaf, tree_hash, verify_consistency, verify_inclusion, Frontier}};
 use libfuzzer_sys::fuzz_target;
 
 /// Reads fixed-width fields from the input; past its end every field reads as zeros, so

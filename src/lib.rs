@@ -21,6 +21,9 @@
 mod checkpoint;
 mod error;
 pub mod export;
+// Without the store, only the frame decoder and the entry are used (by exports and
+// tlog-proofs); the rest of the format is the store's.
+#[cfg_attr(not(feature = "store"), allow(dead_code))]
 pub(crate) mod format;
 #[cfg(test)]
 mod format_doc;
@@ -85,6 +88,17 @@ pub use transfer::{ExportOptions, ExportSummary, ImportSummary};
 #[cfg(feature = "store")]
 pub use writer::{Durability, FailurePolicy, Health, Metrics, Receipt};
 
+/// The frame codec, for the fuzz targets only: `cargo fuzz` builds with `--cfg fuzzing`.
+/// Not part of the API; no other build has it.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::format::{
+        decode_frame, encode_frame, frame_len, frames, FrameRef, CRC_LEN, F_BODY_TAG, F_HASH,
+    };
+    pub use crate::hash::HASH_LEN;
+}
+
 /// Merkle trees and proofs, without a ledger: RFC 9162 inclusion and consistency proofs
 /// (verified with [`verify_inclusion`](proof::verify_inclusion) and
 /// [`verify_consistency`](proof::verify_consistency)), roots over leaf hashes, the
@@ -96,7 +110,7 @@ pub use writer::{Durability, FailurePolicy, Health, Metrics, Receipt};
 /// friends prove from any [`HashReader`](proof::HashReader), such as a `Vec<Hash>` that
 /// [`stored_hashes_for_leaf`](proof::stored_hashes_for_leaf) filled leaf by leaf.
 pub mod proof {
-    pub use crate::format::Entry;
+    pub use crate::format::{Entry, FrameError};
     pub use crate::merkle::{
         prove_consistency, prove_inclusion, root_from_leaves, stored_hashes_for_leaf, tree_hash,
         verify_consistency, verify_inclusion, ConsistencyProof, Frontier, HashNotStored,

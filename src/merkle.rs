@@ -235,6 +235,7 @@ pub(crate) fn stored_hash_index(level: u8, n: u64) -> u64 {
 
 /// tlog's `SplitStoredHashIndex`: the node (`level`, `n`) stored at `index`, the inverse of
 /// [`stored_hash_index`]. Every `u64` is the index of exactly one node.
+#[cfg_attr(not(feature = "store"), allow(dead_code))] // the store's tree and publishing
 pub(crate) fn split_stored_hash_index(index: u64) -> (u8, u64) {
     let index = u128::from(index);
     // leaf_slot(m) lies in [2m - 64, 2m], so the last leaf whose slot is at or before

@@ -133,7 +133,7 @@ impl Ledger {
     /// does not depend on the ledger's size. `progress` gets the records written so far.
     ///
     /// ```
-    /// # use chainlog::{verify_export, ExportCheck, ExportOptions, Ledger, Options, SignerKey};
+    /// # use chainlog::{export::{verify_export, ExportCheck}, note::SignerKey, ExportOptions, Ledger, Options};
     /// # let dir = tempfile::tempdir()?;
     /// let ledger = Ledger::create(dir.path(), Options::default())?;
     /// ledger.append_batch(&["x", "y", "z"])?;

@@ -4,7 +4,11 @@
 //!
 //!     cargo run --example auditor_handoff
 
-use chainlog::{verify_export, ExportCheck, ExportOptions, Ledger, Options, SignerKey};
+use chainlog::{
+    export::{verify_export, ExportCheck},
+    note::SignerKey,
+    ExportOptions, Ledger, Options,
+};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tmp = tempfile::tempdir()?;
@@ -19,12 +23,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = tmp.path().join("payments.export");
     let summary = ledger.export(
         std::fs::File::create(&path)?,
-        &ExportOptions {
-            from: 0,
-            to: None,
-            signer: Some(&key),
-            redact: &[],
-        },
+        &ExportOptions::new().signer(&key),
         |_| {},
     )?;
     println!("exported records {}..{}", summary.from, summary.to);

@@ -38,13 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A reader: opened read-only (no lock, writes nothing), as another process would.
     // Its subscription learns of commits through inotify on the log directory (Linux).
-    let reader = Ledger::open(
-        &dir,
-        Options {
-            read_only: true,
-            ..Options::default()
-        },
-    )?;
+    let reader = Ledger::open(&dir, Options::default().read_only(true))?;
     let mut tail = reader.subscribe(reader.len())?;
 
     let writer = {

@@ -20,40 +20,40 @@ use crate::verify::{Break, BreakKind, ChainVerifier, CheckpointCheck, Checkpoint
 pub(crate) const PROGRESS_EVERY: u64 = 8192;
 
 /// First bytes of an export file.
-pub const EXPORT_MAGIC: &[u8; 8] = b"CLEXPORT";
+pub(crate) const EXPORT_MAGIC: &[u8; 8] = b"CLEXPORT";
 /// First bytes of an export trailer.
-pub const TRAILER_MAGIC: &[u8; 8] = b"CLTRAILR";
+pub(crate) const TRAILER_MAGIC: &[u8; 8] = b"CLTRAILR";
 
 /// Export format version: 0x02 carries record `from - 1`'s entry, bound to the tree.
-pub const EXPORT_VERSION: u8 = 0x02;
+pub(crate) const EXPORT_VERSION: u8 = 0x02;
 
-pub const X_MAGIC: usize = 0;
-pub const X_VERSION: usize = X_MAGIC + EXPORT_MAGIC.len();
-pub const X_ALG: usize = X_VERSION + 1;
-pub const X_LEDGER_ID: usize = X_ALG + 1;
-pub const X_FROM: usize = X_LEDGER_ID + 16;
-pub const X_COUNT: usize = X_FROM + 8;
+pub(crate) const X_MAGIC: usize = 0;
+pub(crate) const X_VERSION: usize = X_MAGIC + EXPORT_MAGIC.len();
+pub(crate) const X_ALG: usize = X_VERSION + 1;
+pub(crate) const X_LEDGER_ID: usize = X_ALG + 1;
+pub(crate) const X_FROM: usize = X_LEDGER_ID + 16;
+pub(crate) const X_COUNT: usize = X_FROM + 8;
 /// The tree frontier at size `from`: popcount(from) hashes; then, when `from > 0`, record
 /// `from - 1`'s entry and the path that binds it to the last frontier hash; then the CRC.
-pub const X_FRONTIER: usize = X_COUNT + 8;
+pub(crate) const X_FRONTIER: usize = X_COUNT + 8;
 /// Header length with an empty frontier and no predecessor; see [`export_header_len`].
-pub const HEADER_BASE_LEN: usize = X_FRONTIER + CRC_LEN;
+pub(crate) const HEADER_BASE_LEN: usize = X_FRONTIER + CRC_LEN;
 
-pub const T_MAGIC: usize = 0;
-pub const T_COUNT: usize = T_MAGIC + TRAILER_MAGIC.len();
-pub const T_LAST_HASH: usize = T_COUNT + 8;
-pub const T_TREE_SIZE: usize = T_LAST_HASH + HASH_LEN;
-pub const T_ROOT: usize = T_TREE_SIZE + 8;
+pub(crate) const T_MAGIC: usize = 0;
+pub(crate) const T_COUNT: usize = T_MAGIC + TRAILER_MAGIC.len();
+pub(crate) const T_LAST_HASH: usize = T_COUNT + 8;
+pub(crate) const T_TREE_SIZE: usize = T_LAST_HASH + HASH_LEN;
+pub(crate) const T_ROOT: usize = T_TREE_SIZE + 8;
 /// Length of the signed checkpoint note that follows (0: none).
-pub const T_NOTE_LEN: usize = T_ROOT + HASH_LEN;
-pub const T_NOTE: usize = T_NOTE_LEN + 4;
+pub(crate) const T_NOTE_LEN: usize = T_ROOT + HASH_LEN;
+pub(crate) const T_NOTE: usize = T_NOTE_LEN + 4;
 /// Largest checkpoint note a trailer may carry.
-pub const MAX_TRAILER_NOTE: usize = 1 << 20;
+pub(crate) const MAX_TRAILER_NOTE: usize = 1 << 20;
 
 /// Length of an export header whose first record is `from`: the frontier's
 /// `popcount(from)` hashes and, when `from > 0`, the predecessor entry and its path of
 /// `trailing_zeros(from)` hashes.
-pub fn export_header_len(from: u64) -> usize {
+pub(crate) fn export_header_len(from: u64) -> usize {
     let prev = if from == 0 {
         0
     } else {

@@ -221,12 +221,11 @@ impl Entry {
         e
     }
 
-    /// Decodes entry bytes (exactly [`ENTRY_LEN`] of them), checking the kind, then the
-    /// algorithm.
+    /// Decodes entry bytes (exactly 86 of them), checking the kind, then the algorithm.
     ///
     /// # Errors
     ///
-    /// [`FrameError::Truncated`] when `e` is not [`ENTRY_LEN`] bytes long,
+    /// [`FrameError::Truncated`] when `e` is not 86 bytes long,
     /// [`FrameError::BadKind`] for a reserved kind byte and
     /// [`FrameError::BadAlgorithm`] for an unknown algorithm byte.
     pub fn from_bytes(e: &[u8]) -> Result<Entry, FrameError> {

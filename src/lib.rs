@@ -20,14 +20,19 @@
 
 mod checkpoint;
 mod error;
-mod export;
-pub mod format;
+pub mod export;
+// Without the store, only the frame decoder and the entry are used (by exports and
+// tlog-proofs); the rest of the format is the store's.
+#[cfg_attr(not(feature = "store"), allow(dead_code))]
+pub(crate) mod format;
 #[cfg(test)]
 mod format_doc;
+#[cfg(test)]
+mod format_golden;
 mod hash;
 pub mod json;
 mod merkle;
-mod note;
+pub mod note;
 mod tiles;
 mod tlog_proof;
 mod verify;
@@ -45,7 +50,7 @@ mod migrate;
 #[cfg(all(test, feature = "store", not(loom)))]
 mod power_loss;
 #[cfg(all(feature = "publish", not(loom)))]
-mod publish;
+pub mod publish;
 #[cfg(all(feature = "store", not(loom)))]
 mod redaction;
 #[cfg(feature = "store")]
@@ -67,33 +72,12 @@ mod writer;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use error::{Error, ErrorChain, Result};
-pub use export::{
-    export_header_len, verify_export, EmbeddedCheckpoint, ExportCheck, ExportHeader, ExportReader,
-    ExportReport, ExportTrailer,
-};
-pub use format::{FrameError, RecordKind, REDACTION_PREFIX};
-pub use hash::{to_hex, Hash, HashAlg, HashParseError, HASH_LEN};
-pub use merkle::{
-    prove_consistency, prove_inclusion, root_from_leaves, split_stored_hash_index,
-    stored_hash_count, stored_hash_index, stored_hashes_for_leaf, tree_hash, verify_consistency,
-    verify_inclusion, ConsistencyProof, Frontier, HashNotStored, HashReader, InclusionProof,
-    ProofError, TreeError, MAX_TREE_SIZE,
-};
-pub use note::{
-    open_note, parse_note, sign_note, NoteError, NoteSignature, OpenedNote, ParsedNote, SignerKey,
-    VerifierKey, MAX_NOTE_LEN, MAX_NOTE_SIGNATURES,
-};
-pub use tlog_proof::{
-    is_tlog_proof, TlogProof, TlogProofError, VerifiedTlogProof, MAX_TLOG_PROOF_HASHES,
-    MAX_TLOG_PROOF_LEN, TLOG_PROOF_HEADER,
-};
+pub use format::RecordKind;
+pub use hash::{Hash, HashAlg, HashParseError};
 pub use verify::{Break, BreakKind, CheckpointCheck, CheckpointStatus, VerifyReport};
 
-#[cfg(all(feature = "publish", not(loom)))]
-pub use publish::{PublishReport, Publisher, Remote, RemoteCheck, RemoteReport};
-
 #[cfg(all(feature = "store", not(loom)))]
-pub use ledger::{HeadInfo, Ledger, Options, Range, Record};
+pub use ledger::{AppendOptions, HeadInfo, Ledger, Options, Range, Record, VerifyOptions};
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub use store::{FaultPlan, Op};
@@ -103,6 +87,40 @@ pub use subscribe::Subscription;
 pub use transfer::{ExportOptions, ExportSummary, ImportSummary};
 #[cfg(feature = "store")]
 pub use writer::{Durability, FailurePolicy, Health, Metrics, Receipt};
+
+/// The frame codec, for the fuzz targets only: `cargo fuzz` builds with `--cfg fuzzing`.
+/// Not part of the API; no other build has it.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::format::{
+        decode_frame, encode_frame, frame_len, frames, FrameRef, CRC_LEN, F_BODY_TAG, F_HASH,
+    };
+    pub use crate::hash::HASH_LEN;
+}
+
+/// Merkle trees and proofs, without a ledger: RFC 9162 inclusion and consistency proofs
+/// (verified with [`verify_inclusion`](proof::verify_inclusion) and
+/// [`verify_consistency`](proof::verify_consistency)), roots over leaf hashes, the
+/// [`Frontier`](proof::Frontier) an export header carries, and C2SP tlog-proofs
+/// ([`TlogProof`](proof::TlogProof)), which carry a record's [`Entry`](proof::Entry).
+///
+/// A `Ledger` proves from its own storage (`Ledger::prove_inclusion`,
+/// `Ledger::prove_consistency`); [`prove_inclusion`](proof::prove_inclusion) and
+/// friends prove from any [`HashReader`](proof::HashReader), such as a `Vec<Hash>` that
+/// [`stored_hashes_for_leaf`](proof::stored_hashes_for_leaf) filled leaf by leaf.
+pub mod proof {
+    pub use crate::format::{Entry, FrameError};
+    pub use crate::merkle::{
+        prove_consistency, prove_inclusion, root_from_leaves, stored_hashes_for_leaf, tree_hash,
+        verify_consistency, verify_inclusion, ConsistencyProof, Frontier, HashNotStored,
+        HashReader, InclusionProof, ProofError, TreeError, MAX_TREE_SIZE,
+    };
+    pub use crate::tlog_proof::{
+        is_tlog_proof, TlogProof, TlogProofError, VerifiedTlogProof, MAX_TLOG_PROOF_HASHES,
+        MAX_TLOG_PROOF_LEN, TLOG_PROOF_HEADER,
+    };
+}
 
 /// Checks that the operating system's random source works, as an error rather than a
 /// panic: the standard library's hash maps draw their keys from it and panic when it

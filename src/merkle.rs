@@ -104,7 +104,9 @@ impl fmt::Display for ProofError {
 
 impl std::error::Error for ProofError {}
 
-/// Reads stored tree hashes by their [`stored_hash_index`].
+/// Reads stored tree hashes by their index: the position at which
+/// [`stored_hashes_for_leaf`] put them, counting from 0 (Go tlog's `StoredHashIndex`), so
+/// a `Vec<Hash>` extended leaf by leaf is one.
 ///
 /// The same idea as tlog's `HashReader`: the ledger implements it over its storage, and
 /// the functions of this module ask for everything they need in a single call.
@@ -222,7 +224,7 @@ fn leaf_slot(m: u128) -> u128 {
 /// that leaf completes. The value is exact for `level` < 64 whenever it fits in a `u64`,
 /// which holds for every node of a tree of at most [`MAX_TREE_SIZE`] leaves; outside that
 /// domain it is unspecified, but it never panics.
-pub fn stored_hash_index(level: u8, n: u64) -> u64 {
+pub(crate) fn stored_hash_index(level: u8, n: u64) -> u64 {
     let last_leaf = (u128::from(n) + 1)
         .checked_shl(u32::from(level))
         .unwrap_or(0)
@@ -301,7 +303,8 @@ fn push_subtrees(indexes: &mut Vec<u64>, mut lo: u64, hi: u64) {
 
 /// tlog's `SplitStoredHashIndex`: the node (`level`, `n`) stored at `index`, the inverse of
 /// [`stored_hash_index`]. Every `u64` is the index of exactly one node.
-pub fn split_stored_hash_index(index: u64) -> (u8, u64) {
+#[cfg_attr(not(feature = "store"), allow(dead_code))] // the store's tree and publishing
+pub(crate) fn split_stored_hash_index(index: u64) -> (u8, u64) {
     let index = u128::from(index);
     // leaf_slot(m) lies in [2m - 64, 2m], so the last leaf whose slot is at or before
     // `index` is within 33 of index / 2; a short forward scan finds it.
@@ -320,7 +323,8 @@ pub fn split_stored_hash_index(index: u64) -> (u8, u64) {
 ///
 /// That is where leaf `size` would start, `2·size − popcount(size)`. Exact for sizes up to
 /// [`MAX_TREE_SIZE`].
-pub fn stored_hash_count(size: u64) -> u64 {
+#[cfg(test)]
+pub(crate) fn stored_hash_count(size: u64) -> u64 {
     leaf_slot(u128::from(size)) as u64
 }
 
@@ -426,7 +430,8 @@ fn check_size(size: u64) -> Result<(), ProofError> {
 /// hash `leaf_hash`, is added to a tree of `n` leaves (RFC 9162 §2.1.1 nodes).
 ///
 /// They are the leaf hash followed by the hash of every subtree the leaf completes, to be
-/// stored from index `stored_hash_index(0, n)` on. Reads one hash per completed subtree
+/// stored right after the hashes of leaves `0..n` (from index `stored_hash_index(0, n)`,
+/// which is `stored_hash_count(n)`). Reads one hash per completed subtree
 /// (the left sibling at each level), in one call; `n` is tlog's record index.
 pub fn stored_hashes_for_leaf<R: HashReader + ?Sized>(
     alg: HashAlg,

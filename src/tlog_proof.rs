@@ -40,7 +40,7 @@ use crate::note::{NoteError, NoteSignature, SignerKey, VerifierKey, MAX_NOTE_LEN
 pub const TLOG_PROOF_HEADER: &str = "c2sp.org/tlog-proof@v1";
 
 /// The most proof hash lines a tlog-proof may have: a tree of at most
-/// [`crate::MAX_TREE_SIZE`] = 2^62 leaves has inclusion proofs of at most 62 hashes.
+/// [`MAX_TREE_SIZE`](crate::proof::MAX_TREE_SIZE) = 2^62 leaves has inclusion proofs of at most 62 hashes.
 pub const MAX_TLOG_PROOF_HASHES: usize = 62;
 
 /// The largest tlog-proof accepted, in bytes: a checkpoint of at most [`MAX_NOTE_LEN`]

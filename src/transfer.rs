@@ -20,8 +20,10 @@ use crate::note::{SignerKey, VerifierKey};
 use crate::redaction;
 use crate::writer::Durability;
 
-/// What to export.
-#[derive(Default)]
+/// What to export: `ExportOptions::new()` (everything, unsigned) and the setters below,
+/// as in `ExportOptions::new().from(100).signer(&key)`.
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
 pub struct ExportOptions<'a> {
     /// First record (0 by default).
     pub from: u64,
@@ -31,6 +33,37 @@ pub struct ExportOptions<'a> {
     pub signer: Option<&'a SignerKey>,
     /// Records to write redacted (payload and salt left out); the store is not touched.
     pub redact: &'a [u64],
+}
+
+impl<'a> ExportOptions<'a> {
+    /// The whole ledger, unsigned, nothing redacted.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`ExportOptions::from`].
+    pub fn from(mut self, from: u64) -> Self {
+        self.from = from;
+        self
+    }
+
+    /// Sets [`ExportOptions::to`].
+    pub fn to(mut self, to: u64) -> Self {
+        self.to = Some(to);
+        self
+    }
+
+    /// Sets [`ExportOptions::signer`].
+    pub fn signer(mut self, signer: &'a SignerKey) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// Sets [`ExportOptions::redact`].
+    pub fn redact(mut self, seqs: &'a [u64]) -> Self {
+        self.redact = seqs;
+        self
+    }
 }
 
 /// What an export wrote.
@@ -100,13 +133,13 @@ impl Ledger {
     /// does not depend on the ledger's size. `progress` gets the records written so far.
     ///
     /// ```
-    /// # use chainlog::{verify_export, ExportCheck, ExportOptions, Ledger, Options, SignerKey};
+    /// # use chainlog::{export::{verify_export, ExportCheck}, note::SignerKey, ExportOptions, Ledger, Options};
     /// # let dir = tempfile::tempdir()?;
     /// let ledger = Ledger::create(dir.path(), Options::default())?;
     /// ledger.append_batch(&["x", "y", "z"])?;
     /// let key = SignerKey::from_random("exporter")?;
     /// let mut file = Vec::new();
-    /// ledger.export(&mut file, &ExportOptions { signer: Some(&key), ..Default::default() }, |_| {})?;
+    /// ledger.export(&mut file, &ExportOptions::new().signer(&key), |_| {})?;
     /// // The receiving side needs only the file and the verifier key.
     /// let keys = [key.verifier()];
     /// let report = verify_export(&file[..], &ExportCheck { keys: &keys, trusted: None }, |_| {})?;

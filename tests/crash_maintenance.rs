@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chainlog::{Checkpoint, CheckpointStatus, Hash, Ledger, Options, SignerKey};
+use chainlog::{note::SignerKey, Checkpoint, CheckpointStatus, Hash, Ledger, Options};
 
 const CHILD_ENV: &str = "CHAINLOG_CRASH_MAINT_CHILD";
 const TEST: &str = "checkpoints_and_redactions_survive_sigkill";
@@ -44,7 +44,7 @@ fn child(dir: &Path) -> ! {
         }
         if i % 3 == 1 {
             let note = l.checkpoint(&key).unwrap();
-            println!("CP {}", chainlog::to_hex(note.as_bytes()));
+            println!("CP {}", hex::encode(note.as_bytes()));
         }
         if i % 4 == 2 && !live.is_empty() {
             let seq = live.swap_remove((i as usize * 7919) % live.len());

@@ -164,10 +164,7 @@ fn build_crashed(dir: &Path) {
 }
 
 fn read_only() -> Options {
-    Options {
-        read_only: true,
-        ..Options::default()
-    }
+    Options::default().read_only(true)
 }
 
 fn copy_dir(from: &Path, to: &Path) {

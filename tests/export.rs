@@ -3,14 +3,15 @@
 //! and checkpoints), range exports, and redacted exports.
 
 mod common;
+use common::frame::{self as format, decode_frame};
 use common::{copy_dir, fix_crc};
 
 use std::path::Path;
 
-use chainlog::format::{self, decode_frame};
 use chainlog::{
-    verify_export, BreakKind, CheckpointStatus, Error, ExportCheck, ExportOptions, ExportReport,
-    Ledger, Options, SignerKey, VerifierKey,
+    export::{verify_export, ExportCheck, ExportReport},
+    note::{SignerKey, VerifierKey},
+    BreakKind, CheckpointStatus, Error, ExportOptions, Ledger, Options,
 };
 
 const N: u64 = 1200;
@@ -42,7 +43,7 @@ fn frame_offsets(bytes: &[u8], header_len: usize, count: u64) -> Vec<usize> {
     (0..count)
         .map(|_| {
             let start = at;
-            at += format::frame_len(&bytes[at..]).unwrap();
+            at += format::frame_len(&bytes[at..]);
             start
         })
         .collect()
@@ -60,16 +61,10 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let l = build(dir.path(), N);
     let key = SignerKey::from_random("exporter").unwrap();
-    let bytes = export(
-        &l,
-        &ExportOptions {
-            signer: Some(&key),
-            ..Default::default()
-        },
-    );
-    let offsets = frame_offsets(&bytes, chainlog::export_header_len(0), N);
+    let bytes = export(&l, &ExportOptions::default().signer(&key));
+    let offsets = frame_offsets(&bytes, format::export_header_len(0), N);
     let last = *offsets.last().unwrap();
-    let trailer_at = last + format::frame_len(&bytes[last..]).unwrap();
+    let trailer_at = last + format::frame_len(&bytes[last..]);
     Fixture {
         _dir: dir,
         bytes,
@@ -150,7 +145,7 @@ fn frame_byte_flips_are_rejected_at_their_record() {
     let keys = [fx.key.verifier()];
     for &seq in &[0u64, 1, 555, N - 1] {
         let at = fx.offsets[seq as usize];
-        let len = format::frame_len(&fx.bytes[at..]).unwrap();
+        let len = format::frame_len(&fx.bytes[at..]);
         // Length field, payload, hash, CRC: media-corruption kinds at this record.
         for (class, pos) in [
             ("length", at + 2),
@@ -301,16 +296,10 @@ fn swapped_header_wrong_key_and_wrong_checkpoints_are_rejected() {
     let l = build(dir.path(), 20);
     let old_note = l.checkpoint(&fx.key).unwrap();
     l.append(b"more").unwrap();
-    let cur = export(
-        &l,
-        &ExportOptions {
-            signer: Some(&fx.key),
-            ..Default::default()
-        },
-    );
+    let cur = export(&l, &ExportOptions::default().signer(&fx.key));
     let offs = frame_offsets(&cur, hl, 21);
     let last = offs[20];
-    let t_at = last + format::frame_len(&cur[last..]).unwrap();
+    let t_at = last + format::frame_len(&cur[last..]);
     let mut t = cur[t_at..cur.len() - 4 - cur_note_len(&cur, t_at)].to_vec();
     t.truncate(88);
     t.extend_from_slice(&(old_note.len() as u32).to_be_bytes());
@@ -361,10 +350,7 @@ fn round_trip_export_verify_import_append_export_again() {
     let file = root.path().join("ledger.export");
     src.export(
         std::fs::File::create(&file).unwrap(),
-        &ExportOptions {
-            signer: Some(&key),
-            ..Default::default()
-        },
+        &ExportOptions::default().signer(&key),
         |_| {},
     )
     .unwrap();
@@ -391,13 +377,7 @@ fn round_trip_export_verify_import_append_export_again() {
     let r = l.append(b"continues after import").unwrap();
     assert_eq!(r.seq, N);
     assert_eq!(l.get(N).unwrap().prev_hash, src.head().hash);
-    let again = export(
-        &l,
-        &ExportOptions {
-            signer: Some(&key),
-            ..Default::default()
-        },
-    );
+    let again = export(&l, &ExportOptions::default().signer(&key));
     let r = check(&again, &keys, Some(&before_import));
     assert!(r.is_ok(), "{r:?}");
     assert_eq!(r.trusted.unwrap().status, CheckpointStatus::Consistent);
@@ -451,12 +431,7 @@ fn range_exports_verify_and_import_as_extensions() {
     };
     let range = export(
         &src,
-        &ExportOptions {
-            from: 500,
-            to: Some(900),
-            signer: Some(&key),
-            ..Default::default()
-        },
+        &ExportOptions::default().from(500).to(900).signer(&key),
     );
     let r = check(&range, &keys, Some(&cp700));
     assert!(r.is_ok(), "{r:?}");
@@ -505,13 +480,7 @@ fn redacted_exports_leave_the_store_alone() {
     let dir = tempfile::tempdir().unwrap();
     let l = build(dir.path(), 300);
     let plain = l.get(42).unwrap();
-    let b = export(
-        &l,
-        &ExportOptions {
-            redact: &[42, 43, 299],
-            ..Default::default()
-        },
-    );
+    let b = export(&l, &ExportOptions::default().redact(&[42, 43, 299]));
     let r = check(&b, &[], None);
     assert!(r.is_ok(), "{r:?}");
     assert_eq!(r.redacted, 3);
@@ -521,17 +490,10 @@ fn redacted_exports_leave_the_store_alone() {
     assert!(!text.contains("audit event 00042"));
     assert!(text.contains("audit event 00044"));
     assert!(matches!(
-        l.export(
-            Vec::new(),
-            &ExportOptions {
-                redact: &[300],
-                ..Default::default()
-            },
-            |_| {}
-        ),
+        l.export(Vec::new(), &ExportOptions::default().redact(&[300]), |_| {}),
         Err(Error::InvalidArgument { .. })
     ));
-    let first = decode_frame(&b[chainlog::export_header_len(0)..]).unwrap();
+    let first = decode_frame(&b[format::export_header_len(0)..]);
     assert_eq!(first.entry.seq, 0);
 }
 
@@ -564,16 +526,7 @@ fn import_refuses_pipes_read_only_opens_and_leaves_nothing_half_made() {
     // A read-only open cannot import.
     let dst = root.path().join("dst");
     drop(build(&dst, 0));
-    let r = Ledger::import(
-        &file,
-        &dst,
-        Options {
-            read_only: true,
-            ..Options::default()
-        },
-        &[],
-        |_| {},
-    );
+    let r = Ledger::import(&file, &dst, Options::default().read_only(true), &[], |_| {});
     assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{r:?}");
     assert_eq!(Ledger::open(&dst, Options::default()).unwrap().len(), 0);
     // Keys that do not match: refused before anything is created.
@@ -581,10 +534,7 @@ fn import_refuses_pipes_read_only_opens_and_leaves_nothing_half_made() {
     let signed = root.path().join("signed.export");
     src.export(
         std::fs::File::create(&signed).unwrap(),
-        &ExportOptions {
-            signer: Some(&key),
-            ..Default::default()
-        },
+        &ExportOptions::default().signer(&key),
         |_| {},
     )
     .unwrap();

@@ -126,13 +126,10 @@ fn head_read_fault_at_the_first_commit_fails_closed() {
 fn retry_policy_retries_head_reads_only() {
     let dir = tempfile::tempdir().unwrap();
     let mut expected = seeded(dir.path());
-    let opts = Options {
-        failure_policy: FailurePolicy::Retry {
-            attempts: 2,
-            backoff: Duration::from_millis(1),
-        },
-        ..Options::default()
-    };
+    let opts = Options::default().failure_policy(FailurePolicy::Retry {
+        attempts: 2,
+        backoff: Duration::from_millis(1),
+    });
     {
         // Two consecutive failing head reads at the first commit: retried, then Ok.
         let plan = FaultPlan {
@@ -263,7 +260,7 @@ fn a_poisoned_ledger_refuses_to_checkpoint_or_close_cleanly_and_shows_only_the_s
             expected.len() as u64,
             "readers must see what the store holds"
         );
-        let key = chainlog::SignerKey::from_random("k").unwrap();
+        let key = chainlog::note::SignerKey::from_random("k").unwrap();
         assert!(matches!(l.checkpoint(&key), Err(Error::Poisoned { .. })));
         assert!(matches!(l.close(), Err(Error::Poisoned { .. })));
     }

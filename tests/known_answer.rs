@@ -13,9 +13,12 @@
 //! `tlog-checkpoint.md`, commit 2793893976c835db049c194d8f2c4f946dcb70ba.
 
 use chainlog::{
-    open_note, prove_consistency, prove_inclusion, root_from_leaves, sign_note,
-    stored_hashes_for_leaf, tree_hash, verify_consistency, verify_inclusion, Checkpoint, Frontier,
-    Hash, HashAlg, NoteError, SignerKey, VerifierKey,
+    note::{open_note, sign_note, NoteError, SignerKey, VerifierKey},
+    proof::{
+        prove_consistency, prove_inclusion, root_from_leaves, stored_hashes_for_leaf, tree_hash,
+        verify_consistency, verify_inclusion, Frontier,
+    },
+    Checkpoint, Hash, HashAlg,
 };
 
 const ALG: HashAlg = HashAlg::Sha256;

@@ -2,8 +2,9 @@
 //! quoted cut, with its length in bytes, never echoed whole (issue 10, finding 9).
 
 use chainlog::{
-    verify_export, Checkpoint, CheckpointStatus, ExportCheck, ExportOptions, Ledger, Options,
-    SignerKey,
+    export::{verify_export, ExportCheck},
+    note::SignerKey,
+    Checkpoint, CheckpointStatus, ExportOptions, Ledger, Options,
 };
 
 /// A ~900 KB origin line, as in the issue.

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use chainlog::{CheckpointStatus, Error, Ledger, Options, VerifierKey};
+use chainlog::{note::VerifierKey, CheckpointStatus, Error, Ledger, Options};
 use serde_json::Value;
 
 mod common;
@@ -29,10 +29,7 @@ fn expected() -> Vec<Value> {
 fn format1_is_refused_with_the_migration_named_then_migrates_unchanged() {
     let (_tmp, dir) = fixture();
     for read_only in [false, true] {
-        let opts = Options {
-            read_only,
-            ..Options::default()
-        };
+        let opts = Options::default().read_only(read_only);
         match Ledger::open(&dir, opts) {
             Err(e @ Error::NeedsMigration { .. }) => {
                 assert!(e.to_string().contains("chainlog migrate"), "{e}")

@@ -2,9 +2,13 @@
 //! ledger (real sled) and a plain in-memory model, compared after every step. Failing
 //! cases shrink to a short sequence.
 
+mod common;
+use common::frame::REDACTION_PREFIX;
+
 use chainlog::{
-    verify_export, Durability, ExportCheck, ExportOptions, Hash, Ledger, Options, SignerKey,
-    REDACTION_PREFIX,
+    export::{verify_export, ExportCheck},
+    note::SignerKey,
+    Durability, ExportOptions, Hash, Ledger, Options,
 };
 use proptest::prelude::*;
 
@@ -157,10 +161,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let file = tmp.path().join(format!("step{step}.export"));
                 l.export(
                     std::fs::File::create(&file).unwrap(),
-                    &ExportOptions {
-                        signer: Some(&key),
-                        ..Default::default()
-                    },
+                    &ExportOptions::default().signer(&key),
                     |_| {},
                 )
                 .unwrap();

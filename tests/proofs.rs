@@ -9,20 +9,13 @@ use common::copy_dir;
 use std::path::Path;
 
 use chainlog::{
-    root_from_leaves, CheckpointStatus, Durability, Error, Hash, HashAlg, Ledger, Options,
-    SignerKey,
+    note::SignerKey, proof::root_from_leaves, CheckpointStatus, Durability, Error, Hash, HashAlg,
+    Ledger, Options,
 };
 use proptest::prelude::*;
 
 fn ledger_with(dir: &Path, alg: HashAlg, n: u64) -> (Ledger, Vec<Hash>) {
-    let l = Ledger::create(
-        dir,
-        Options {
-            hash: Some(alg),
-            ..Options::default()
-        },
-    )
-    .unwrap();
+    let l = Ledger::create(dir, Options::default().hash(alg)).unwrap();
     let mut leaves = Vec::new();
     let payloads: Vec<Vec<u8>> = (0..n).map(|i| format!("record {i}").into_bytes()).collect();
     for chunk in payloads.chunks(97) {

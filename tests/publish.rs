@@ -6,7 +6,11 @@ use std::fs;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 
-use chainlog::{Error, ExportOptions, Ledger, Options, Publisher, Remote, RemoteCheck, SignerKey};
+use chainlog::{
+    note::SignerKey,
+    publish::{Publisher, Remote, RemoteCheck},
+    Error, ExportOptions, Ledger, Options,
+};
 
 fn key() -> SignerKey {
     SignerKey::generate("publish-test", [7; 32]).unwrap()
@@ -533,10 +537,7 @@ fn without_a_key_the_ledgers_latest_checkpoint_is_published() {
 #[test]
 fn blake3_ledgers_publish_the_same_layout_and_verify() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        hash: Some(chainlog::HashAlg::Blake3),
-        ..Options::default()
-    };
+    let opts = Options::default().hash(chainlog::HashAlg::Blake3);
     let ledger = Ledger::create(dir.path(), opts).unwrap();
     ledger
         .append_batch(&(0..600).map(|i| i.to_string()).collect::<Vec<_>>())

@@ -4,7 +4,11 @@
 use std::fs;
 use std::path::Path;
 
-use chainlog::{Error, Ledger, Options, Publisher, Remote, RemoteCheck, SignerKey};
+use chainlog::{
+    note::SignerKey,
+    publish::{Publisher, Remote, RemoteCheck},
+    Error, Ledger, Options,
+};
 
 fn key() -> SignerKey {
     SignerKey::generate("publish-faults", [9; 32]).unwrap()

@@ -3,9 +3,10 @@
 #![allow(clippy::disallowed_types)] // the loom shim is for the library; tests use std
 
 mod common;
+use common::frame::REDACTION_PREFIX;
 use common::{files_containing, log};
 
-use chainlog::{CheckpointStatus, Error, Ledger, Options, SignerKey, REDACTION_PREFIX};
+use chainlog::{note::SignerKey, CheckpointStatus, Error, Ledger, Options};
 
 fn secret(i: u64) -> Vec<u8> {
     format!(
@@ -220,10 +221,7 @@ fn verify_beside_a_running_redaction_sees_no_tampering() {
                         if !rep.is_ok() {
                             failures.push(format!("in process: {:?}", rep.first_break));
                         }
-                        let opts = Options {
-                            read_only: true,
-                            ..Options::default()
-                        };
+                        let opts = Options::default().read_only(true);
                         let reader = Ledger::open(&dir, opts).unwrap();
                         match reader.verify() {
                             Ok(rep) if rep.is_ok() => {}

@@ -154,11 +154,8 @@ fn a_subscription_from_an_old_record_replays_history_then_follows() {
 #[test]
 fn next_timeout_never_yields_an_uncommitted_record() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options {
-        // No background commit during the test: only the explicit flush commits.
-        flush_interval: Duration::from_secs(3600),
-        ..Options::default()
-    };
+    // No background commit during the test: only the explicit flush commits.
+    let opts = Options::default().flush_interval(Duration::from_secs(3600));
     let l = Ledger::create(dir.path(), opts).unwrap();
     l.append(b"committed").unwrap();
     let mut sub = l.subscribe(1).unwrap();
@@ -223,10 +220,7 @@ fn a_poisoned_ledger_ends_subscriptions_with_an_error_after_what_was_committed()
 /// The reader process: follows the ledger in `dir` from record 0 and prints each record
 /// as `REC <seq> <hash>` (after `MARK`), then `ERR <message>` or `END` when the subscription stops.
 fn reader_child(dir: &Path) {
-    let opts = Options {
-        read_only: true,
-        ..Options::default()
-    };
+    let opts = Options::default().read_only(true);
     let l = Ledger::open(dir, opts).unwrap();
     println!("{MARK}OPEN {}", l.len());
     for r in l.subscribe(0).unwrap() {

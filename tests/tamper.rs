@@ -8,8 +8,11 @@ use common::log::{self, commit_record, edit_frame, locate, read_log, skip_item, 
 
 use std::path::Path;
 
-use chainlog::format::{self, decode_frame, encode_frame, Entry};
-use chainlog::{root_from_leaves, BreakKind, Error, Hash, HashAlg, Ledger, Options};
+use chainlog::{
+    proof::{root_from_leaves, Entry},
+    BreakKind, Error, Hash, HashAlg, Ledger, Options,
+};
+use common::frame::{self as format, decode_frame, encode_frame};
 
 const N: u64 = 600; // several commits
 const PER_COMMIT: u64 = 100;
@@ -31,10 +34,7 @@ fn build(dir: &Path) {
 }
 
 fn read_only() -> Options {
-    Options {
-        read_only: true,
-        ..Options::default()
-    }
+    Options::default().read_only(true)
 }
 
 /// Applies `edit` to the log files of a fresh ledger, then verifies read-only.
@@ -50,9 +50,9 @@ fn tampered(edit: impl FnOnce(&Path)) -> (tempfile::TempDir, chainlog::VerifyRep
 
 /// Re-encodes a frame after changing its entry: a forger who recomputes hash and CRC.
 fn forge(f: &mut Vec<u8>, change: impl FnOnce(&mut Entry)) {
-    let d = decode_frame(f).unwrap();
+    let d = decode_frame(f);
     let mut e = d.entry;
-    let body = d.body.map(|(s, p)| (*s, p.to_vec()));
+    let body = d.body;
     change(&mut e);
     let mut out = Vec::new();
     encode_frame(&mut out, &e, body.as_ref().map(|(s, p)| (s, &p[..])));
@@ -223,10 +223,7 @@ fn deleted_whole_middle_group() {
 fn second_genesis_is_reported() {
     let (_d, rep) = tampered(|d| {
         let (s, _, f0) = locate(d, 0);
-        let genesis = decode_frame(&s.bytes[f0.off..f0.off + f0.len])
-            .unwrap()
-            .entry
-            .prev;
+        let genesis = decode_frame(&s.bytes[f0.off..f0.off + f0.len]).entry.prev;
         edit_frame(d, AT, |f| forge(f, |e| e.prev = genesis));
     });
     assert_break(&rep, BreakKind::DuplicateGenesis, AT);
@@ -264,7 +261,7 @@ fn planted_frame(s: &Segment, last: log::FrameAt) -> Vec<u8> {
     let mut planted = last.clone();
     forge(&mut planted, |e| {
         e.seq = N;
-        e.prev = decode_frame(&last).unwrap().stored_hash;
+        e.prev = decode_frame(&last).stored_hash;
     });
     planted
 }
@@ -428,7 +425,7 @@ fn a_payload_stripped_without_a_redaction_record_is_caught() {
     // old frame), but with no redaction record.
     let (_d, rep) = tampered(|d| {
         edit_frame(d, AT, |f| {
-            let e = decode_frame(f).unwrap().entry;
+            let e = decode_frame(f).entry;
             let mut out = Vec::new();
             encode_frame(&mut out, &e, None);
             out.extend(skip_item(f.len() - out.len()));

@@ -11,7 +11,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use chainlog::{HashAlg, Ledger, Options, Publisher, Remote, SignerKey, VerifierKey};
+use chainlog::{
+    note::{SignerKey, VerifierKey},
+    publish::{Publisher, Remote},
+    HashAlg, Ledger, Options,
+};
 use sha2::{Digest, Sha256};
 use tlog_tiles::{HashReader as _, TileReader};
 
@@ -317,14 +321,7 @@ fn check_log(dir: &Path, key: &VerifierKey, earlier: &[Vec<u8>]) -> Result<Check
 }
 
 fn sha256_ledger(dir: &Path) -> Ledger {
-    Ledger::create(
-        dir,
-        Options {
-            hash: Some(HashAlg::Sha256),
-            ..Options::default()
-        },
-    )
-    .unwrap()
+    Ledger::create(dir, Options::default().hash(HashAlg::Sha256)).unwrap()
 }
 
 fn grow(ledger: &Ledger, to: u64) {

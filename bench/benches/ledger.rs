@@ -12,7 +12,10 @@ use std::sync::{Arc, Barrier, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chainlog::{verify_export, Durability, ExportCheck, ExportOptions, Ledger, Options};
+use chainlog::{
+    export::{verify_export, ExportCheck},
+    Durability, ExportOptions, Ledger, Options,
+};
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
@@ -142,10 +145,7 @@ fn bench_append(c: &mut Criterion) {
         let payloads = Arc::new(payloads(per_iter));
         for threads in THREADS {
             let dir = tempdir("chainlog-bench-append-");
-            let opts = Options {
-                durability,
-                ..Options::default()
-            };
+            let opts = Options::default().durability(durability);
             let ledger = Arc::new(Ledger::create(dir.path(), opts).expect("creating"));
             g.bench_with_input(BenchmarkId::new(name, threads), &threads, |b, &t| {
                 b.iter_custom(|iters| timed_appends(&ledger, &payloads, t, iters, durability))

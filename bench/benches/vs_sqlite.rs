@@ -222,11 +222,7 @@ fn tempdir(prefix: &str) -> tempfile::TempDir {
 
 fn run_chainlog(mode: Mode, threads: usize, payloads: &Arc<Vec<Payload>>, alg: HashAlg) -> Run {
     let dir = tempdir("vs_sqlite-chainlog-");
-    let opts = Options {
-        hash: Some(alg),
-        durability: mode.durability(),
-        ..Options::default()
-    };
+    let opts = Options::default().hash(alg).durability(mode.durability());
     let ledger = Arc::new(Ledger::create(dir.path(), opts).expect("creating the ledger"));
     let durability = mode.durability();
     let workers = (0..threads)
@@ -263,7 +259,9 @@ fn run_plain_file(payloads: &Arc<Vec<Payload>>) -> Run {
     use std::os::unix::fs::FileExt;
     let dir = tempdir("vs_sqlite-plain-");
     let path = dir.path().join("plain");
-    let frame = PAYLOAD_LEN + chainlog::format::PRESENT_FRAME_OVERHEAD;
+    // A stored frame around its payload (docs/FORMAT.md, "Record frame"): length, entry,
+    // record hash, body tag, salt, CRC.
+    let frame = PAYLOAD_LEN + 4 + 86 + 32 + 1 + 32 + 4;
     let len = (frame * payloads.len()) as u64;
     {
         let mut f = std::fs::File::create(&path).expect("creating the plain file");

@@ -7,7 +7,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chainlog::{Checkpoint, Durability, Hash, HashAlg, Ledger, Options, VerifyReport};
+use chainlog::{
+    Checkpoint, Durability, Hash, HashAlg, Ledger, Options, VerifyOptions, VerifyReport,
+};
 use serde::Serialize;
 
 use super::output::{Out, ReceiptView, RecordView, Stamp, Utc};
@@ -207,13 +209,7 @@ fn open(dir: &Path, opts: Options) -> Result<Ledger, Failure> {
 /// Reading commands open read-only: no recovery writes, no flush thread, and a damaged
 /// ledger can still be looked at (every record read is checked regardless).
 pub(super) fn open_read_only(dir: &Path) -> Result<Ledger, Failure> {
-    open(
-        dir,
-        Options {
-            read_only: true,
-            ..Options::default()
-        },
-    )
+    open(dir, Options::default().read_only(true))
 }
 
 #[derive(Serialize)]
@@ -224,10 +220,7 @@ struct InitView {
 }
 
 fn init(out: &mut Out, dir: &Path, hash: HashAlg) -> Result<Outcome, Failure> {
-    let opts = Options {
-        hash: Some(hash),
-        ..Options::default()
-    };
+    let opts = Options::default().hash(hash);
     let ledger = Ledger::create(dir, opts).map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
     let v = InitView {
         alg: ledger.hash_alg(),
@@ -280,13 +273,7 @@ fn append(
         .into_iter()
         .map(os_bytes)
         .collect::<Result<Vec<_>, _>>()?;
-    let ledger = open(
-        dir,
-        Options {
-            durability: settings.durability,
-            ..Options::default()
-        },
-    )?;
+    let ledger = open(dir, Options::default().durability(settings.durability))?;
     if payloads.is_empty() {
         stdin_append::append_stdin(out, &ledger, dir, settings)?;
         return Ok(Outcome::Ok);
@@ -476,14 +463,13 @@ fn verify(out: &mut Out, dir: &Path, against: Option<(&Path, &Path)>) -> Result<
     let ledger = open_read_only(dir)?;
     let mut progress = super::progress::Progress::new(out.json, "checked");
     progress.set_total(ledger.len());
-    let update = |n| progress.update(n);
-    let report = match &trusted {
-        None => ledger.verify_with_progress(update),
-        Some((note, key)) => {
-            ledger.verify_against_with_progress(note, std::slice::from_ref(key), update)
-        }
+    let mut opts = VerifyOptions::new().progress(|n| progress.update(n));
+    if let Some((note, key)) = &trusted {
+        opts = opts.against(note, std::slice::from_ref(key));
     }
-    .map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
+    let report = ledger
+        .verify_with(opts)
+        .map_err(|e| Failure::ledger(&e, at_dir(dir)))?;
     drop(progress);
     print_verify(out, dir, &report)?;
     Ok(if report.is_ok() {

@@ -132,14 +132,8 @@ pub fn run(
     let total = records
         .checked_mul(u64::from(threads))
         .ok_or_else(|| Failure::other("threads × records overflows", "demo"))?;
-    let ledger = Ledger::create(
-        &dir,
-        Options {
-            durability,
-            ..Options::default()
-        },
-    )
-    .map_err(|e| Failure::ledger(&e, at_dir(&dir)))?;
+    let ledger = Ledger::create(&dir, Options::default().durability(durability))
+        .map_err(|e| Failure::ledger(&e, at_dir(&dir)))?;
 
     let start = Instant::now();
     let work = append_all(&ledger, &dir, threads, records)?;

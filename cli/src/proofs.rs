@@ -8,9 +8,12 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use chainlog::{
-    is_tlog_proof, Checkpoint, CheckpointError, ConsistencyProof, Hash, HashAlg, InclusionProof,
-    Ledger, NoteError, Options, SignerKey, TlogProof, TlogProofError, VerifierKey, MAX_NOTE_LEN,
-    MAX_TLOG_PROOF_LEN,
+    note::{NoteError, SignerKey, VerifierKey, MAX_NOTE_LEN},
+    proof::{
+        is_tlog_proof, ConsistencyProof, InclusionProof, TlogProof, TlogProofError,
+        MAX_TLOG_PROOF_LEN,
+    },
+    Checkpoint, CheckpointError, Hash, HashAlg, Ledger, Options,
 };
 use serde::{Deserialize, Serialize};
 

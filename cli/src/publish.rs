@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use chainlog::{Error, Hash, HashAlg, PublishReport, Publisher, Remote, RemoteCheck};
+use chainlog::{
+    publish::{PublishReport, Publisher, Remote, RemoteCheck},
+    Error, Hash, HashAlg,
+};
 use serde::Serialize;
 
 use super::commands::open_read_only;

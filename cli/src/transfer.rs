@@ -5,8 +5,9 @@ use std::io::{self, BufReader, BufWriter, IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use chainlog::{
-    BreakKind, ExportCheck, ExportOptions, ExportReader, ExportReport, ExportSummary, HashAlg,
-    ImportSummary, Ledger, Options, VerifierKey,
+    export::{ExportCheck, ExportReader, ExportReport},
+    note::VerifierKey,
+    BreakKind, ExportOptions, ExportSummary, HashAlg, ImportSummary, Ledger, Options,
 };
 use serde::Serialize;
 
@@ -128,12 +129,9 @@ pub fn export(out: &mut Out, a: ExportArgs) -> Result<Outcome, Failure> {
     };
     let mut progress = Progress::new(out.json, "exported");
     progress.set_total(to.unwrap_or(len).saturating_sub(from));
-    let opts = ExportOptions {
-        from,
-        to,
-        signer: signer.as_ref(),
-        redact: &a.redact,
-    };
+    let mut opts = ExportOptions::new().from(from).redact(&a.redact);
+    opts.to = to;
+    opts.signer = signer.as_ref();
     let at = at_dir(&a.dir);
     let summary = match &target {
         Target::Stdout => {
@@ -308,7 +306,7 @@ struct ExportReportView<'a> {
     /// The last record's hash.
     hash: Option<chainlog::Hash>,
     bytes: u64,
-    checkpoint: Option<&'a chainlog::EmbeddedCheckpoint>,
+    checkpoint: Option<&'a chainlog::export::EmbeddedCheckpoint>,
     #[serde(skip_serializing_if = "Option::is_none")]
     trusted: Option<&'a chainlog::CheckpointCheck>,
     first_break: Option<&'a chainlog::Break>,
@@ -339,11 +337,12 @@ pub fn verify_export(
         keys: &keys,
         trusted: trusted.as_deref(),
     };
-    let report =
-        chainlog::verify_export(BufReader::with_capacity(READ_BUFFER, input), &check, |n| {
-            progress.update(n)
-        })
-        .map_err(|e| Failure::io("reading the export", &e, files::at(file)))?;
+    let report = chainlog::export::verify_export(
+        BufReader::with_capacity(READ_BUFFER, input),
+        &check,
+        |n| progress.update(n),
+    )
+    .map_err(|e| Failure::io("reading the export", &e, files::at(file)))?;
     drop(progress);
     // With --pub given, an unsigned export is a bad_signature break in the report.
     let ok = report.is_ok();
@@ -522,7 +521,8 @@ fn import_failure(
         trusted: None,
     };
     let report = File::open(source).ok().and_then(|f| {
-        chainlog::verify_export(BufReader::with_capacity(READ_BUFFER, f), &check, |_| {}).ok()
+        chainlog::export::verify_export(BufReader::with_capacity(READ_BUFFER, f), &check, |_| {})
+            .ok()
     });
     match report.and_then(|r| r.first_break) {
         Some(b) if b.kind == BreakKind::BadSignature => Failure::integrity(

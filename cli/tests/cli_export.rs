@@ -304,9 +304,9 @@ fn a_redacted_export_imports_into_a_ledger_that_verifies() {
 /// but with no redaction record.
 fn strip_by_hand(dir: &Path, seq: u64) {
     common::log::edit_frame(dir, seq, |f| {
-        let e = chainlog::format::decode_frame(f).unwrap().entry;
+        let e = common::frame::decode_frame(f).entry;
         let mut out = Vec::new();
-        chainlog::format::encode_frame(&mut out, &e, None);
+        common::frame::encode_frame(&mut out, &e, None);
         out.extend(common::log::skip_item(f.len() - out.len()));
         *f = out;
     });
@@ -634,7 +634,7 @@ fn malformed_checkpoint_notes_are_rejected_without_a_key() {
 fn header_fields(bytes: &[u8]) -> (u64, u64, usize) {
     let from = u64::from_be_bytes(bytes[26..34].try_into().unwrap());
     let count = u64::from_be_bytes(bytes[34..42].try_into().unwrap());
-    (from, count, chainlog::export_header_len(from))
+    (from, count, common::frame::export_header_len(from))
 }
 
 fn fix_crc_at(b: &mut [u8], start: usize, end: usize) {
@@ -644,7 +644,7 @@ fn fix_crc_at(b: &mut [u8], start: usize, end: usize) {
 
 #[test]
 fn range_exports_bind_the_predecessor_hash_and_timestamp() {
-    use chainlog::format::{ENTRY_LEN, E_PREV, E_TIMESTAMP};
+    use common::frame::{ENTRY_LEN, E_PREV, E_TIMESTAMP};
     let tmp = tempfile::tempdir().unwrap();
     let dir = ledger(tmp.path(), "r", 12);
     let (key, pub_key) = keygen(tmp.path(), "signer");

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use chainlog::{Ledger, Options, SignerKey};
+use chainlog::{note::SignerKey, Ledger, Options};
 
 mod common;
 

@@ -4,7 +4,10 @@
 
 use std::sync::OnceLock;
 
-use chainlog::{open_note, sign_note, Checkpoint, SignerKey, VerifierKey};
+use chainlog::{
+    note::{open_note, sign_note, SignerKey, VerifierKey},
+    Checkpoint,
+};
 use libfuzzer_sys::fuzz_target;
 
 /// The key the seed corpus notes are signed with (`fuzz/corpus/note_checkpoint`), so

@@ -16,16 +16,83 @@ use crate::verify::{
 };
 use crate::writer::StoredState;
 
+/// What [`Ledger::verify_with`] checks besides the ledger itself, and whom it tells how
+/// far it got. `VerifyOptions::new()` is [`Ledger::verify`].
+///
+/// ```
+/// # use chainlog::{Ledger, Options, VerifyOptions};
+/// # let dir = tempfile::tempdir()?;
+/// # let ledger = Ledger::create(dir.path(), Options::default())?;
+/// let report = ledger.verify_with(VerifyOptions::new().progress(|n| eprintln!("{n} records")))?;
+/// assert!(report.is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Default)]
+#[non_exhaustive]
+pub struct VerifyOptions<'a> {
+    checkpoint: Option<(&'a str, &'a [VerifierKey])>,
+    progress: Option<Box<dyn FnMut(u64) + 'a>>,
+}
+
+impl<'a> VerifyOptions<'a> {
+    /// Verify the ledger alone, reporting no progress.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also prove that the ledger extends the trusted checkpoint `note` (a signed note
+    /// that verifies with one of `keys`), as [`Ledger::verify_against`] does.
+    pub fn against(mut self, note: &'a str, keys: &'a [VerifierKey]) -> Self {
+        self.checkpoint = Some((note, keys));
+        self
+    }
+
+    /// Call `progress` with the number of records checked so far (every few thousand
+    /// records).
+    pub fn progress(mut self, progress: impl FnMut(u64) + 'a) -> Self {
+        self.progress = Some(Box::new(progress));
+        self
+    }
+}
+
+impl std::fmt::Debug for VerifyOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyOptions")
+            .field("checkpoint", &self.checkpoint.map(|(note, _)| note))
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
 impl Ledger {
     /// Verifies the whole ledger: every frame, hash, commitment, link, timestamp, the
     /// genesis rule, the head, and that nothing is stored beyond the head.
     pub fn verify(&self) -> Result<VerifyReport> {
-        self.verify_with_progress(|_| {})
+        self.verify_with(VerifyOptions::new())
     }
 
-    /// [`Ledger::verify`], calling `progress` with the records checked so far (every few
-    /// thousand records).
-    pub fn verify_with_progress(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
+    /// [`Ledger::verify`], or [`Ledger::verify_against`] when `opts` names a checkpoint,
+    /// calling the progress callback of `opts` as it goes.
+    pub fn verify_with(&self, opts: VerifyOptions<'_>) -> Result<VerifyReport> {
+        let VerifyOptions {
+            checkpoint,
+            mut progress,
+        } = opts;
+        let mut report = self.verify_chain(|n| {
+            if let Some(p) = progress.as_mut() {
+                p(n)
+            }
+        })?;
+        if let Some((note, keys)) = checkpoint {
+            report.checkpoint =
+                Some(self.check_checkpoint(note, keys, report.head_len, report.head_root)?);
+        }
+        Ok(report)
+    }
+
+    /// The audit of [`Ledger::verify`], calling `progress` with the records checked so
+    /// far (every few thousand records).
+    fn verify_chain(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport> {
         let head = self.visible();
         let cfg = &self.core.config;
         let genesis = cfg.genesis_prev();
@@ -175,20 +242,7 @@ impl Ledger {
     /// note) that verifies with one of `keys`. A truncated, rolled-back or rewritten
     /// ledger, or a bad signature, fails with both tree heads in the report.
     pub fn verify_against(&self, note: &str, keys: &[VerifierKey]) -> Result<VerifyReport> {
-        self.verify_against_with_progress(note, keys, |_| {})
-    }
-
-    /// [`Ledger::verify_against`] with progress, as [`Ledger::verify_with_progress`].
-    pub fn verify_against_with_progress(
-        &self,
-        note: &str,
-        keys: &[VerifierKey],
-        progress: impl FnMut(u64),
-    ) -> Result<VerifyReport> {
-        let mut report = self.verify_with_progress(progress)?;
-        report.checkpoint =
-            Some(self.check_checkpoint(note, keys, report.head_len, report.head_root)?);
-        Ok(report)
+        self.verify_with(VerifyOptions::new().against(note, keys))
     }
 
     fn check_checkpoint(

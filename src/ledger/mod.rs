@@ -21,14 +21,17 @@ mod open;
 mod proofs;
 mod read;
 
+pub use audit::VerifyOptions;
 use open::record_mark;
 pub(crate) use open::{lock_dir, random_bytes};
 pub(crate) use proofs::tree_error;
 pub(crate) use read::check_record;
 pub use read::Range;
 
-/// How to create or open a ledger.
+/// How to create or open a ledger: `Options::new()` (or `default()`) and the setters
+/// below, as in `Options::new().hash(HashAlg::Sha256).read_only(true)`.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Options {
     /// Hash algorithm. At `create`, `None` means BLAKE3. At `open`, `Some` is an
     /// expectation: a ledger using another algorithm is refused.
@@ -64,9 +67,82 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// The defaults: BLAKE3 at `create`, `Sync` durability, fail closed, a 64 MiB cache,
+    /// a 100 ms flush interval, read-write.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`Options::hash`].
+    pub fn hash(mut self, alg: HashAlg) -> Self {
+        self.hash = Some(alg);
+        self
+    }
+
+    /// Sets [`Options::durability`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets [`Options::failure_policy`].
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.failure_policy = policy;
+        self
+    }
+
+    /// Sets [`Options::cache_bytes`].
+    pub fn cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Sets [`Options::flush_interval`].
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// Sets [`Options::read_only`].
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+}
+
+/// How one call of [`Ledger::append_with`] or [`Ledger::append_batch_with`] differs from
+/// the ledger's [`Options`]. A [`Durability`] converts into the options that set only it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AppendOptions {
+    /// This call's durability; `None` is the ledger's [`Options::durability`].
+    pub durability: Option<Durability>,
+}
+
+impl AppendOptions {
+    /// The ledger's own settings.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`AppendOptions::durability`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
+        self
+    }
+}
+
+impl From<Durability> for AppendOptions {
+    fn from(durability: Durability) -> Self {
+        AppendOptions::new().durability(durability)
+    }
+}
+
 /// A stored record. Serialises in the shape `chainlog::json` describes (timestamp as
 /// RFC 3339 beside the nanoseconds, payload as labelled text; the salt never).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Record {
     /// The record's sequence number: its position in the ledger, from 0.
     pub seq: u64,
@@ -202,11 +278,13 @@ impl Ledger {
 
     /// Appends one record with the ledger's default durability.
     pub fn append(&self, payload: &[u8]) -> Result<Receipt> {
-        self.append_with(payload, self.opts.durability)
+        self.append_with(payload, AppendOptions::new())
     }
 
-    /// Appends one record with the given durability.
-    pub fn append_with(&self, payload: &[u8], durability: Durability) -> Result<Receipt> {
+    /// Appends one record as `opts` say, such as with another durability:
+    /// `ledger.append_with(payload, Durability::Buffered)`.
+    pub fn append_with(&self, payload: &[u8], opts: impl Into<AppendOptions>) -> Result<Receipt> {
+        let durability = self.durability_of(opts.into());
         self.check_writable()?;
         let p = self.core.prepare(payload)?;
         let mut r = self.core.append(std::slice::from_ref(&p), durability)?;
@@ -215,19 +293,24 @@ impl Ledger {
 
     /// Appends all payloads contiguously, or none of them.
     pub fn append_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Vec<Receipt>> {
-        self.append_batch_with(payloads, self.opts.durability)
+        self.append_batch_with(payloads, AppendOptions::new())
     }
 
-    /// Appends all payloads contiguously, or none of them, with the given durability.
+    /// Appends all payloads contiguously, or none of them, as `opts` say.
     pub fn append_batch_with<P: AsRef<[u8]>>(
         &self,
         payloads: &[P],
-        durability: Durability,
+        opts: impl Into<AppendOptions>,
     ) -> Result<Vec<Receipt>> {
+        let durability = self.durability_of(opts.into());
         self.check_writable()?;
         let slices: Vec<&[u8]> = payloads.iter().map(AsRef::as_ref).collect();
         let prepared = self.core.prepare_all(&slices)?;
         self.core.append(&prepared, durability)
+    }
+
+    fn durability_of(&self, opts: AppendOptions) -> Durability {
+        opts.durability.unwrap_or(self.opts.durability)
     }
 
     /// Closes the ledger after committing and syncing everything appended (and purging

@@ -102,7 +102,7 @@ impl Ledger {
     /// Signs a checkpoint of the current tree with `signer` and keeps it as the latest.
     ///
     /// ```
-    /// # use chainlog::{CheckpointStatus, Ledger, Options, SignerKey};
+    /// # use chainlog::{note::SignerKey, CheckpointStatus, Ledger, Options};
     /// # let dir = tempfile::tempdir()?;
     /// let ledger = Ledger::create(dir.path(), Options::default())?;
     /// let key = SignerKey::from_random("auditor")?;

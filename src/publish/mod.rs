@@ -35,7 +35,7 @@ const MAX_ATTEMPTS: u32 = 16;
 /// Publishes a ledger to a [`Remote`]: only what changed since the last publish.
 ///
 /// ```
-/// # use chainlog::{Ledger, Options, Publisher, Remote, RemoteCheck, SignerKey};
+/// # use chainlog::{note::SignerKey, publish::{Publisher, Remote, RemoteCheck}, Ledger, Options};
 /// # let dir = tempfile::tempdir()?;
 /// let ledger = Ledger::create(dir.path(), Options::default())?;
 /// ledger.append_batch(&["a", "b", "c"])?;

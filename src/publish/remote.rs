@@ -327,7 +327,7 @@ fn write_temp(dest: &Path, bytes: &[u8]) -> Result<PathBuf> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let nonce = crate::to_hex(&crate::ledger::random_bytes::<8>()?);
+    let nonce = crate::hash::to_hex(&crate::ledger::random_bytes::<8>()?);
     let tmp = parent.join(format!(".{name}.tmp-{nonce}"));
     let mut f = OpenOptions::new()
         .write(true)

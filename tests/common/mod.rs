@@ -41,6 +41,7 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
     hits
 }
 
+pub mod frame;
 pub mod log;
 
 /// Replaces the ledger's kept latest checkpoint (`<dir>/CHECKPOINT`, a signed note)

@@ -237,10 +237,7 @@ fn a_poisoned_ledger_refuses_to_checkpoint_or_close_cleanly_and_shows_only_the_s
     let expected = seeded(dir.path());
     {
         // No background flush in the test's time: its sync would be the one to fail.
-        let opts = Options {
-            flush_interval: Duration::from_secs(3600),
-            ..Options::default()
-        };
+        let opts = Options::default().flush_interval(Duration::from_secs(3600));
         let l = Ledger::open_with_faults(dir.path(), opts, FaultPlan::nth(Op::Sync, 1)).unwrap();
         for i in 0..5 {
             let mut p = format!("buffered {i}").into_bytes();

@@ -73,6 +73,9 @@ mod imp {
         pub fn notify_all(&self) {
             self.0.notify_all();
         }
+        pub fn notify_one(&self) {
+            self.0.notify_one();
+        }
     }
 }
 
@@ -130,6 +133,9 @@ mod imp {
         }
         pub fn notify_all(&self) {
             self.0.notify_all();
+        }
+        pub fn notify_one(&self) {
+            self.0.notify_one();
         }
     }
 }

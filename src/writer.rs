@@ -180,6 +180,12 @@ struct State {
     pending: Pending,
     /// A committer is writing outside the lock.
     committing: bool,
+    /// Commits started so far: the one in progress, if any, is number `commits`.
+    commits: u64,
+    /// What the commit in progress covers: the records below this, made durable when
+    /// `covering_sync`.
+    covering: u64,
+    covering_sync: bool,
     /// The head as stored.
     committed: Head,
     /// The head as of the last successful device sync.
@@ -242,7 +248,11 @@ pub(crate) struct Core<S> {
     pub config: Config,
     policy: FailurePolicy,
     state: Mutex<State>,
+    /// Subscribers, backpressure and quiescence waits; woken by every change.
     cond: Condvar,
+    /// Appenders waiting for commit `n` sleep on `turns[n % 2]`: a commit's end wakes its
+    /// own waiters and one waiter of the next commit (to lead it), not every appender.
+    turns: [Condvar; 2],
     /// Wakes only the background flusher (shutdown), so commits do not wake it early.
     flusher_cond: Condvar,
     salt_key: [u8; 32],
@@ -286,6 +296,9 @@ impl<S: Store> Core<S> {
                 tip: head.clone(),
                 pending: Pending::default(),
                 committing: false,
+                commits: 0,
+                covering: 0,
+                covering_sync: false,
                 committed: head.clone(),
                 durable: head,
                 poisoned: None,
@@ -296,6 +309,7 @@ impl<S: Store> Core<S> {
                 view_corrupt: None,
             }),
             cond: Condvar::new(),
+            turns: [Condvar::new(), Condvar::new()],
             flusher_cond: Condvar::new(),
             salt_key,
             salt_counter: AtomicU64::new(0),
@@ -536,7 +550,10 @@ impl<S: Store> Core<S> {
                 });
             }
             if st.committing {
-                st = self.cond.wait(st);
+                // The commit in progress covers these records, or the next one will.
+                let covers = target <= st.covering && (!durable || st.covering_sync);
+                let n = if covers { st.commits } else { st.commits + 1 };
+                st = self.turn(n).wait(st);
             } else {
                 let (g, r) = self.lead(st, durable);
                 r?;
@@ -566,6 +583,9 @@ impl<S: Store> Core<S> {
         sync: bool,
     ) -> (MutexGuard<'a, State>, Result<()>) {
         st.committing = true;
+        st.commits += 1;
+        st.covering = st.tip.next_seq;
+        st.covering_sync = sync;
         let groups = std::mem::take(&mut st.pending).into_groups();
         let expected = st.committed.clone();
         let new = st.tip.clone();
@@ -602,7 +622,7 @@ impl<S: Store> Core<S> {
                 Err(e)
             }
         };
-        self.notify(&mut st);
+        self.notify_commit(&mut st);
         (st, r)
     }
 

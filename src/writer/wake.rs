@@ -15,7 +15,7 @@ use super::{bump, Core, Prepared, Receipt, State};
 use crate::error::{Error, Result};
 use crate::format::Head;
 use crate::store::Store;
-use crate::sync::MutexGuard;
+use crate::sync::{Condvar, MutexGuard};
 
 /// Registered wakers, each under an id its waiter keeps, so polling again replaces its
 /// waker instead of adding one. `notify` takes them all: a waiter still waiting
@@ -83,9 +83,40 @@ fn commit_wait(st: &State, after: u64) -> Option<CommitWait> {
 }
 
 impl<S: Store> Core<S> {
-    /// Wakes every waiter: appender threads and blocking subscribers on the condition
-    /// variable, async waiters through their wakers. Called with the state locked.
+    /// Wakes every waiter: appender threads, blocking subscribers, async waiters through
+    /// their wakers. Called with the state locked.
     pub(super) fn notify(&self, st: &mut State) {
+        let [even, odd] = &self.turns;
+        even.notify_all();
+        odd.notify_all();
+        self.notify_others(st);
+    }
+
+    /// Wakes what the end of commit `st.commits` concerns: the appenders waiting for it,
+    /// one appender waiting for the next commit (it leads that one; the others sleep on),
+    /// and every waiter that is not an appender. After a poisoning, every appender.
+    /// Called with the state locked.
+    pub(super) fn notify_commit(&self, st: &mut State) {
+        if st.poisoned.is_some() {
+            self.notify(st);
+            return;
+        }
+        self.turn(st.commits).notify_all();
+        self.turn(st.commits + 1).notify_one();
+        self.notify_others(st);
+    }
+
+    /// The condition variable appenders waiting for commit `n` sleep on.
+    pub(super) fn turn(&self, n: u64) -> &Condvar {
+        let [even, odd] = &self.turns;
+        if n % 2 == 0 {
+            even
+        } else {
+            odd
+        }
+    }
+
+    fn notify_others(&self, st: &mut State) {
         self.cond.notify_all();
         for (_, w) in st.wakers.take() {
             w.wake();

@@ -211,11 +211,17 @@ impl Ledger {
         let core = Arc::new(core);
         let (flusher, marks) = if writable {
             let marks = Arc::new(Mutex::new(watermark::Writer::open(dir)?));
-            let (c, m) = (Arc::clone(&core), Arc::clone(&marks));
+            let (c, m, s) = (Arc::clone(&core), Arc::clone(&marks), Arc::clone(&store));
             let interval = opts.flush_interval;
+            // sled gets what the log committed here, outside the commit path.
             let flusher = thread::Builder::new()
                 .name("chainlog-flush".into())
-                .spawn(move || c.run_flusher(interval, |h| record_mark(&m, h)))
+                .spawn(move || {
+                    c.run_flusher(interval, |h| {
+                        record_mark(&m, h);
+                        s.apply_mirror();
+                    })
+                })
                 .map_err(|e| Error::io_without_path("starting the background flush thread", e))?;
             (Some(flusher), Some(marks))
         } else {

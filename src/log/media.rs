@@ -102,6 +102,8 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Zeros written per call while filling a new segment.
 const ZERO_CHUNK: usize = 256 << 10;
+/// Zeros a segment prepared ahead writes between syncs.
+const PREPARE_RUN: u64 = 1 << 20;
 
 impl Media for FsMedia {
     fn list(&self) -> io::Result<Vec<String>> {
@@ -156,7 +158,15 @@ impl Media for FsMedia {
 
     fn prepare(&self, name: &str, len: u64) -> io::Result<bool> {
         let mut f = File::create(self.tmp(name))?;
-        Self::zero_fill(&mut f, len)?;
+        // Synced a run at a time, so the device writes the zeros in short runs between
+        // the commits' syncs rather than all at once ahead of them.
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(PREPARE_RUN);
+            Self::zero_fill(&mut f, n)?;
+            f.sync_data()?;
+            left -= n;
+        }
         f.sync_all()?;
         *self.prepared.lock() = Some((name.to_string(), len));
         Ok(true)

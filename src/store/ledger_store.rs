@@ -2,7 +2,8 @@
 //!
 //! Reads come from the log. A commit goes to the log first (one write; one sync for
 //! durable appends); then sled gets the commits' Merkle nodes and its head moves by a
-//! compare-and-swap on the head it held, every `MIRROR_BATCH` commits and at close.
+//! compare-and-swap on the head it held, in batches the background flush applies and at
+//! close.
 //! sled is never the only copy of anything and never ahead of the log: open
 //! repairs it from the log, and when sled itself fails the ledger stops accepting appends
 //! (the commit already in the log stands) and the next open rebuilds it.
@@ -56,8 +57,10 @@ struct Mirror {
     rebuilding: bool,
 }
 
-/// Commits applied to sled at once.
-const MIRROR_BATCH: u64 = 256;
+/// Commits queued for sled beyond which a commit applies the queue itself: the
+/// background flush normally applies it (every `flush_interval`), outside the commit
+/// path; this bounds the queue when that thread falls behind.
+const MIRROR_BACKSTOP: u64 = 16_384;
 
 impl LedgerStore {
     pub fn new(log: Log, sled: Option<Derived>, dir: &Path) -> LedgerStore {
@@ -86,38 +89,46 @@ impl LedgerStore {
         })
     }
 
-    /// Queues one commit for sled, and applies the queue once it holds
-    /// `MIRROR_BATCH` commits. sled gets the queued nodes values, then its head moves
-    /// by one compare-and-swap from the head it held to the newest: far fewer rewrites
-    /// of the head value in sled's log than one per commit, and sled is only ever
-    /// behind the log (which open repairs), never ahead.
+    /// Queues one commit for sled (see [`LedgerStore::apply_mirror`]).
     fn mirror(&self, key: u64, nodes: &[u8], new: &[u8]) {
-        let mut m = self.mirror.lock();
-        if !nodes.is_empty() {
-            m.nodes.push((key, nodes.to_vec()));
-        }
-        m.head = Some(new.to_vec());
-        m.commits += 1;
-        if m.commits >= MIRROR_BATCH {
-            self.apply_mirror(&mut m);
+        let full = {
+            let mut m = self.mirror.lock();
+            if !nodes.is_empty() {
+                m.nodes.push((key, nodes.to_vec()));
+            }
+            m.head = Some(new.to_vec());
+            m.commits += 1;
+            m.commits >= MIRROR_BACKSTOP
+        };
+        if full {
+            self.apply_mirror();
         }
     }
 
-    /// Applies what is queued for sled. A failure takes sled out of service.
-    fn apply_mirror(&self, m: &mut Mirror) {
-        if m.rebuilding {
-            return;
-        }
-        let Some(new) = m.head.take() else { return };
-        let nodes = std::mem::take(&mut m.nodes);
-        m.commits = 0;
+    /// Applies the commits queued for sled: sled gets their nodes values, then its head
+    /// moves by one compare-and-swap from the head it held to the newest — far fewer
+    /// rewrites of the head value in sled's log than one per commit, and sled is only
+    /// ever behind the log (which open repairs), never ahead. The queue is taken under
+    /// its lock and written without it, so commits go on queueing meanwhile. A failure
+    /// takes sled out of service.
+    pub fn apply_mirror(&self) {
+        // Held throughout: one application at a time, in queue order.
         let mut sled = self.sled.lock();
+        let (nodes, new, expected) = {
+            let mut m = self.mirror.lock();
+            if m.rebuilding {
+                return;
+            }
+            let Some(new) = m.head.take() else { return };
+            m.commits = 0;
+            (std::mem::take(&mut m.nodes), new, m.sled_head.clone())
+        };
         let Some(s) = sled.as_ref() else { return };
         let r = (|| {
             for (key, value) in &nodes {
                 s.write_nodes(*key, value)?;
             }
-            if !s.cas_head(m.sled_head.as_deref(), &new)? {
+            if !s.cas_head(expected.as_deref(), &new)? {
                 return Err(Error::HeadConflict {
                     detail: "sled's head is not the one the writer left there".into(),
                 });
@@ -125,7 +136,7 @@ impl LedgerStore {
             Ok(())
         })();
         match r {
-            Ok(()) => m.sled_head = Some(new),
+            Ok(()) => self.mirror.lock().sled_head = Some(new),
             Err(e) => {
                 tracing::error!(error = %e.chain(), "the derived sled tree failed; the next open rebuilds it from the log");
                 *self.sled_failure.lock() = Some(format!(
@@ -157,9 +168,9 @@ impl LedgerStore {
     /// Puts a rebuilt sled in service (the commits queued meanwhile reach it with the
     /// next batch), or, without one, runs on without sled.
     pub fn finish_rebuild(&self, sled: Option<Derived>) {
-        let mut m = self.mirror.lock();
-        m.rebuilding = false;
+        // sled before the queue, the order `apply_mirror` takes them in.
         *self.sled.lock() = sled;
+        self.mirror.lock().rebuilding = false;
     }
 
     pub fn set_rebuild_thread(&self, h: std::thread::JoinHandle<()>) {
@@ -188,14 +199,13 @@ impl LedgerStore {
     pub fn close_sled(&self) {
         // A rebuild after a crash completes first, so the next open finds sled in step.
         self.wait_rebuild();
-        let mut m = self.mirror.lock();
-        self.apply_mirror(&mut m);
+        self.apply_mirror();
         let Some(s) = self.sled.lock().take() else {
             return;
         };
         if s.close() {
             #[cfg(not(loom))]
-            if let Some(head) = &m.sled_head {
+            if let Some(head) = &self.mirror.lock().sled_head {
                 super::sled_repair::write_sled_mark(&self.dir.join(crate::layout::SLED_DIR), head);
             }
         }

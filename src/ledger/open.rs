@@ -211,7 +211,7 @@ impl Ledger {
         let core = Arc::new(core);
         let (flusher, marks) = if writable {
             let marks = Arc::new(Mutex::new(watermark::Writer::open(dir)?));
-            let (c, m, s) = (Arc::clone(&core), Arc::clone(&marks), Arc::clone(&store));
+            let (c, m) = (Arc::clone(&core), Arc::clone(&marks));
             let interval = opts.flush_interval;
             // sled gets what the log committed here, outside the commit path.
             let flusher = thread::Builder::new()
@@ -219,7 +219,7 @@ impl Ledger {
                 .spawn(move || {
                     c.run_flusher(interval, |h| {
                         record_mark(&m, h);
-                        s.apply_mirror();
+                        c.apply_derived();
                     })
                 })
                 .map_err(|e| Error::io_without_path("starting the background flush thread", e))?;

@@ -114,6 +114,12 @@ impl Core<LedgerBackend> {
         self.store.ledger.log().commit_records_from(key)
     }
 
+    /// Gives the derived sled tree the commits queued for it. Not under the state lock:
+    /// sled is derived, and commits go on queueing while it is written.
+    pub fn apply_derived(&self) {
+        self.store.ledger.apply_mirror();
+    }
+
     /// Gives the derived sled tree what is queued for it and closes it cleanly.
     pub fn close_derived(&self) {
         self.with_quiescent(|s, _| s.ledger.close_sled());

@@ -294,9 +294,12 @@ impl Ledger {
 /// A group read from the log, with the hashes of its frames.
 type HashedGroup = (u64, Value, Vec<Hashed>);
 
-/// Groups hashed ahead of the checks: enough to keep both threads busy, few enough that
-/// the memory they hold stays small (a group is at most a few hundred KiB).
-const HASHED_AHEAD: usize = 4;
+/// Bytes of groups the worker hashes before handing them over at once: a hand-over costs
+/// about as much as hashing a few records, and a group may hold only a few.
+const HASHED_BATCH: usize = 256 << 10;
+/// Batches hashed ahead of the checks: enough to keep both threads busy, few enough that
+/// the memory they hold stays small.
+const HASHED_AHEAD: usize = 2;
 
 /// Runs `f` over the groups `groups` yields, each with its frames' hashes computed ahead
 /// on a thread of its own: hashing is most of what verifying costs, and the checks need
@@ -308,25 +311,33 @@ fn with_hashed_groups<'s, T>(
     f: impl FnOnce(&mut dyn Iterator<Item = Result<HashedGroup>>) -> T,
 ) -> T {
     thread::scope(|s| {
-        let (tx, rx) = sync_channel(HASHED_AHEAD);
+        let (tx, rx) = sync_channel::<Vec<Result<HashedGroup>>>(HASHED_AHEAD);
         let worker = thread::Builder::new()
             .name("chainlog-verify".into())
             .spawn_scoped(s, move || {
+                let (mut batch, mut bytes) = (Vec::new(), 0);
                 for g in groups() {
-                    let item = g.map(|(key, bytes)| {
-                        let hashes = hash_group(alg, &bytes);
-                        (key, bytes, hashes)
-                    });
-                    // The checks stopped (the receiver is gone), or a read failed.
-                    let failed = item.is_err();
-                    if tx.send(item).is_err() || failed {
-                        break;
+                    let failed = g.is_err();
+                    batch.push(g.map(|(key, value)| {
+                        bytes += value.len();
+                        let hashes = hash_group(alg, &value);
+                        (key, value, hashes)
+                    }));
+                    if bytes >= HASHED_BATCH || failed {
+                        // The checks stopped (the receiver is gone), or a read failed.
+                        if tx.send(std::mem::take(&mut batch)).is_err() || failed {
+                            return;
+                        }
+                        bytes = 0;
                     }
+                }
+                if !batch.is_empty() {
+                    let _ = tx.send(batch);
                 }
             });
         match worker {
             // The receiver is dropped when `f` returns, which ends the worker.
-            Ok(_) => f(&mut rx.into_iter()),
+            Ok(_) => f(&mut rx.into_iter().flatten()),
             Err(e) => {
                 tracing::warn!(error = %e, "no thread to hash ahead of the verify; hashing inline");
                 f(&mut groups().map(|g| g.map(|(key, bytes)| (key, bytes, Vec::new()))))

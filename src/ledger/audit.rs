@@ -9,7 +9,7 @@ use crate::hash::{Hash, HashAlg};
 use crate::log::CommitRecord;
 use crate::note::VerifierKey;
 use crate::redaction;
-use crate::store::{GroupIter, Value};
+use crate::store::{GroupIter, Tree, Value};
 use crate::sync::{sync_channel, thread};
 use crate::verify::{
     hash_group, Break, BreakKind, ChainVerifier, CheckpointCheck, Hashed, VerifyReport,
@@ -98,9 +98,9 @@ impl Ledger {
         let genesis = cfg.genesis_prev();
         let mut v = ChainVerifier::new(cfg.alg, genesis);
         let mut first_break = None;
-        let mut nodes = self.core.nodes_from(0).peekable();
+        let mut nodes = self.core.from(Tree::Nodes, 0).peekable();
         let mut commits = self.core.commit_records_from(0);
-        let groups = || self.core.groups_from(0);
+        let groups = || self.core.from(Tree::Records, 0);
         with_hashed_groups(cfg.alg, &groups, |groups| -> Result<()> {
             for g in groups {
                 let (key, bytes, hashes) = g?;

@@ -67,12 +67,22 @@ impl std::fmt::Debug for VerifyOptions<'_> {
 impl Ledger {
     /// Verifies the whole ledger: every frame, hash, commitment, link, timestamp, the
     /// genesis rule, the head, and that nothing is stored beyond the head.
+    ///
+    /// # Errors
+    ///
+    /// Only when the ledger cannot be read (such as [`Error::Io`](crate::Error::Io)): what
+    /// verification finds wrong is no error but the report's [`VerifyReport::first_break`].
     pub fn verify(&self) -> Result<VerifyReport> {
         self.verify_with(VerifyOptions::new())
     }
 
     /// [`Ledger::verify`], or [`Ledger::verify_against`] when `opts` names a checkpoint,
     /// calling the progress callback of `opts` as it goes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::verify`]; a checkpoint in `opts` that does not verify, or that the
+    /// ledger does not extend, is no error but the report's [`VerifyReport::checkpoint`].
     pub fn verify_with(&self, opts: VerifyOptions<'_>) -> Result<VerifyReport> {
         let VerifyOptions {
             checkpoint,
@@ -241,6 +251,11 @@ impl Ledger {
     /// `verify`, plus proof that the ledger extends a trusted earlier checkpoint (signed
     /// note) that verifies with one of `keys`. A truncated, rolled-back or rewritten
     /// ledger, or a bad signature, fails with both tree heads in the report.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::verify_with`]: a bad signature, or a ledger that does not extend the
+    /// checkpoint, is reported in [`VerifyReport::checkpoint`], not returned as an error.
     pub fn verify_against(&self, note: &str, keys: &[VerifierKey]) -> Result<VerifyReport> {
         self.verify_with(VerifyOptions::new().against(note, keys))
     }

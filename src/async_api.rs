@@ -41,6 +41,11 @@ impl Ledger {
 
     /// Appends all payloads contiguously, or none of them, and resolves once they are
     /// durable; see [`Ledger::append_async`] for how it waits and for cancellation.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::append_batch`]; a failed commit poisons the ledger and every waiting
+    /// append resolves with the error.
     pub async fn append_batch_async<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Vec<Receipt>> {
         self.check_writable()?;
         let (receipts, target) = {

@@ -159,6 +159,12 @@ impl Checkpoint {
     /// The note text of the checkpoint. Fails if the origin or an extension line is empty
     /// or holds a control character (including a newline), or if the text would be over
     /// [`MAX_NOTE_LEN`], because [`Checkpoint::parse_body`] would reject it.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::EmptyLine`] or [`CheckpointError::ControlCharacter`] for an
+    /// origin or extension line that is empty or holds a control character, and
+    /// [`CheckpointError::TooLarge`] for a text over [`MAX_NOTE_LEN`].
     pub fn to_body(&self) -> Result<String, CheckpointError> {
         check_line(&self.origin, 1)?;
         for (i, ext) in self.extensions.iter().enumerate() {
@@ -183,6 +189,10 @@ impl Checkpoint {
     /// Parses checkpoint note text strictly: at most [`MAX_NOTE_LEN`] bytes, ending in a
     /// newline, no empty lines or control characters, a canonical decimal size that fits
     /// a `u64`, and a root that is canonical base64 of exactly 32 bytes.
+    ///
+    /// # Errors
+    ///
+    /// The [`CheckpointError`] of the first rule above that the text breaks.
     pub fn parse_body(body: &str) -> Result<Checkpoint, CheckpointError> {
         if body.len() > MAX_NOTE_LEN {
             return Err(CheckpointError::TooLarge { len: body.len() });
@@ -212,12 +222,22 @@ impl Checkpoint {
     }
 
     /// The checkpoint as a signed note. C2SP recommends the key name match the origin.
+    ///
+    /// # Errors
+    ///
+    /// As [`Checkpoint::to_body`], and [`CheckpointError::Note`] when [`sign_note`] refuses
+    /// the note (over [`MAX_NOTE_LEN`] once signed).
     pub fn sign(&self, key: &SignerKey) -> Result<String, CheckpointError> {
         Ok(sign_note(&self.to_body()?, key)?)
     }
 
     /// Parses a signed checkpoint note with [`parse_note`] (the form only: no signature is
     /// checked) and parses its text.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::Note`] when the note does not have a signed note's form, and the
+    /// other variants when its text is not a checkpoint (see [`Checkpoint::parse_body`]).
     pub fn parse_note(note: impl AsRef<[u8]>) -> Result<(Checkpoint, ParsedNote), CheckpointError> {
         let parsed = parse_note(note)?;
         let checkpoint = Checkpoint::parse_body(&parsed.text)?;
@@ -225,6 +245,12 @@ impl Checkpoint {
     }
 
     /// Opens a signed checkpoint note with [`open_note`] and parses its text.
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::Note`] when the note is malformed, a known key's signature on it
+    /// fails, or no known key signed it (see [`open_note`]), and the other variants when
+    /// its text is not a checkpoint (see [`Checkpoint::parse_body`]).
     pub fn open(
         note: impl AsRef<[u8]>,
         known: &[VerifierKey],

@@ -5,6 +5,7 @@
 //! on the head is the commit point. See `docs/FORMAT.md` for the byte layout.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
 // Every input, file and fault must end in an error, never a panic: outside tests no
 // module may unwrap, expect, index or panic.
 #![cfg_attr(
@@ -125,6 +126,10 @@ pub mod proof {
 /// Checks that the operating system's random source works, as an error rather than a
 /// panic: the standard library's hash maps draw their keys from it and panic when it
 /// fails, so a program can call this first and stop cleanly instead.
+///
+/// # Errors
+///
+/// [`Error::Io`] when the random source fails.
 #[cfg(feature = "store")]
 pub fn check_os_random() -> Result<()> {
     let mut probe = [0u8; 16];

@@ -115,6 +115,11 @@ pub trait HashReader {
     type Error;
 
     /// Returns the hashes stored at `indexes`, one per index and in the same order.
+    ///
+    /// # Errors
+    ///
+    /// `Self::Error` when a hash cannot be read (the in-memory reader: [`HashNotStored`]
+    /// for an index it does not hold).
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, Self::Error>;
 }
 
@@ -433,6 +438,12 @@ fn check_size(size: u64) -> Result<(), ProofError> {
 /// stored right after the hashes of leaves `0..n` (from index `stored_hash_index(0, n)`,
 /// which is `stored_hash_count(n)`). Reads one hash per completed subtree
 /// (the left sibling at each level), in one call; `n` is tlog's record index.
+///
+/// # Errors
+///
+/// [`TreeError::Invalid`] when `n` is [`MAX_TREE_SIZE`] or more, [`TreeError::Read`] when
+/// the reader fails, and [`TreeError::ShortRead`] when it returns another number of hashes
+/// than asked for.
 pub fn stored_hashes_for_leaf<R: HashReader + ?Sized>(
     alg: HashAlg,
     n: u64,
@@ -472,6 +483,12 @@ pub fn stored_hashes_for_leaf<R: HashReader + ?Sized>(
 /// RFC 9162 §2.1.1: the root `MTH(D[size])` of the first `size` leaves, from stored
 /// hashes (tlog's `TreeHash`). Reads at most 62 hashes, in one call. The empty tree's
 /// root is the hash of the empty string.
+///
+/// # Errors
+///
+/// [`TreeError::Invalid`] for a `size` over [`MAX_TREE_SIZE`], [`TreeError::Read`] when the
+/// reader fails, and [`TreeError::ShortRead`] when it returns another number of hashes than
+/// asked for.
 pub fn tree_hash<R: HashReader + ?Sized>(
     alg: HashAlg,
     size: u64,
@@ -535,6 +552,12 @@ fn consistency_ranges(old: u64, new: u64) -> Vec<(u64, u64)> {
 /// RFC 9162 §2.1.3.1: the inclusion proof (audit path) of leaf `index` in the tree of the
 /// first `size` leaves, from stored hashes (what tlog's `ProveRecord` returns). Reads
 /// O(log size) hashes in one call.
+///
+/// # Errors
+///
+/// [`TreeError::Invalid`] for a `size` over [`MAX_TREE_SIZE`] or an `index` not below
+/// `size`, [`TreeError::Read`] when the reader fails, and [`TreeError::ShortRead`] when it
+/// returns another number of hashes than asked for.
 pub fn prove_inclusion<R: HashReader + ?Sized>(
     alg: HashAlg,
     index: u64,
@@ -555,6 +578,12 @@ pub fn prove_inclusion<R: HashReader + ?Sized>(
 /// RFC 9162 §2.1.4.1: the consistency proof from the tree of the first `old` leaves to
 /// that of the first `new` (what tlog's `ProveTree` returns). Empty when `old` is 0 or
 /// equals `new`. Reads O(log new) hashes in one call.
+///
+/// # Errors
+///
+/// [`TreeError::Invalid`] for a `new` over [`MAX_TREE_SIZE`] or an `old` above `new`,
+/// [`TreeError::Read`] when the reader fails, and [`TreeError::ShortRead`] when it returns
+/// another number of hashes than asked for.
 pub fn prove_consistency<R: HashReader + ?Sized>(
     alg: HashAlg,
     old: u64,
@@ -589,6 +618,12 @@ fn shift_while_even(fnum: &mut u64, snum: &mut u64) {
 ///
 /// Strict: an index outside the tree or a proof of the wrong length is an error before any
 /// hashing.
+///
+/// # Errors
+///
+/// [`ProofError::IndexOutOfRange`] for an `index` outside the tree,
+/// [`ProofError::WrongProofLength`] for a proof of the wrong length, and
+/// [`ProofError::RootMismatch`] when the proof leads to another root.
 pub fn verify_inclusion(
     alg: HashAlg,
     index: u64,
@@ -641,6 +676,12 @@ pub fn verify_inclusion(
 /// Equal sizes need an empty proof and equal roots; `old` = 0 needs an empty proof and the
 /// empty tree's root as `old_root`. Strict: `old > new` or a proof of the wrong length is
 /// an error before any hashing.
+///
+/// # Errors
+///
+/// [`ProofError::SizeDecreased`] when `old > new`, [`ProofError::WrongProofLength`] for a
+/// proof of the wrong length, and [`ProofError::OldRootMismatch`] or
+/// [`ProofError::NewRootMismatch`] when the proof does not reproduce that root.
 pub fn verify_consistency(
     alg: HashAlg,
     old: u64,
@@ -754,6 +795,12 @@ impl Frontier {
 
     /// The frontier of the first `size` leaves, read from stored hashes (one call, one
     /// hash per set bit of `size`).
+    ///
+    /// # Errors
+    ///
+    /// [`TreeError::Invalid`] for a `size` over [`MAX_TREE_SIZE`], [`TreeError::Read`] when
+    /// the reader fails, and [`TreeError::ShortRead`] when it returns another number of
+    /// hashes than asked for.
     pub fn load<R: HashReader + ?Sized>(
         alg: HashAlg,
         size: u64,
@@ -781,12 +828,21 @@ impl Frontier {
     }
 
     /// Appends a leaf hash; fails only at [`MAX_TREE_SIZE`] leaves.
+    ///
+    /// # Errors
+    ///
+    /// [`ProofError::TooLarge`] when the tree already has [`MAX_TREE_SIZE`] leaves.
     pub fn push(&mut self, leaf: Hash) -> Result<(), ProofError> {
         self.push_with(leaf, |_, _| {})
     }
 
     /// Appends a leaf hash and calls `on_node(level, hash)` for every subtree it
     /// completes, lowest level (1) first: how the ledger learns which node hashes to store.
+    ///
+    /// # Errors
+    ///
+    /// [`ProofError::TooLarge`] when the tree already has [`MAX_TREE_SIZE`] leaves;
+    /// `on_node` is not called then.
     pub fn push_with(
         &mut self,
         leaf: Hash,
@@ -857,6 +913,11 @@ impl Frontier {
 
     /// Decodes [`Frontier::to_bytes`] output. Strict: the length must be exactly what the
     /// size implies, and the size at most [`MAX_TREE_SIZE`].
+    ///
+    /// # Errors
+    ///
+    /// [`ProofError::FrontierLength`] when the length is not the one the size implies, and
+    /// [`ProofError::TooLarge`] for a size over [`MAX_TREE_SIZE`].
     pub fn from_bytes(alg: HashAlg, bytes: &[u8]) -> Result<Frontier, ProofError> {
         let Some((size_bytes, rest)) = bytes.split_first_chunk::<8>() else {
             return Err(ProofError::FrontierLength {

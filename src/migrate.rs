@@ -12,7 +12,9 @@ use crate::layout;
 use crate::ledger::{lock_dir, random_bytes};
 use crate::log::media::{sync_dir, FsMedia};
 use crate::log::Log;
-use crate::store::{write_atomically, FrameCursor, SledStore, Store, WalkError, CHECKPOINT_FILE};
+use crate::store::{
+    write_atomically, FrameCursor, SledStore, Store, Tree, WalkError, CHECKPOINT_FILE,
+};
 use crate::writer::now_nanos;
 
 /// Where the new log is built before it is renamed to `log`.
@@ -95,7 +97,7 @@ fn build(dir: &Path, old: &SledStore) -> Result<u64> {
                 )))
             }
             // No group at record 0: the first one stored names where the records start.
-            Err(WalkError::NoGroup { .. }) => match old.groups_from(0).next().transpose()? {
+            Err(WalkError::NoGroup { .. }) => match old.from(Tree::Records, 0).next().transpose()? {
                 Some((key, _)) => {
                     return Err(corrupt(format!(
                         "the format-1 store has a gap at record 0 (next group at {key}); run `chainlog verify` on it"

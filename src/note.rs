@@ -214,6 +214,11 @@ pub struct SignerKey {
 
 impl SignerKey {
     /// The signer key with this name and 32-byte Ed25519 seed (RFC 8032 private key).
+    ///
+    /// # Errors
+    ///
+    /// [`NoteError::InvalidKeyName`] for a name that is empty or holds a `+`, a Unicode
+    /// space or a control character.
     pub fn generate(name: &str, seed: [u8; 32]) -> Result<SignerKey, NoteError> {
         if !valid_key_name(name) {
             return Err(NoteError::InvalidKeyName);
@@ -227,6 +232,11 @@ impl SignerKey {
     }
 
     /// A new signer key with a seed from the operating system's random source.
+    ///
+    /// # Errors
+    ///
+    /// [`NoteError::RandomUnavailable`] when the random source fails, and as
+    /// [`SignerKey::generate`] for the name.
     #[cfg(feature = "store")]
     pub fn from_random(name: &str) -> Result<SignerKey, NoteError> {
         let mut seed = [0u8; 32];
@@ -236,6 +246,12 @@ impl SignerKey {
 
     /// Parses `PRIVATE+KEY+<name>+<key id>+<base64(0x01 ‖ seed)>`, checking that the key id
     /// is the one the derived public key gives.
+    ///
+    /// # Errors
+    ///
+    /// [`NoteError::MalformedKey`] for text of another shape, [`NoteError::InvalidKeyName`]
+    /// for an invalid name, [`NoteError::UnsupportedKeyType`] for a key that is not
+    /// Ed25519, and [`NoteError::KeyIdMismatch`] when the stated key id is not the key's.
     pub fn parse(text: &str) -> Result<SignerKey, NoteError> {
         // A key file's contents too: white space around the text is ignored (FORMAT.md).
         let rest = text
@@ -313,6 +329,13 @@ pub struct VerifierKey {
 impl VerifierKey {
     /// Parses `<name>+<key id>+<base64(0x01 ‖ public key)>`, checking the key id and that
     /// the public key is a valid Ed25519 point.
+    ///
+    /// # Errors
+    ///
+    /// [`NoteError::MalformedKey`] for text of another shape, [`NoteError::InvalidKeyName`]
+    /// for an invalid name, [`NoteError::UnsupportedKeyType`] for a key that is not
+    /// Ed25519, [`NoteError::KeyIdMismatch`] when the stated key id is not the key's, and
+    /// [`NoteError::InvalidPublicKey`] when the 32 bytes are not an Ed25519 public key.
     pub fn parse(text: &str) -> Result<VerifierKey, NoteError> {
         // A key file's contents too: white space around the text is ignored (FORMAT.md).
         let (name, stated, data) = split_key_text(text.trim())?;
@@ -395,6 +418,12 @@ fn control_character(s: &str) -> Option<usize> {
 ///
 /// The text must be non-empty, end in a newline and hold no other control characters, and
 /// the note must fit in [`MAX_NOTE_LEN`], so that [`open_note`] can always open the result.
+///
+/// # Errors
+///
+/// [`NoteError::TextMissingNewline`] for a text that is empty or does not end in a newline,
+/// [`NoteError::ControlCharacter`] for one holding another control character, and
+/// [`NoteError::TooLarge`] when the signed note would be over [`MAX_NOTE_LEN`].
 pub fn sign_note(text: &str, key: &SignerKey) -> Result<String, NoteError> {
     if !text.ends_with('\n') {
         return Err(NoteError::TextMissingNewline);
@@ -468,6 +497,14 @@ fn parse_signature_line(line: &str, number: usize) -> Result<NoteSignature, Note
 /// ends in one): an em dash (U+2014), one space, a key name (non-empty, no `+`, no
 /// Unicode white space), one space, and canonical standard base64 (RFC 4648 §4, padded,
 /// unused bits zero) of a 4-byte key id followed by at least one signature byte.
+///
+/// # Errors
+///
+/// [`NoteError::TooLarge`], [`NoteError::InvalidUtf8`] or [`NoteError::ControlCharacter`]
+/// for a note that breaks those rules, [`NoteError::MissingSignatures`] for one without a
+/// blank line and signature lines after it, [`NoteError::TooManySignatures`] past
+/// [`MAX_NOTE_SIGNATURES`] lines, and [`NoteError::MalformedSignature`] for a signature
+/// line that does not parse.
 pub fn parse_note(note: impl AsRef<[u8]>) -> Result<ParsedNote, NoteError> {
     let note = note.as_ref();
     if note.len() > MAX_NOTE_LEN {
@@ -513,6 +550,13 @@ pub fn parse_note(note: impl AsRef<[u8]>) -> Result<ParsedNote, NoteError> {
 /// note is rejected (even next to a good one by the same key); and at least one must, or
 /// the result is [`NoteError::UnverifiedNote`]. Anything malformed is an error before any
 /// signature is checked.
+///
+/// # Errors
+///
+/// As [`parse_note`] for the note's form; [`NoteError::AmbiguousKey`] when two different
+/// known keys share a signature's name and key id, [`NoteError::InvalidSignature`] when a
+/// known key's signature does not verify, and [`NoteError::UnverifiedNote`] when no known
+/// key signed the note.
 pub fn open_note(note: impl AsRef<[u8]>, known: &[VerifierKey]) -> Result<OpenedNote, NoteError> {
     let parsed = parse_note(note)?;
     let text = parsed.text;

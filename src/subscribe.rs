@@ -98,6 +98,12 @@ impl Subscription {
     /// The next record, waiting at most `timeout` for it to be committed: `Ok(None)` if
     /// none was. After the ledger closed and every record committed before was
     /// delivered: `Err(Error::Closed)`; after a failure: that failure again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Closed`] once the ledger closed and every record committed before it was
+    /// delivered; [`Error::Poisoned`] or [`Error::Corrupt`] after the failure that ended
+    /// the subscription, on every call from then on; and the error of a failed read.
     pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Record>> {
         // A timeout too large for the clock waits without one.
         let deadline = Instant::now().checked_add(timeout);

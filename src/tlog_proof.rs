@@ -361,6 +361,12 @@ impl TlogProof {
     /// checkpoint of `inclusion`'s tree (origin `origin`, no extension lines) signed by
     /// `key`. Refuses an entry and a proof that are not of one record, or a proof that
     /// does not hold, so what it returns always verifies with `key`'s verifier.
+    ///
+    /// # Errors
+    ///
+    /// [`TlogProofError::Inconsistent`] when the entry is not the proof's record or the
+    /// proof does not hold, and [`TlogProofError::Sign`] when the checkpoint cannot be
+    /// signed (an `origin` that is empty or holds a control character).
     pub fn sign(
         entry: &Entry,
         inclusion: &InclusionProof,
@@ -409,6 +415,14 @@ impl TlogProof {
     /// The proof as text. Fails on what [`TlogProof::parse`] would reject: empty extra
     /// data, too many hashes, a checkpoint that is not a well-formed signed checkpoint,
     /// or a text over [`MAX_TLOG_PROOF_LEN`].
+    ///
+    /// # Errors
+    ///
+    /// [`TlogProofError::InvalidExtra`] for empty extra data,
+    /// [`TlogProofError::TooManyHashes`] past [`MAX_TLOG_PROOF_HASHES`] hashes,
+    /// [`TlogProofError::MalformedCheckpoint`] for a checkpoint that is not a well-formed
+    /// signed checkpoint, and [`TlogProofError::TooLarge`] for a text over
+    /// [`MAX_TLOG_PROOF_LEN`].
     pub fn to_text(&self) -> Result<String, TlogProofError> {
         let layout = self.layout();
         if self.extra.as_ref().is_some_and(Vec::is_empty) {
@@ -455,6 +469,11 @@ impl TlogProof {
     /// canonical base64 of 32 bytes each; a blank line; then a signed checkpoint note
     /// that [`Checkpoint::parse_note`] accepts, up to the end of the text. Lines end in LF;
     /// the lines before the checkpoint hold no control characters.
+    ///
+    /// # Errors
+    ///
+    /// The [`TlogProofError`] of the first rule above that the text breaks, with the line
+    /// it is on (but for [`TlogProofError::TooLarge`]).
     pub fn parse(text: impl AsRef<[u8]>) -> Result<TlogProof, TlogProofError> {
         let bytes = text.as_ref();
         if bytes.len() > MAX_TLOG_PROOF_LEN {
@@ -555,6 +574,11 @@ impl TlogProof {
     }
 
     /// The record entry in the `extra` line.
+    ///
+    /// # Errors
+    ///
+    /// [`TlogProofError::MissingEntry`] without an `extra` line, and
+    /// [`TlogProofError::InvalidEntry`] when its data is not a record entry.
     pub fn entry(&self) -> Result<Entry, TlogProofError> {
         let line = self.layout().extra.unwrap_or(2);
         let extra = self.extra.as_deref().ok_or(TlogProofError::MissingEntry)?;
@@ -575,6 +599,10 @@ impl TlogProof {
     }
 
     /// The hash algorithm the entry names (the algorithm of its ledger's tree).
+    ///
+    /// # Errors
+    ///
+    /// As [`TlogProof::entry`].
     pub fn alg(&self) -> Result<HashAlg, TlogProofError> {
         Ok(self.entry()?.alg)
     }
@@ -582,6 +610,14 @@ impl TlogProof {
     /// Verifies the proof: the checkpoint is signed by one of `known` (and no known key's
     /// signature on it fails), the entry is record `index`, and the inclusion proof leads
     /// from the entry's leaf hash at `index` to the checkpoint's root at its size.
+    ///
+    /// # Errors
+    ///
+    /// As [`TlogProof::entry`]; [`TlogProofError::MalformedCheckpoint`] when the checkpoint
+    /// does not parse, [`TlogProofError::Signature`] when no known key signed it or a known
+    /// key's signature fails, [`TlogProofError::IndexMismatch`] when the entry is not
+    /// record `index`, and [`TlogProofError::Inclusion`] when the proof does not lead to
+    /// the checkpoint's root.
     pub fn verify(&self, known: &[VerifierKey]) -> Result<VerifiedTlogProof, TlogProofError> {
         let layout = self.layout();
         let entry = self.entry()?;

@@ -147,6 +147,12 @@ impl Ledger {
     /// assert_eq!(report.records_checked, 3);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a range not within the ledger or a record to redact
+    /// outside it, [`Error::Corrupt`] for a damaged record, and [`Error::Io`] when `out`
+    /// cannot be written.
     pub fn export<W: Write>(
         &self,
         out: W,
@@ -302,6 +308,15 @@ impl Ledger {
     /// same chain (same identity, records, tree) or, when `dir` holds one, appends what
     /// the file adds. Anything but a consistent extension is refused with
     /// [`Error::WouldFork`] and nothing is written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for read-only `opts` or a `file` that is not a regular
+    /// file, [`Error::Corrupt`] when the file does not verify, [`Error::WouldFork`] when it
+    /// is not a consistent extension of the ledger at `dir`, [`Error::ExportChanged`] when
+    /// the file changed after it verified, [`Error::AlreadyExists`] when `dir` holds
+    /// something other than a ledger, [`Error::Io`] when a file cannot be read or written,
+    /// and the errors of [`Ledger::open`] for the ledger at `dir`.
     pub fn import(
         file: impl AsRef<Path>,
         dir: impl AsRef<Path>,

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::format::{stored_node_slot, STORED_NODE_MIN_LEVEL};
 use crate::hash::{Hash, HashAlg, HASH_LEN};
 use crate::merkle::{root_from_leaves, HashReader, Node};
-use crate::store::{FrameCursor, Group, Store, WalkError};
+use crate::store::{FrameCursor, Group, Store, Tree, WalkError};
 
 fn corrupt(detail: String) -> Error {
     Error::Corrupt { detail }
@@ -39,7 +39,7 @@ impl<'a, S: Store + ?Sized> TreeReader<'a, S> {
         let mut cache = self.nodes.borrow_mut();
         let hit = matches!(&*cache, Some((k, v)) if *k <= last && node_in(*k, v, node).is_some());
         if !hit {
-            *cache = self.store.nodes_at_or_before(last)?;
+            *cache = self.store.at_or_before(Tree::Nodes, last)?;
         }
         cache
             .as_ref()

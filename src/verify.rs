@@ -512,14 +512,12 @@ impl ChainVerifier {
                 format!("expected record {seq}, found record {}", e.seq),
             ));
         }
-        if f.body.is_some() {
-            if !hashed.body_matches {
-                return Err(self.brk(
-                    seq,
-                    BreakKind::PayloadMismatch,
-                    "payload and salt do not match the record's commitment".into(),
-                ));
-            }
+        if f.body.is_some() && !hashed.body_matches {
+            return Err(self.brk(
+                seq,
+                BreakKind::PayloadMismatch,
+                "payload and salt do not match the record's commitment".into(),
+            ));
         }
         if seq == 0 {
             if e.prev != self.genesis_prev {

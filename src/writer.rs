@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, Config, Entry, Head, RecordKind};
 use crate::hash::{Hash, HASH_LEN};
 use crate::merkle::MAX_TREE_SIZE;
-use crate::store::{FrameCursor, GroupIter, Store};
+use crate::store::{FrameCursor, GroupIter, Store, Tree};
 use crate::sync::{AtomicU64, Condvar, Mutex, MutexGuard, Ordering};
 use crate::tree::TreeReader;
 
@@ -652,13 +652,16 @@ impl<S: Store> Core<S> {
                 return Err((e, None));
             }
             for g in groups {
-                let w = self.store.write_group(g.key, &g.frames).and_then(|()| {
-                    if g.nodes.is_empty() {
-                        Ok(())
-                    } else {
-                        self.store.write_nodes(g.key, &g.nodes)
-                    }
-                });
+                let w = self
+                    .store
+                    .write(Tree::Records, g.key, &g.frames)
+                    .and_then(|()| {
+                        if g.nodes.is_empty() {
+                            Ok(())
+                        } else {
+                            self.store.write(Tree::Nodes, g.key, &g.nodes)
+                        }
+                    });
                 w.map_err(|e| (e, Some(expected.clone())))?;
             }
             match self.store.cas_head(Some(&expected_bytes), &new_bytes) {
@@ -767,7 +770,7 @@ impl<S: Store> Core<S> {
                 return Ok((committed.clone(), StoredState::HeadDiffers));
             }
             let beyond = store
-                .groups_from(committed.next_seq)
+                .from(Tree::Records, committed.next_seq)
                 .next()
                 .transpose()?
                 .map(|(k, _)| k);
@@ -798,14 +801,9 @@ impl<S: Store> Core<S> {
         FrameCursor::new(&self.store, start, end)
     }
 
-    /// Stored groups with key `>= key`, in key order.
-    pub fn groups_from(&self, key: u64) -> GroupIter<'_> {
-        self.store.groups_from(key)
-    }
-
-    /// Stored tree node values with key `>= key`, in key order.
-    pub fn nodes_from(&self, key: u64) -> GroupIter<'_> {
-        self.store.nodes_from(key)
+    /// Stored values of `tree` with key `>= key`, in key order.
+    pub fn from(&self, tree: Tree, key: u64) -> GroupIter<'_> {
+        self.store.from(tree, key)
     }
 
     pub fn metrics(&self) -> Metrics {

@@ -9,7 +9,7 @@ use crate::hash::{Hash, HashAlg};
 use crate::log::CommitRecord;
 use crate::note::VerifierKey;
 use crate::redaction;
-use crate::store::{GroupIter, Value};
+use crate::store::{GroupIter, Tree, Value};
 use crate::sync::{sync_channel, thread};
 use crate::verify::{
     hash_group, Break, BreakKind, ChainVerifier, CheckpointCheck, Hashed, VerifyReport,
@@ -67,12 +67,22 @@ impl std::fmt::Debug for VerifyOptions<'_> {
 impl Ledger {
     /// Verifies the whole ledger: every frame, hash, commitment, link, timestamp, the
     /// genesis rule, the head, and that nothing is stored beyond the head.
+    ///
+    /// # Errors
+    ///
+    /// Only when the ledger cannot be read (such as [`Error::Io`](crate::Error::Io)): what
+    /// verification finds wrong is no error but the report's [`VerifyReport::first_break`].
     pub fn verify(&self) -> Result<VerifyReport> {
         self.verify_with(VerifyOptions::new())
     }
 
     /// [`Ledger::verify`], or [`Ledger::verify_against`] when `opts` names a checkpoint,
     /// calling the progress callback of `opts` as it goes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::verify`]; a checkpoint in `opts` that does not verify, or that the
+    /// ledger does not extend, is no error but the report's [`VerifyReport::checkpoint`].
     pub fn verify_with(&self, opts: VerifyOptions<'_>) -> Result<VerifyReport> {
         let VerifyOptions {
             checkpoint,
@@ -98,9 +108,9 @@ impl Ledger {
         let genesis = cfg.genesis_prev();
         let mut v = ChainVerifier::new(cfg.alg, genesis);
         let mut first_break = None;
-        let mut nodes = self.core.nodes_from(0).peekable();
+        let mut nodes = self.core.from(Tree::Nodes, 0).peekable();
         let mut commits = self.core.commit_records_from(0);
-        let groups = || self.core.groups_from(0);
+        let groups = || self.core.from(Tree::Records, 0);
         with_hashed_groups(cfg.alg, &groups, |groups| -> Result<()> {
             for g in groups {
                 let (key, bytes, hashes) = g?;
@@ -241,6 +251,11 @@ impl Ledger {
     /// `verify`, plus proof that the ledger extends a trusted earlier checkpoint (signed
     /// note) that verifies with one of `keys`. A truncated, rolled-back or rewritten
     /// ledger, or a bad signature, fails with both tree heads in the report.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::verify_with`]: a bad signature, or a ledger that does not extend the
+    /// checkpoint, is reported in [`VerifyReport::checkpoint`], not returned as an error.
     pub fn verify_against(&self, note: &str, keys: &[VerifierKey]) -> Result<VerifyReport> {
         self.verify_with(VerifyOptions::new().against(note, keys))
     }

@@ -277,12 +277,22 @@ impl Ledger {
     }
 
     /// Appends one record with the ledger's default durability.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] on a read-only ledger, [`Error::PayloadTooLarge`] for a
+    /// payload over the limit, [`Error::Poisoned`] once an earlier write or sync failed,
+    /// and the failure ([`Error::Io`], [`Error::HeadConflict`]) of a commit that fails.
     pub fn append(&self, payload: &[u8]) -> Result<Receipt> {
         self.append_with(payload, AppendOptions::new())
     }
 
     /// Appends one record as `opts` say, such as with another durability:
     /// `ledger.append_with(payload, Durability::Buffered)`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::append`].
     pub fn append_with(&self, payload: &[u8], opts: impl Into<AppendOptions>) -> Result<Receipt> {
         let durability = self.durability_of(opts.into());
         self.check_writable()?;
@@ -292,11 +302,19 @@ impl Ledger {
     }
 
     /// Appends all payloads contiguously, or none of them.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::append`], for any of the payloads.
     pub fn append_batch<P: AsRef<[u8]>>(&self, payloads: &[P]) -> Result<Vec<Receipt>> {
         self.append_batch_with(payloads, AppendOptions::new())
     }
 
     /// Appends all payloads contiguously, or none of them, as `opts` say.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::append`], for any of the payloads.
     pub fn append_batch_with<P: AsRef<[u8]>>(
         &self,
         payloads: &[P],
@@ -316,6 +334,11 @@ impl Ledger {
     /// Closes the ledger after committing and syncing everything appended (and purging
     /// redacted payloads), and reports a failure of that work (dropping the ledger can
     /// only log it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Poisoned`] for a poisoned ledger, and [`Error::Io`] when the last commit or
+    /// sync fails; the ledger is closed either way.
     pub fn close(mut self) -> Result<()> {
         self.finish()
     }
@@ -365,6 +388,13 @@ impl Ledger {
     /// record (see docs/FORMAT.md) naming the record and the reason. The record's frame
     /// is rewritten in the log before this returns; a redaction stopped by a crash after
     /// its record became durable is finished by the next read-write open.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] on a read-only ledger, for a `reason` holding a control
+    /// character, and for a record already redacted or a redaction record; as
+    /// [`Ledger::get`] for `seq`; as [`Ledger::append`] for the redaction record; and
+    /// [`Error::Io`] when the intent or the rewritten frame cannot be written.
     pub fn redact(&self, seq: u64, reason: &str) -> Result<Receipt> {
         self.check_writable()?;
         if reason.chars().any(char::is_control) {
@@ -480,6 +510,11 @@ impl Ledger {
 
     /// Commits and syncs everything appended so far (buffered appends included); reads
     /// after it see them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] on a read-only ledger, [`Error::Poisoned`] once an
+    /// earlier write or sync failed, and [`Error::Io`] when the commit or the sync fails.
     pub fn flush(&self) -> Result<()> {
         self.check_writable()?;
         self.core.flush(true)

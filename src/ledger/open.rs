@@ -20,6 +20,13 @@ use crate::writer::{now_nanos, Core, LedgerBackend};
 
 impl Ledger {
     /// Creates a new ledger in `dir` (created if missing; it must hold nothing else).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyExists`] when `dir` holds anything but an unfinished creation,
+    /// [`Error::AlreadyOpen`] when another handle holds its lock, [`Error::Io`] when the
+    /// directory or the log cannot be made or the OS random source fails, and the errors of
+    /// [`Ledger::open`] for the new ledger.
     pub fn create(dir: impl AsRef<Path>, opts: Options) -> Result<Ledger> {
         let config = Config {
             alg: opts.hash.unwrap_or_default(),
@@ -80,6 +87,15 @@ impl Ledger {
     /// and brings the derived sled tree in step with the log. A read-only open
     /// (`Options::read_only`) takes no lock, writes nothing and needs no write
     /// permission: it sees the records committed when it opened.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotALedger`] when `dir` holds no ledger, [`Error::NeedsMigration`] for one
+    /// in storage format 1, [`Error::AlreadyOpen`] (read-write) when another handle holds
+    /// it, [`Error::HashMismatch`] when `opts` asks for another hash algorithm than the
+    /// ledger's, [`Error::Corrupt`] when the log is damaged or (read-write) lost records
+    /// once recorded durable, and [`Error::Io`] when its files cannot be read, locked or
+    /// written.
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Ledger> {
         Self::open_on(dir.as_ref(), opts, None)
     }
@@ -99,6 +115,11 @@ impl Ledger {
 
     /// Rebuilds the derived sled tree from the log, whatever state it is in, and reports
     /// what it did.
+    ///
+    /// # Errors
+    ///
+    /// As [`Ledger::open`] (read-write), and the error of rebuilding the derived tree or of
+    /// closing the ledger.
     pub fn repair(dir: impl AsRef<Path>, opts: Options) -> Result<String> {
         let dir = dir.as_ref();
         let mut opts = opts;
@@ -118,6 +139,13 @@ impl Ledger {
     /// Moves a ledger in storage format 1 (everything in sled) onto the log of record,
     /// carrying every frame over unchanged (no record hash, root or checkpoint changes).
     /// Returns the number of records moved.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a ledger already in storage format 2,
+    /// [`Error::NotALedger`] when `dir` holds no format-1 ledger, [`Error::AlreadyOpen`]
+    /// when the ledger is open, [`Error::Corrupt`] when the old store's records do not form
+    /// one chain matching its head, and [`Error::Io`] when files cannot be read or written.
     pub fn migrate(dir: impl AsRef<Path>) -> Result<u64> {
         crate::migrate::migrate(dir.as_ref(), Options::default().cache_bytes)
     }

@@ -29,6 +29,12 @@ impl Ledger {
     }
 
     /// The Merkle root (RFC 9162 §2.1.1) of the first `size` records: O(log n) reads.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a `size` beyond the ledger's records, and
+    /// [`Error::Corrupt`] or the read's error ([`Error::Io`]) when the stored tree cannot
+    /// be read.
     pub fn root_at(&self, size: u64) -> Result<Hash> {
         let head = self.visible();
         self.check_size(size, head.next_seq)?;
@@ -53,6 +59,11 @@ impl Ledger {
     /// proof.verify(ledger.hash_alg())?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a tree size beyond the ledger or a `seq` not in that
+    /// tree; otherwise as [`Ledger::root_at`] and [`Ledger::get`].
     pub fn prove_inclusion(&self, seq: u64, tree_size: Option<u64>) -> Result<InclusionProof> {
         let len = self.visible().next_seq;
         let size = tree_size.unwrap_or(len);
@@ -78,6 +89,11 @@ impl Ledger {
 
     /// A consistency proof (RFC 9162 §2.1.4) that the tree of `new` records (the current
     /// size when `None`) extends the tree of `old` records.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a `new` beyond the ledger or an `old` above `new`;
+    /// otherwise as [`Ledger::root_at`].
     pub fn prove_consistency(&self, old: u64, new: Option<u64>) -> Result<ConsistencyProof> {
         let len = self.visible().next_seq;
         let new = new.unwrap_or(len);
@@ -115,6 +131,13 @@ impl Ledger {
     /// ```
     /// Refuses when the tree does not extend the latest checkpoint kept (a rollback or
     /// rewrite of the store since it was signed).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] on a read-only ledger, [`Error::Poisoned`] on a poisoned
+    /// one, [`Error::HeadConflict`] when the tree does not extend the latest checkpoint
+    /// kept, [`Error::Corrupt`] when that checkpoint does not parse, and [`Error::Io`] when
+    /// the new one cannot be stored.
     pub fn checkpoint(&self, signer: &SignerKey) -> Result<String> {
         self.check_writable()?;
         // A poisoned ledger's tree may not be what the store will hold after reopen.
@@ -176,6 +199,11 @@ impl Ledger {
     }
 
     /// The latest checkpoint this ledger signed, as a signed note.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] when the stored checkpoint is not UTF-8, and [`Error::Io`] when
+    /// it cannot be read.
     pub fn latest_checkpoint(&self) -> Result<Option<String>> {
         match self.core.read_checkpoint()? {
             None => Ok(None),

@@ -14,6 +14,11 @@ impl Ledger {
     /// error, never returned as if valid). Reads see committed records only: a
     /// [`Durability::Buffered`](crate::Durability::Buffered) append is readable once
     /// committed, so call [`Ledger::flush`] first to read your own buffered appends.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`] for a `seq` at or past the committed length, [`Error::Corrupt`]
+    /// for a damaged or missing record, and [`Error::Io`] when it cannot be read.
     pub fn get(&self, seq: u64) -> Result<Record> {
         let head = self.visible();
         if seq >= head.next_seq {

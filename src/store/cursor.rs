@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use super::{Group, GroupIter, Store};
+use super::{Group, GroupIter, Store, Tree};
 use crate::error::Error;
 use crate::format::{self, FrameError, FrameRef};
 use crate::log::Log;
@@ -21,10 +21,10 @@ pub(crate) trait GroupSource {
 
 impl<S: Store + ?Sized> GroupSource for S {
     fn group_at_or_before(&self, seq: u64) -> crate::error::Result<Option<Group>> {
-        Store::group_at_or_before(self, seq)
+        Store::at_or_before(self, Tree::Records, seq)
     }
     fn groups_from(&self, key: u64) -> GroupIter<'_> {
-        Store::groups_from(self, key)
+        Store::from(self, Tree::Records, key)
     }
 }
 
@@ -330,7 +330,7 @@ mod tests {
     fn store(groups: &[(u64, Vec<u8>)]) -> MemStore {
         let s = MemStore::new();
         for (k, v) in groups {
-            s.write_group(*k, v).unwrap();
+            s.write(Tree::Records, *k, v).unwrap();
         }
         s
     }

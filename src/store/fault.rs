@@ -4,7 +4,7 @@
 
 use std::io;
 
-use super::{Group, GroupIter, Store};
+use super::{Group, GroupIter, Store, Tree};
 use crate::error::{Error, Result};
 use crate::sync::{AtomicU64, Ordering};
 
@@ -110,9 +110,9 @@ impl<S: Store> Store for FaultStore<S> {
         self.check(Op::HeadRead)?;
         self.inner.read_head()
     }
-    fn write_group(&self, key: u64, value: &[u8]) -> Result<()> {
+    fn write(&self, tree: Tree, key: u64, value: &[u8]) -> Result<()> {
         self.check(Op::Write)?;
-        self.inner.write_group(key, value)
+        self.inner.write(tree, key, value)
     }
     fn cas_head(&self, expected: Option<&[u8]>, new: &[u8]) -> Result<bool> {
         self.check(Op::Cas)?;
@@ -122,34 +122,19 @@ impl<S: Store> Store for FaultStore<S> {
         self.check(Op::Sync)?;
         self.inner.sync()
     }
-    fn group_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
+    fn at_or_before(&self, tree: Tree, seq: u64) -> Result<Option<Group>> {
         self.check(Op::Read)?;
-        self.inner.group_at_or_before(seq)
+        self.inner.at_or_before(tree, seq)
     }
-    fn groups_from(&self, key: u64) -> GroupIter<'_> {
-        let it = self.inner.groups_from(key);
+    fn from(&self, tree: Tree, key: u64) -> GroupIter<'_> {
+        let it = self.inner.from(tree, key);
         Box::new(it.map(move |g| {
             self.check(Op::Read)?;
             g
         }))
     }
-    fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()> {
-        self.check(Op::Write)?;
-        self.inner.write_nodes(key, value)
-    }
-    fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-        self.check(Op::Read)?;
-        self.inner.nodes_at_or_before(seq)
-    }
-    fn nodes_from(&self, key: u64) -> GroupIter<'_> {
-        let it = self.inner.nodes_from(key);
-        Box::new(it.map(move |g| {
-            self.check(Op::Read)?;
-            g
-        }))
-    }
-    fn remove_nodes(&self, key: u64) -> Result<()> {
-        self.inner.remove_nodes(key)
+    fn remove(&self, tree: Tree, key: u64) -> Result<()> {
+        self.inner.remove(tree, key)
     }
     fn read_checkpoint(&self) -> Result<Option<Vec<u8>>> {
         self.inner.read_checkpoint()

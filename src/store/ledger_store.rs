@@ -12,7 +12,7 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{Derived, Group, GroupIter, Store};
+use super::{Derived, Group, GroupIter, Store, Tree};
 use crate::error::{Error, Result};
 use crate::format::Head;
 use crate::log::media::sync_dir;
@@ -126,7 +126,7 @@ impl LedgerStore {
         let Some(s) = sled.as_ref() else { return };
         let r = (|| {
             for (key, value) in &nodes {
-                s.write_nodes(*key, value)?;
+                s.write(Tree::Nodes, *key, value)?;
             }
             if !s.cas_head(expected.as_deref(), &new)? {
                 return Err(Error::HeadConflict {
@@ -221,8 +221,12 @@ impl Store for LedgerStore {
         Ok(Some(self.log.head().to_bytes()))
     }
 
-    fn write_group(&self, key: u64, value: &[u8]) -> Result<()> {
+    fn write(&self, tree: Tree, key: u64, value: &[u8]) -> Result<()> {
         let mut st = self.staged.lock();
+        if tree == Tree::Nodes {
+            st.nodes.extend_from_slice(value);
+            return Ok(());
+        }
         if key == self.log.head().next_seq {
             // A new commit: nothing staged by an earlier, failed one is carried into it.
             *st = Staged::default();
@@ -231,11 +235,6 @@ impl Store for LedgerStore {
             st.key = Some(key);
         }
         st.frames.extend_from_slice(value);
-        Ok(())
-    }
-
-    fn write_nodes(&self, _key: u64, value: &[u8]) -> Result<()> {
-        self.staged.lock().nodes.extend_from_slice(value);
         Ok(())
     }
 
@@ -273,23 +272,21 @@ impl Store for LedgerStore {
         self.log.sync()
     }
 
-    fn group_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-        self.log.group_at_or_before(seq)
+    fn at_or_before(&self, tree: Tree, seq: u64) -> Result<Option<Group>> {
+        match tree {
+            Tree::Records => self.log.group_at_or_before(seq),
+            Tree::Nodes => self.log.nodes_at_or_before(seq),
+        }
     }
 
-    fn groups_from(&self, key: u64) -> GroupIter<'_> {
-        self.log.groups_from(key)
+    fn from(&self, tree: Tree, key: u64) -> GroupIter<'_> {
+        match tree {
+            Tree::Records => self.log.groups_from(key),
+            Tree::Nodes => self.log.nodes_from(key),
+        }
     }
 
-    fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-        self.log.nodes_at_or_before(seq)
-    }
-
-    fn nodes_from(&self, key: u64) -> GroupIter<'_> {
-        self.log.nodes_from(key)
-    }
-
-    fn remove_nodes(&self, _key: u64) -> Result<()> {
+    fn remove(&self, _tree: Tree, _key: u64) -> Result<()> {
         Err(Error::InvalidArgument {
             detail: "the log is append-only".into(),
         })

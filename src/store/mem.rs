@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Group, GroupIter, Store, Value};
+use super::{Group, GroupIter, Store, Tree, Value};
 use crate::error::Result;
 use crate::sync::Mutex;
 
@@ -20,6 +20,15 @@ struct Inner {
 /// A store held in memory. `synced_head` is the head as of the last `sync`.
 pub(crate) struct MemStore {
     inner: Mutex<Inner>,
+}
+
+impl Inner {
+    fn tree(&mut self, tree: Tree) -> &mut BTreeMap<u64, Value> {
+        match tree {
+            Tree::Records => &mut self.groups,
+            Tree::Nodes => &mut self.nodes,
+        }
+    }
 }
 
 impl MemStore {
@@ -53,8 +62,8 @@ impl Store for MemStore {
     fn read_head(&self) -> Result<Option<Vec<u8>>> {
         Ok(self.inner.lock().head.clone())
     }
-    fn write_group(&self, key: u64, value: &[u8]) -> Result<()> {
-        self.inner.lock().groups.insert(key, Value::from(value));
+    fn write(&self, tree: Tree, key: u64, value: &[u8]) -> Result<()> {
+        self.inner.lock().tree(tree).insert(key, Value::from(value));
         Ok(())
     }
     fn cas_head(&self, expected: Option<&[u8]>, new: &[u8]) -> Result<bool> {
@@ -70,45 +79,25 @@ impl Store for MemStore {
         i.synced_head = i.head.clone();
         Ok(())
     }
-    fn group_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-        let i = self.inner.lock();
-        Ok(i.groups
+    fn at_or_before(&self, tree: Tree, seq: u64) -> Result<Option<Group>> {
+        let mut i = self.inner.lock();
+        Ok(i.tree(tree)
             .range(..=seq)
             .next_back()
             .map(|(k, v)| (*k, v.clone())))
     }
-    fn groups_from(&self, key: u64) -> GroupIter<'_> {
+    fn from(&self, tree: Tree, key: u64) -> GroupIter<'_> {
         // A snapshot: the in-memory model has no lazy cursor, and tests are small.
-        let i = self.inner.lock();
+        let mut i = self.inner.lock();
         let v: Vec<_> = i
-            .groups
+            .tree(tree)
             .range(key..)
             .map(|(k, v)| Ok((*k, v.clone())))
             .collect();
         Box::new(v.into_iter())
     }
-    fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()> {
-        self.inner.lock().nodes.insert(key, Value::from(value));
-        Ok(())
-    }
-    fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-        let i = self.inner.lock();
-        Ok(i.nodes
-            .range(..=seq)
-            .next_back()
-            .map(|(k, v)| (*k, v.clone())))
-    }
-    fn nodes_from(&self, key: u64) -> GroupIter<'_> {
-        let i = self.inner.lock();
-        let v: Vec<_> = i
-            .nodes
-            .range(key..)
-            .map(|(k, v)| Ok((*k, v.clone())))
-            .collect();
-        Box::new(v.into_iter())
-    }
-    fn remove_nodes(&self, key: u64) -> Result<()> {
-        self.inner.lock().nodes.remove(&key);
+    fn remove(&self, tree: Tree, key: u64) -> Result<()> {
+        self.inner.lock().tree(tree).remove(&key);
         Ok(())
     }
     fn read_checkpoint(&self) -> Result<Option<Vec<u8>>> {

@@ -48,29 +48,34 @@ pub(crate) type Group = (u64, Value);
 /// Iterator over stored groups in key order.
 pub(crate) type GroupIter<'a> = Box<dyn Iterator<Item = Result<Group>> + Send + 'a>;
 
+/// The two keyed trees a store holds, both keyed by the sequence number of a group's
+/// first record: the groups of records, and the stored Merkle nodes each group completed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Tree {
+    /// Groups of record frames.
+    Records,
+    /// Stored Merkle tree nodes.
+    Nodes,
+}
+
 pub(crate) trait Store: Send + Sync {
     /// The configuration value, if the ledger has been created.
     fn read_config(&self) -> Result<Option<Vec<u8>>>;
     /// The head value.
     fn read_head(&self) -> Result<Option<Vec<u8>>>;
-    /// Inserts (or replaces) the group keyed by `key`.
-    fn write_group(&self, key: u64, value: &[u8]) -> Result<()>;
+    /// Inserts (or replaces) the value keyed by `key` in `tree`: a group of records, or
+    /// the stored tree nodes completed by the leaves of the group keyed `key`.
+    fn write(&self, tree: Tree, key: u64, value: &[u8]) -> Result<()>;
     /// Replaces the head with `new` if it currently equals `expected`; `Ok(false)` if not.
     fn cas_head(&self, expected: Option<&[u8]>, new: &[u8]) -> Result<bool>;
     /// Makes everything written so far durable on the device.
     fn sync(&self) -> Result<()>;
-    /// The group with the greatest key `<= seq`.
-    fn group_at_or_before(&self, seq: u64) -> Result<Option<Group>>;
-    /// Groups with key `>= key`, in key order.
-    fn groups_from(&self, key: u64) -> GroupIter<'_>;
-    /// Inserts the stored tree nodes completed by the leaves of the group keyed `key`.
-    fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()>;
-    /// The node value with the greatest key `<= seq`.
-    fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>>;
-    /// Node values with key `>= key`, in key order.
-    fn nodes_from(&self, key: u64) -> GroupIter<'_>;
-    /// Removes the node value keyed by `key`.
-    fn remove_nodes(&self, key: u64) -> Result<()>;
+    /// The value in `tree` with the greatest key `<= seq`.
+    fn at_or_before(&self, tree: Tree, seq: u64) -> Result<Option<Group>>;
+    /// Values in `tree` with key `>= key`, in key order.
+    fn from(&self, tree: Tree, key: u64) -> GroupIter<'_>;
+    /// Removes the value keyed by `key` from `tree`.
+    fn remove(&self, tree: Tree, key: u64) -> Result<()>;
     /// The latest signed checkpoint, if any.
     fn read_checkpoint(&self) -> Result<Option<Vec<u8>>>;
     /// Replaces the latest signed checkpoint.
@@ -91,8 +96,8 @@ macro_rules! forward_store {
             fn read_head(&self) -> Result<Option<Vec<u8>>> {
                 (**self).read_head()
             }
-            fn write_group(&self, key: u64, value: &[u8]) -> Result<()> {
-                (**self).write_group(key, value)
+            fn write(&self, tree: Tree, key: u64, value: &[u8]) -> Result<()> {
+                (**self).write(tree, key, value)
             }
             fn cas_head(&self, expected: Option<&[u8]>, new: &[u8]) -> Result<bool> {
                 (**self).cas_head(expected, new)
@@ -100,23 +105,14 @@ macro_rules! forward_store {
             fn sync(&self) -> Result<()> {
                 (**self).sync()
             }
-            fn group_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-                (**self).group_at_or_before(seq)
+            fn at_or_before(&self, tree: Tree, seq: u64) -> Result<Option<Group>> {
+                (**self).at_or_before(tree, seq)
             }
-            fn groups_from(&self, key: u64) -> GroupIter<'_> {
-                (**self).groups_from(key)
+            fn from(&self, tree: Tree, key: u64) -> GroupIter<'_> {
+                (**self).from(tree, key)
             }
-            fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()> {
-                (**self).write_nodes(key, value)
-            }
-            fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-                (**self).nodes_at_or_before(seq)
-            }
-            fn nodes_from(&self, key: u64) -> GroupIter<'_> {
-                (**self).nodes_from(key)
-            }
-            fn remove_nodes(&self, key: u64) -> Result<()> {
-                (**self).remove_nodes(key)
+            fn remove(&self, tree: Tree, key: u64) -> Result<()> {
+                (**self).remove(tree, key)
             }
             fn read_checkpoint(&self) -> Result<Option<Vec<u8>>> {
                 (**self).read_checkpoint()

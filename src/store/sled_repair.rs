@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{write_atomically, FrameCursor, LedgerStore, SledStore, Store, WalkError};
+use super::{write_atomically, FrameCursor, LedgerStore, SledStore, Store, Tree, WalkError};
 use crate::error::{Error, Result};
 use crate::format::Head;
 use crate::log::Log;
@@ -120,11 +120,11 @@ fn repair_sled_to(
         ),
         _ => {
             let keys: Vec<u64> = sled
-                .nodes_from(0)
+                .from(Tree::Nodes, 0)
                 .map(|g| g.map(|(k, _)| k))
                 .collect::<Result<_>>()?;
             for k in keys {
-                sled.remove_nodes(k)?;
+                sled.remove(Tree::Nodes, k)?;
             }
             let why = match &held {
                 _ if force => "rebuilt on request".to_string(),
@@ -147,7 +147,7 @@ fn repair_sled_to(
     for g in log.nodes_from(from) {
         let (k, v) = g?;
         if k < target.next_seq {
-            sled.write_nodes(k, &v)?;
+            sled.write(Tree::Nodes, k, &v)?;
         }
     }
     if !sled.cas_head(stored.as_deref(), &target.to_bytes())? {
@@ -234,7 +234,7 @@ mod tests {
     fn sled_state(dir: &Path) -> State {
         let s = SledStore::open(&dir.join(crate::layout::SLED_DIR), 1 << 20).unwrap();
         let nodes = s
-            .nodes_from(0)
+            .from(Tree::Nodes, 0)
             .map(|g| g.map(|(k, v)| (k, v.to_vec())))
             .collect::<Result<_>>()
             .unwrap();

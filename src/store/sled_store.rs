@@ -8,7 +8,7 @@ use std::panic;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{Group, GroupIter, Store};
+use super::{Group, GroupIter, Store, Tree};
 use crate::error::{Error, Result};
 use crate::sync::Mutex;
 
@@ -266,6 +266,15 @@ impl SledStore {
     }
 }
 
+impl SledStore {
+    fn tree(&self, tree: Tree) -> &sled::Tree {
+        match tree {
+            Tree::Records => &self.records,
+            Tree::Nodes => &self.nodes,
+        }
+    }
+}
+
 /// The entry with the greatest key `<= seq`: sled's `get_lt` is a single descent, where
 /// a reversed range builds an iterator.
 fn at_or_before(tree: &sled::Tree, dir: &Path, seq: u64) -> Result<Option<Group>> {
@@ -296,10 +305,14 @@ impl Store for SledStore {
         Ok(v.map(|v| v.to_vec()))
     }
 
-    fn write_group(&self, key: u64, value: &[u8]) -> Result<()> {
-        self.records
+    fn write(&self, tree: Tree, key: u64, value: &[u8]) -> Result<()> {
+        let op = match tree {
+            Tree::Records => "writing records",
+            Tree::Nodes => "writing tree nodes",
+        };
+        self.tree(tree)
             .insert(key.to_be_bytes(), value)
-            .map_err(|e| sled_err("writing records", &self.dir, e))?;
+            .map_err(|e| sled_err(op, &self.dir, e))?;
         Ok(())
     }
 
@@ -326,41 +339,26 @@ impl Store for SledStore {
         })
     }
 
-    fn group_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-        at_or_before(&self.records, &self.dir, seq)
+    fn at_or_before(&self, tree: Tree, seq: u64) -> Result<Option<Group>> {
+        at_or_before(self.tree(tree), &self.dir, seq)
     }
 
-    fn groups_from(&self, key: u64) -> GroupIter<'_> {
+    fn from(&self, tree: Tree, key: u64) -> GroupIter<'_> {
         Box::new(
-            self.records
+            self.tree(tree)
                 .range(key.to_be_bytes()..)
                 .map(|kv| Self::group(&self.dir, kv)),
         )
     }
 
-    fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()> {
-        self.nodes
-            .insert(key.to_be_bytes(), value)
-            .map_err(|e| sled_err("writing tree nodes", &self.dir, e))?;
-        Ok(())
-    }
-
-    fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-        at_or_before(&self.nodes, &self.dir, seq)
-    }
-
-    fn nodes_from(&self, key: u64) -> GroupIter<'_> {
-        Box::new(
-            self.nodes
-                .range(key.to_be_bytes()..)
-                .map(|kv| Self::group(&self.dir, kv)),
-        )
-    }
-
-    fn remove_nodes(&self, key: u64) -> Result<()> {
-        self.nodes
+    fn remove(&self, tree: Tree, key: u64) -> Result<()> {
+        let op = match tree {
+            Tree::Records => "removing records",
+            Tree::Nodes => "removing tree nodes beyond the head",
+        };
+        self.tree(tree)
             .remove(key.to_be_bytes())
-            .map_err(|e| sled_err("removing tree nodes beyond the head", &self.dir, e))?;
+            .map_err(|e| sled_err(op, &self.dir, e))?;
         Ok(())
     }
 
@@ -442,7 +440,8 @@ mod tests {
         let s = SledStore::open(d.path(), 8 << 20).unwrap();
         // Values over a quarter segment go to blob files.
         for k in 0..4u64 {
-            s.write_group(k, &vec![k as u8; 300 * 1024]).unwrap();
+            s.write(Tree::Records, k, &vec![k as u8; 300 * 1024])
+                .unwrap();
         }
         s.sync().unwrap();
         let on_disk: HashSet<OsString> = fs::read_dir(d.path().join(BLOBS_DIR))
@@ -461,7 +460,8 @@ mod tests {
         for round in 0..20u64 {
             let s = SledStore::open(d.path(), 8 << 20).unwrap();
             for k in 0..50u64 {
-                s.write_group(round * 50 + k, &vec![k as u8; 4096]).unwrap();
+                s.write(Tree::Records, round * 50 + k, &vec![k as u8; 4096])
+                    .unwrap();
             }
             s.sync().unwrap();
             assert!(s.close(), "round {round}: close failed");

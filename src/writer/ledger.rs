@@ -7,7 +7,7 @@ use super::Core;
 use crate::error::Result;
 use crate::format::Head;
 use crate::log::{CommitRecord, FrameLoc};
-use crate::store::{repair_sled, Group, GroupIter, LedgerStore, Store};
+use crate::store::{repair_sled, Group, GroupIter, LedgerStore, Store, Tree};
 #[cfg(feature = "fault-injection")]
 use crate::store::{FaultPlan, FaultStore};
 use crate::sync::Arc;
@@ -57,8 +57,8 @@ impl Store for LedgerBackend {
     fn read_head(&self) -> Result<Option<Vec<u8>>> {
         self.io().read_head()
     }
-    fn write_group(&self, key: u64, value: &[u8]) -> Result<()> {
-        self.io().write_group(key, value)
+    fn write(&self, tree: Tree, key: u64, value: &[u8]) -> Result<()> {
+        self.io().write(tree, key, value)
     }
     fn cas_head(&self, expected: Option<&[u8]>, new: &[u8]) -> Result<bool> {
         self.io().cas_head(expected, new)
@@ -66,23 +66,14 @@ impl Store for LedgerBackend {
     fn sync(&self) -> Result<()> {
         self.io().sync()
     }
-    fn group_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-        self.io().group_at_or_before(seq)
+    fn at_or_before(&self, tree: Tree, seq: u64) -> Result<Option<Group>> {
+        self.io().at_or_before(tree, seq)
     }
-    fn groups_from(&self, key: u64) -> GroupIter<'_> {
-        self.io().groups_from(key)
+    fn from(&self, tree: Tree, key: u64) -> GroupIter<'_> {
+        self.io().from(tree, key)
     }
-    fn write_nodes(&self, key: u64, value: &[u8]) -> Result<()> {
-        self.io().write_nodes(key, value)
-    }
-    fn nodes_at_or_before(&self, seq: u64) -> Result<Option<Group>> {
-        self.io().nodes_at_or_before(seq)
-    }
-    fn nodes_from(&self, key: u64) -> GroupIter<'_> {
-        self.io().nodes_from(key)
-    }
-    fn remove_nodes(&self, key: u64) -> Result<()> {
-        self.io().remove_nodes(key)
+    fn remove(&self, tree: Tree, key: u64) -> Result<()> {
+        self.io().remove(tree, key)
     }
     fn read_checkpoint(&self) -> Result<Option<Vec<u8>>> {
         self.io().read_checkpoint()

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use super::{CommitWait, Core, Durability, Receipt};
 use crate::error::Error;
 use crate::format::{self, Config, Head};
-use crate::store::{FaultPlan, FaultStore, MemStore, Op, Store};
+use crate::store::{FaultPlan, FaultStore, MemStore, Op, Store, Tree};
 use crate::sync::{thread, Arc};
 use crate::verify::ChainVerifier;
 use crate::writer::FailurePolicy;
@@ -76,7 +76,7 @@ fn assert_chain(store: &impl Store) -> u64 {
     let g = CONFIG.genesis_prev();
     let mut v = ChainVerifier::new(CONFIG.alg, g);
     let mut prevs = HashSet::new();
-    for grp in store.groups_from(0) {
+    for grp in store.from(Tree::Records, 0) {
         let (key, bytes) = grp.unwrap();
         if key >= head.next_seq {
             break;

@@ -109,7 +109,7 @@ impl<S: Store> Core<S> {
     /// The condition variable appenders waiting for commit `n` sleep on.
     pub(super) fn turn(&self, n: u64) -> &Condvar {
         let [even, odd] = &self.turns;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             even
         } else {
             odd

@@ -17,6 +17,7 @@ mod scan;
 #[cfg(test)]
 pub(crate) mod sim;
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -94,6 +95,10 @@ struct Chunk {
 
 /// The most a small read fetches ahead into the chunk.
 const CHUNK_LEN: u64 = 256 << 10;
+/// Chunks kept: a verify reads frames, nodes and commit records with three cursors a
+/// few chunks apart (the frames ahead, on a thread of their own), and each must find
+/// its own chunk still there.
+const CACHED_CHUNKS: usize = 8;
 
 struct ReadState {
     segments: Vec<Segment>,
@@ -143,8 +148,8 @@ pub(crate) struct Log {
     /// Held for writing while a redaction rewrites a frame, for reading while the log
     /// is read.
     rewriting: RwLock<()>,
-    /// The last stretch of committed bytes read (see `read_range`).
-    chunk: Mutex<Option<Chunk>>,
+    /// The last stretches of committed bytes read, newest first (see `read_range`).
+    chunks: Mutex<VecDeque<Chunk>>,
     tail: TailReport,
     /// One reader refresh at a time (see `refresh`).
     refreshing: Mutex<()>,
@@ -361,7 +366,7 @@ impl Log {
             }),
             write,
             rewriting: RwLock::new(()),
-            chunk: Mutex::new(None),
+            chunks: Mutex::new(VecDeque::new()),
             tail,
             refreshing: Mutex::new(()),
         };
@@ -685,8 +690,8 @@ impl Log {
     }
 
     /// Reads `len` bytes at `off` of segment `i`. A scan reads frames, nodes and commit
-    /// records of one commit after another: small reads are served from the last chunk
-    /// read (one `pread` of up to `CHUNK_LEN` committed bytes) rather than three
+    /// records of one commit after another: small reads are served from the last chunks
+    /// read (one `pread` of up to `CHUNK_LEN` committed bytes each) rather than three
     /// `pread`s a commit. Every read, and filling the chunk, holds the rewrite lock's
     /// read side, and a redaction empties the chunk under its write side.
     fn read_range(&self, i: usize, off: u64, len: u64) -> Result<Vec<u8>> {
@@ -694,7 +699,7 @@ impl Log {
         if len >= CHUNK_LEN / 4 {
             return self.read_direct(i, off, len);
         }
-        if let Some(c) = self.chunk.lock().as_ref().filter(|c| c.seg == i) {
+        for c in self.chunks.lock().iter().filter(|c| c.seg == i) {
             let lo = off.checked_sub(c.off).and_then(|a| usize::try_from(a).ok());
             let hit =
                 lo.and_then(|lo| c.bytes.get(lo..lo.checked_add(usize::try_from(len).ok()?)?));
@@ -712,7 +717,9 @@ impl Log {
             .get(..usize::try_from(len).unwrap_or(usize::MAX))
             .unwrap_or_default()
             .to_vec();
-        *self.chunk.lock() = Some(Chunk { seg: i, off, bytes });
+        let mut chunks = self.chunks.lock();
+        chunks.push_front(Chunk { seg: i, off, bytes });
+        chunks.truncate(CACHED_CHUNKS);
         Ok(out)
     }
 
@@ -749,9 +756,9 @@ impl Log {
         }
     }
 
-    /// Forgets the chunk of cached bytes (before bytes it may hold are rewritten).
+    /// Forgets the chunks of cached bytes (before bytes they may hold are rewritten).
     fn forget_chunk(&self) {
-        *self.chunk.lock() = None;
+        self.chunks.lock().clear();
     }
 
     fn group_value(&self, i: usize, g: &GroupLoc) -> Result<Group> {

@@ -361,16 +361,24 @@ pub fn frame_len(buf: &[u8]) -> Result<usize, FrameError> {
 /// [`FrameError::LengthMismatch`] when the length disagrees with the payload length and
 /// body tag or the payload length exceeds [`MAX_PAYLOAD`].
 pub fn decode_frame(buf: &[u8]) -> Result<FrameRef<'_>, FrameError> {
+    decode(buf, true)
+}
+
+/// [`decode_frame`], skipping the CRC when `check_crc` is false (the same bytes passed
+/// it already).
+fn decode(buf: &[u8], check_crc: bool) -> Result<FrameRef<'_>, FrameError> {
     let len = frame_len(buf)?;
     let frame = buf.get(..len).ok_or(FrameError::Truncated {
         needed: len,
         available: buf.len(),
     })?;
     let body_at = len - CRC_LEN;
-    let stored = be_u32(frame, body_at);
-    let computed = crc32fast::hash(frame.get(..body_at).unwrap_or_default());
-    if stored != computed {
-        return Err(FrameError::Crc { stored, computed });
+    if check_crc {
+        let stored = be_u32(frame, body_at);
+        let computed = crc32fast::hash(frame.get(..body_at).unwrap_or_default());
+        if stored != computed {
+            return Err(FrameError::Crc { stored, computed });
+        }
     }
     let entry = Entry::from_bytes(frame.get(F_ENTRY..F_HASH).unwrap_or_default())?;
     let payload_len = entry.payload_len;
@@ -407,10 +415,17 @@ pub fn decode_frame(buf: &[u8]) -> Result<FrameRef<'_>, FrameError> {
 /// Iterates over the frames packed in one group value, yielding `(offset, result)`.
 /// Stops after the first error, since the following offsets cannot be trusted.
 pub fn frames(group: &[u8]) -> Frames<'_> {
+    frames_crc_checked(group, 0)
+}
+
+/// [`frames`], without checking again the CRC of the first `checked` frames: these same
+/// bytes passed it already (verify decodes each group on its hashing thread first).
+pub(crate) fn frames_crc_checked(group: &[u8], checked: usize) -> Frames<'_> {
     Frames {
         buf: group,
         at: 0,
         failed: false,
+        checked,
     }
 }
 
@@ -419,6 +434,8 @@ pub struct Frames<'a> {
     buf: &'a [u8],
     at: usize,
     failed: bool,
+    /// Frames still to come whose CRC passed already.
+    checked: usize,
 }
 
 impl<'a> Iterator for Frames<'a> {
@@ -429,7 +446,8 @@ impl<'a> Iterator for Frames<'a> {
             return None;
         }
         let at = self.at;
-        let r = decode_frame(self.buf.get(at..).unwrap_or_default());
+        let r = decode(self.buf.get(at..).unwrap_or_default(), self.checked == 0);
+        self.checked = self.checked.saturating_sub(1);
         match &r {
             Ok(f) => self.at += f.len,
             Err(_) => self.failed = true,

@@ -620,6 +620,7 @@ impl ChainVerifier {
         hashes: &[Hashed],
         limit: u64,
     ) -> Result<(), Break> {
+        let checked = hashes.len();
         let mut hashes = hashes.iter();
         if key != self.next_seq {
             let kind = if key < self.next_seq {
@@ -639,7 +640,8 @@ impl ChainVerifier {
         if group.is_empty() {
             return Err(self.brk(key, BreakKind::Malformed, "empty group value".into()));
         }
-        for (_, r) in format::frames(group) {
+        // The frames hashed ahead were decoded, their CRC checked, from these bytes.
+        for (_, r) in format::frames_crc_checked(group, checked) {
             if self.next_seq >= limit {
                 return Err(self.brk(
                     self.next_seq,
